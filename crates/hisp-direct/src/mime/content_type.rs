@@ -1,0 +1,217 @@
+//! Content-Type values (RFC 2045 §5.1) with parameters, quoted strings, comments and
+//! RFC 2231 continuations/charsets. Names compare case-insensitively (`micalg=SHA1` from
+//! the .NET RI and `micalg=sha-256` mean the same parameter).
+
+/// A parsed media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    /// `type/subtype`, lower-cased.
+    pub mime: String,
+    /// Parameters: names lower-cased, values as written (unquoted).
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    /// RFC 2045 §5.2 default.
+    pub fn default_text() -> ContentType {
+        ContentType { mime: "text/plain".into(), params: vec![("charset".into(), "us-ascii".into())] }
+    }
+
+    /// Parse a Content-Type field value. Never fails: garbage gives an odd type that no
+    /// caller will accept, which is the right outcome.
+    pub fn parse(value: &str) -> ContentType {
+        let tokens = tokenize(value);
+        let mut parts = tokens.split(|t| *t == Tok::Semi);
+        let mime: String = parts
+            .next()
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| match t {
+                Tok::Word(w) | Tok::Quoted(w) => w.as_str(),
+                Tok::Eq => "=",
+                Tok::Semi => ";",
+            })
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let mut raw: Vec<(String, String)> = Vec::new();
+        for p in parts {
+            if let [Tok::Word(name), Tok::Eq, rest @ ..] = p {
+                let value: String = rest
+                    .iter()
+                    .map(|t| match t {
+                        Tok::Word(w) | Tok::Quoted(w) => w.as_str(),
+                        Tok::Eq => "=",
+                        Tok::Semi => "",
+                    })
+                    .collect();
+                raw.push((name.to_ascii_lowercase(), value));
+            }
+        }
+        ContentType { mime, params: merge_rfc2231(raw) }
+    }
+
+    /// The value of a parameter, by case-insensitive name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// True when the media type is `mime` (case-insensitive).
+    pub fn is(&self, mime: &str) -> bool {
+        self.mime.eq_ignore_ascii_case(mime)
+    }
+
+    /// True for any `multipart/*`.
+    pub fn is_multipart(&self) -> bool {
+        self.mime.starts_with("multipart/")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Quoted(String),
+    Eq,
+    Semi,
+}
+
+fn tokenize(s: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut Vec<Tok>| {
+        if !word.is_empty() {
+            out.push(Tok::Word(std::mem::take(word)));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            ';' => {
+                flush(&mut word, &mut out);
+                out.push(Tok::Semi);
+            }
+            '=' => {
+                flush(&mut word, &mut out);
+                out.push(Tok::Eq);
+            }
+            '"' => {
+                flush(&mut word, &mut out);
+                let mut q = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => q.extend(chars.next()),
+                        c => q.push(c),
+                    }
+                }
+                out.push(Tok::Quoted(q));
+            }
+            '(' => {
+                flush(&mut word, &mut out);
+                let mut depth = 1;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        '\\' => {
+                            chars.next();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut out),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Join `name*0*=`, `name*1=` … and decode `name*=charset'lang'%xx` (RFC 2231 §3, §4).
+fn merge_rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut pieces: Vec<(String, u32, String)> = Vec::new();
+    for (name, value) in raw {
+        let (base, extended) = match name.strip_suffix('*') {
+            Some(b) => (b.to_string(), true),
+            None => (name.clone(), false),
+        };
+        let value = if extended { percent_decode(&value) } else { value };
+        match base.rsplit_once('*').and_then(|(b, n)| n.parse::<u32>().ok().map(|n| (b, n))) {
+            Some((b, n)) => pieces.push((b.to_string(), n, value)),
+            None => out.push((base, value)),
+        }
+    }
+    pieces.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (name, _, value) in pieces {
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push_str(&value),
+            None => out.push((name, value)),
+        }
+    }
+    out
+}
+
+fn percent_decode(v: &str) -> String {
+    // charset'language'value: only the value part is kept; UTF-8 and ASCII are what mail uses.
+    let v = match v.splitn(3, '\'').collect::<Vec<_>>().as_slice() {
+        [_, _, rest] => rest.to_string(),
+        _ => v.to_string(),
+    };
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = hex_byte(bytes[i + 1], bytes[i + 2]) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_byte(h: u8, l: u8) -> Option<u8> {
+    let d = |c: u8| (c as char).to_digit(16);
+    Some((d(h)? * 16 + d(l)?) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc2045_5_1_parameters_and_quoting() {
+        let ct = ContentType::parse(
+            "Multipart/Signed; protocol=\"application/pkcs7-signature\"; micalg=SHA1; boundary=\"----=_NextPart_000_0000_01CB023B.F9F5B3B0\"",
+        );
+        assert!(ct.is("multipart/signed"));
+        assert_eq!(ct.param("MICALG"), Some("SHA1"));
+        assert_eq!(ct.param("boundary"), Some("----=_NextPart_000_0000_01CB023B.F9F5B3B0"));
+        assert_eq!(ct.param("protocol"), Some("application/pkcs7-signature"));
+    }
+
+    #[test]
+    fn comments_and_missing_spaces() {
+        let ct = ContentType::parse("application/pkcs7-mime(c);smime-type=enveloped-data;name=smime.p7m");
+        assert!(ct.is("application/pkcs7-mime"));
+        assert_eq!(ct.param("smime-type"), Some("enveloped-data"));
+        assert_eq!(ct.param("name"), Some("smime.p7m"));
+    }
+
+    #[test]
+    fn rfc2231_3_continuations_and_charset() {
+        let ct = ContentType::parse("text/plain; name*0=\"a\"; name*1=\"b\"; title*=utf-8''%41%42c");
+        assert_eq!(ct.param("name"), Some("ab"));
+        assert_eq!(ct.param("title"), Some("ABc"));
+    }
+}
