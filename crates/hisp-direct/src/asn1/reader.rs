@@ -36,11 +36,19 @@ pub struct Tag {
 impl Tag {
     /// Universal, primitive.
     pub const fn universal(number: u32) -> Tag {
-        Tag { class: Class::Universal, constructed: false, number }
+        Tag {
+            class: Class::Universal,
+            constructed: false,
+            number,
+        }
     }
     /// Context-specific `[n]`, primitive or constructed.
     pub const fn context(number: u32, constructed: bool) -> Tag {
-        Tag { class: Class::Context, constructed, number }
+        Tag {
+            class: Class::Context,
+            constructed,
+            number,
+        }
     }
     /// True for the same class and number, whatever the constructed bit (BER strings may be
     /// either).
@@ -120,13 +128,21 @@ impl<'a> Tlv<'a> {
 
     /// Iterate over the elements inside a constructed element.
     pub fn children(&self) -> Children<'a> {
-        Children { buf: self.buf, pos: self.content_start, end: self.content_end, depth: 1 }
+        Children {
+            buf: self.buf,
+            pos: self.content_start,
+            end: self.content_end,
+            depth: 1,
+        }
     }
 
     /// Collect the children into a vector, failing on the first malformed one.
     pub fn child_vec(&self) -> Result<Vec<Tlv<'a>>, Asn1Error> {
         if !self.tag.constructed {
-            return Err(Asn1Error::Unexpected { what: "constructed element", offset: self.start });
+            return Err(Asn1Error::Unexpected {
+                what: "constructed element",
+                offset: self.start,
+            });
         }
         self.children().collect()
     }
@@ -136,14 +152,20 @@ impl<'a> Tlv<'a> {
         if self.tag.is(class, number) {
             Ok(self)
         } else {
-            Err(Asn1Error::Unexpected { what, offset: self.start })
+            Err(Asn1Error::Unexpected {
+                what,
+                offset: self.start,
+            })
         }
     }
 
     /// Fail unless this is a universal SEQUENCE; return its children.
     pub fn sequence(&self, what: &'static str) -> Result<Vec<Tlv<'a>>, Asn1Error> {
         if !self.tag.is(Class::Universal, tags::SEQUENCE) || !self.tag.constructed {
-            return Err(Asn1Error::Unexpected { what, offset: self.start });
+            return Err(Asn1Error::Unexpected {
+                what,
+                offset: self.start,
+            });
         }
         self.child_vec()
     }
@@ -152,10 +174,16 @@ impl<'a> Tlv<'a> {
     pub fn small_uint(&self) -> Result<u64, Asn1Error> {
         let c = self.content();
         if !self.tag.is(Class::Universal, tags::INTEGER) || c.is_empty() || c.len() > 8 {
-            return Err(Asn1Error::Unexpected { what: "small INTEGER", offset: self.start });
+            return Err(Asn1Error::Unexpected {
+                what: "small INTEGER",
+                offset: self.start,
+            });
         }
         if c[0] & 0x80 != 0 {
-            return Err(Asn1Error::Unexpected { what: "non-negative INTEGER", offset: self.start });
+            return Err(Asn1Error::Unexpected {
+                what: "non-negative INTEGER",
+                offset: self.start,
+            });
         }
         Ok(c.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
@@ -178,7 +206,10 @@ impl<'a> Tlv<'a> {
         for child in self.children() {
             let child = child?;
             if !child.tag.is(Class::Universal, tags::OCTET_STRING) {
-                return Err(Asn1Error::Unexpected { what: "OCTET STRING piece", offset: child.start });
+                return Err(Asn1Error::Unexpected {
+                    what: "OCTET STRING piece",
+                    offset: child.start,
+                });
             }
             child.pieces(out, depth + 1)?;
         }
@@ -228,7 +259,11 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Tlv<'_>, Asn1Error> 
     if depth > MAX_DEPTH {
         return Err(Asn1Error::TooDeep { offset: pos });
     }
-    let byte = |i: usize| buf.get(i).copied().ok_or(Asn1Error::Truncated { offset: i });
+    let byte = |i: usize| {
+        buf.get(i)
+            .copied()
+            .ok_or(Asn1Error::Truncated { offset: i })
+    };
     let first = byte(pos)?;
     let class = match first >> 6 {
         0 => Class::Universal,
@@ -253,7 +288,11 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Tlv<'_>, Asn1Error> 
             }
         }
     }
-    let tag = Tag { class, constructed, number };
+    let tag = Tag {
+        class,
+        constructed,
+        number,
+    };
     let lb = byte(i)?;
     i += 1;
     if lb == 0x80 {
@@ -292,11 +331,21 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Tlv<'_>, Asn1Error> 
         }
         usize::try_from(len).map_err(|_| Asn1Error::BadLength { offset: pos })?
     };
-    let end = i.checked_add(len).ok_or(Asn1Error::BadLength { offset: pos })?;
+    let end = i
+        .checked_add(len)
+        .ok_or(Asn1Error::BadLength { offset: pos })?;
     if end > buf.len() {
         return Err(Asn1Error::Truncated { offset: buf.len() });
     }
-    Ok(Tlv { buf, tag, start: pos, content_start: i, content_end: end, end, indefinite: false })
+    Ok(Tlv {
+        buf,
+        tag,
+        start: pos,
+        content_start: i,
+        content_end: end,
+        end,
+        indefinite: false,
+    })
 }
 
 /// Re-encode an element with definite lengths (DER length form), keeping primitive content
@@ -336,7 +385,9 @@ mod tests {
     #[test]
     fn x690_8_1_3_6_indefinite_length_with_nested_eoc() {
         // SEQUENCE (indef) { OCTET STRING (constructed, indef) { "ab", "c" } }
-        let b = [0x30, 0x80, 0x24, 0x80, 0x04, 2, b'a', b'b', 0x04, 1, b'c', 0, 0, 0, 0];
+        let b = [
+            0x30, 0x80, 0x24, 0x80, 0x04, 2, b'a', b'b', 0x04, 1, b'c', 0, 0, 0, 0,
+        ];
         let t = Tlv::parse(&b).unwrap();
         assert!(t.indefinite);
         assert_eq!(t.end, b.len());
@@ -351,7 +402,7 @@ mod tests {
     #[test]
     fn x690_8_1_3_5_long_form_length() {
         let mut b = vec![0x04, 0x82, 0x01, 0x00];
-        b.extend(std::iter::repeat(7u8).take(256));
+        b.extend(std::iter::repeat_n(7u8, 256));
         let t = Tlv::parse(&b).unwrap();
         assert_eq!(t.content().len(), 256);
     }

@@ -111,6 +111,9 @@ mod tests {
 
     #[test]
     fn x690_11_6_set_of_sorted() {
-        assert_eq!(set_of(vec![vec![2, 1, 5], vec![2, 1, 1]]), [0x31, 6, 2, 1, 1, 2, 1, 5]);
+        assert_eq!(
+            set_of(vec![vec![2, 1, 5], vec![2, 1, 1]]),
+            [0x31, 6, 2, 1, 1, 2, 1, 5]
+        );
     }
 }

@@ -26,7 +26,10 @@ pub fn parse_address_list(value: &str) -> Vec<Mailbox> {
         let name = std::mem::take(display).trim().to_string();
         bare.clear();
         if address.contains('@') {
-            out.push(Mailbox { display: (!name.is_empty()).then_some(name), address });
+            out.push(Mailbox {
+                display: (!name.is_empty()).then_some(name),
+                address,
+            });
         }
     };
     while let Some(c) = chars.next() {
@@ -103,7 +106,8 @@ mod tests {
 
     #[test]
     fn rfc5322_3_4_display_names_with_commas() {
-        let v = parse_address_list("\"Lindsey, Leslie\" <llindsey@messaging.cernerdemos.com>, b@c.d");
+        let v =
+            parse_address_list("\"Lindsey, Leslie\" <llindsey@messaging.cernerdemos.com>, b@c.d");
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].display.as_deref(), Some("Lindsey, Leslie"));
         assert_eq!(v[0].address, "llindsey@messaging.cernerdemos.com");
@@ -116,6 +120,9 @@ mod tests {
         let a: Vec<_> = v.iter().map(|m| m.address.as_str()).collect();
         assert_eq!(a, ["a@x.y", "b@x.y", "c@z"]);
         assert_eq!(domain_of("A@Example.ORG.").as_deref(), Some("example.org"));
-        assert!(same_address("Gm2552@SecureHealthEmail.com", "gm2552@securehealthemail.com"));
+        assert!(same_address(
+            "Gm2552@SecureHealthEmail.com",
+            "gm2552@securehealthemail.com"
+        ));
     }
 }

@@ -34,7 +34,10 @@ pub fn decode_in_place(buf: &mut [u8], range: Range<usize>) -> Result<Range<usiz
         while read < range.end && text.len() < CHUNK {
             let want = CHUNK - text.len();
             let window = &buf[read..range.end.min(read + want)];
-            let run = window.iter().position(|b| is_ws(*b)).unwrap_or(window.len());
+            let run = window
+                .iter()
+                .position(|b| is_ws(*b))
+                .unwrap_or(window.len());
             text.extend_from_slice(&window[..run]);
             read += run;
             while read < range.end && is_ws(buf[read]) {
@@ -42,16 +45,24 @@ pub fn decode_in_place(buf: &mut [u8], range: Range<usize>) -> Result<Range<usiz
             }
         }
         // Decode whole quanta now; keep the partial tail for the next chunk.
-        let whole = if read < range.end { text.len() / 4 * 4 } else { text.len() };
+        let whole = if read < range.end {
+            text.len() / 4 * 4
+        } else {
+            text.len()
+        };
         if let Some(p) = text[..whole].iter().position(|b| *b == b'=') {
             finished = true;
-            if text[p..].iter().any(|b| *b != b'=') || buf[read..range.end].iter().any(|b| !is_ws(*b)) {
+            if text[p..].iter().any(|b| *b != b'=')
+                || buf[read..range.end].iter().any(|b| !is_ws(*b))
+            {
                 return Err(MimeError::Base64 { offset: start + p });
             }
         }
         let n = LENIENT
             .decode_slice(&text[..whole], &mut out)
-            .map_err(|e| MimeError::Base64 { offset: bad_offset(&e, read) })?;
+            .map_err(|e| MimeError::Base64 {
+                offset: bad_offset(&e, read),
+            })?;
         buf[write..write + n].copy_from_slice(&out[..n]);
         write += n;
         let tail = text.len() - whole;

@@ -14,7 +14,10 @@ pub struct ContentType {
 impl ContentType {
     /// RFC 2045 §5.2 default.
     pub fn default_text() -> ContentType {
-        ContentType { mime: "text/plain".into(), params: vec![("charset".into(), "us-ascii".into())] }
+        ContentType {
+            mime: "text/plain".into(),
+            params: vec![("charset".into(), "us-ascii".into())],
+        }
     }
 
     /// Parse a Content-Type field value. Never fails: garbage gives an odd type that no
@@ -47,12 +50,18 @@ impl ContentType {
                 raw.push((name.to_ascii_lowercase(), value));
             }
         }
-        ContentType { mime, params: merge_rfc2231(raw) }
+        ContentType {
+            mime,
+            params: merge_rfc2231(raw),
+        }
     }
 
     /// The value of a parameter, by case-insensitive name.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// True when the media type is `mime` (case-insensitive).
@@ -141,8 +150,15 @@ fn merge_rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
             Some(b) => (b.to_string(), true),
             None => (name.clone(), false),
         };
-        let value = if extended { percent_decode(&value) } else { value };
-        match base.rsplit_once('*').and_then(|(b, n)| n.parse::<u32>().ok().map(|n| (b, n))) {
+        let value = if extended {
+            percent_decode(&value)
+        } else {
+            value
+        };
+        match base
+            .rsplit_once('*')
+            .and_then(|(b, n)| n.parse::<u32>().ok().map(|n| (b, n)))
+        {
             Some((b, n)) => pieces.push((b.to_string(), n, value)),
             None => out.push((base, value)),
         }
@@ -196,13 +212,18 @@ mod tests {
         );
         assert!(ct.is("multipart/signed"));
         assert_eq!(ct.param("MICALG"), Some("SHA1"));
-        assert_eq!(ct.param("boundary"), Some("----=_NextPart_000_0000_01CB023B.F9F5B3B0"));
+        assert_eq!(
+            ct.param("boundary"),
+            Some("----=_NextPart_000_0000_01CB023B.F9F5B3B0")
+        );
         assert_eq!(ct.param("protocol"), Some("application/pkcs7-signature"));
     }
 
     #[test]
     fn comments_and_missing_spaces() {
-        let ct = ContentType::parse("application/pkcs7-mime(c);smime-type=enveloped-data;name=smime.p7m");
+        let ct = ContentType::parse(
+            "application/pkcs7-mime(c);smime-type=enveloped-data;name=smime.p7m",
+        );
         assert!(ct.is("application/pkcs7-mime"));
         assert_eq!(ct.param("smime-type"), Some("enveloped-data"));
         assert_eq!(ct.param("name"), Some("smime.p7m"));
@@ -210,7 +231,8 @@ mod tests {
 
     #[test]
     fn rfc2231_3_continuations_and_charset() {
-        let ct = ContentType::parse("text/plain; name*0=\"a\"; name*1=\"b\"; title*=utf-8''%41%42c");
+        let ct =
+            ContentType::parse("text/plain; name*0=\"a\"; name*1=\"b\"; title*=utf-8''%41%42c");
         assert_eq!(ct.param("name"), Some("ab"));
         assert_eq!(ct.param("title"), Some("ABc"));
     }

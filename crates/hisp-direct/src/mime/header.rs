@@ -25,11 +25,17 @@ pub fn split(entity: &[u8]) -> Split {
         };
         let line = &entity[pos..line_end];
         if line == b"\n" || line == b"\r\n" {
-            return Split { header_end: pos, body_start: line_end };
+            return Split {
+                header_end: pos,
+                body_start: line_end,
+            };
         }
         pos = line_end;
     }
-    Split { header_end: entity.len(), body_start: entity.len() }
+    Split {
+        header_end: entity.len(),
+        body_start: entity.len(),
+    }
 }
 
 /// One header field.
@@ -73,7 +79,8 @@ impl<'a> Headers<'a> {
         let mut fields: Vec<Field<'a>> = Vec::new();
         let mut pos = 0;
         while pos < block.len() {
-            let line_end = memchr::memchr(b'\n', &block[pos..]).map_or(block.len(), |i| pos + i + 1);
+            let line_end =
+                memchr::memchr(b'\n', &block[pos..]).map_or(block.len(), |i| pos + i + 1);
             let line = &block[pos..line_end];
             let continuation = matches!(line.first(), Some(b' ' | b'\t'));
             if continuation {
@@ -85,10 +92,14 @@ impl<'a> Headers<'a> {
             }
             // A first line that starts with whitespace (nhind EncryptedMessage.txt starts
             // " Received:") is read as a field of its own.
-            let lead = line.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+            let lead = line
+                .iter()
+                .take_while(|b| **b == b' ' || **b == b'\t')
+                .count();
             if let Some(colon) = memchr::memchr(b':', &line[lead..]) {
                 let name_bytes = trim_ascii(&line[lead..lead + colon]);
-                if let (Ok(name), false) = (std::str::from_utf8(name_bytes), name_bytes.is_empty()) {
+                if let (Ok(name), false) = (std::str::from_utf8(name_bytes), name_bytes.is_empty())
+                {
                     let value_start = pos + lead + colon + 1;
                     let value_end = pos + trim_eol(line).len();
                     fields.push(Field {
@@ -115,12 +126,18 @@ impl<'a> Headers<'a> {
 
     /// The first field with this name.
     pub fn field(&self, name: &str) -> Option<&Field<'a>> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Every field with this name, unfolded.
     pub fn get_all(&self, name: &str) -> Vec<String> {
-        self.fields.iter().filter(|f| f.name.eq_ignore_ascii_case(name)).map(Field::value).collect()
+        self.fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .map(Field::value)
+            .collect()
     }
 
     /// The parsed Content-Type (RFC 2045 §5.2: `text/plain; charset=us-ascii` when absent).
@@ -145,7 +162,12 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    let end = b.len() - b[start..].iter().rev().take_while(|c| c.is_ascii_whitespace()).count();
+    let end = b.len()
+        - b[start..]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count();
     &b[start..end]
 }
 

@@ -55,7 +55,11 @@ impl<'a> Entity<'a> {
     /// Parse the header block of `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Entity<'a> {
         let split = header::split(bytes);
-        Entity { bytes, headers: Headers::parse(&bytes[..split.header_end]), split }
+        Entity {
+            bytes,
+            headers: Headers::parse(&bytes[..split.header_end]),
+            split,
+        }
     }
 
     /// The whole entity.

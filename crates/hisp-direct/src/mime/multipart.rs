@@ -34,7 +34,10 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
         let after = &body[at + dash.len()..];
         let close = after.starts_with(b"--");
         let rest = if close { &after[2..] } else { after };
-        let pad = rest.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+        let pad = rest
+            .iter()
+            .take_while(|b| **b == b' ' || **b == b'\t')
+            .count();
         let line_end = match &rest[pad..] {
             [b'\r', b'\n', ..] => pad + 2,
             [b'\n', ..] => pad + 1,
@@ -54,7 +57,10 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
             parts.push(base + start..base + end.max(start));
         }
         if close {
-            return Ok(Multipart { parts, closed: true });
+            return Ok(Multipart {
+                parts,
+                closed: true,
+            });
         }
         let content_start = at + dash.len() + line_end;
         open = Some(content_start);
@@ -69,9 +75,14 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
         parts.push(base + start..base + end);
     }
     if parts.is_empty() {
-        return Err(MimeError::NoParts { boundary: boundary.to_string() });
+        return Err(MimeError::NoParts {
+            boundary: boundary.to_string(),
+        });
     }
-    Ok(Multipart { parts, closed: false })
+    Ok(Multipart {
+        parts,
+        closed: false,
+    })
 }
 
 #[cfg(test)]

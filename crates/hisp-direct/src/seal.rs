@@ -1,0 +1,184 @@
+//! Sealing a Direct message (Applicability Statement §3; RFC 8551 §3.5.3, RFC 5751): the
+//! whole RFC 5322 message is wrapped as message/rfc822, signed as multipart/signed with a
+//! detached SHA-256 signature, and enveloped for every recipient as smime.p7m. The outer
+//! headers carry only what transport needs.
+
+use crate::alg::{ContentCipher, Digest, KeyTransport, Profile};
+use crate::cms::{encrypt::encrypt, sign::sign_detached};
+use crate::error::SealError;
+use crate::keys::Credential;
+use crate::mime::{self, Entity};
+use crate::time::UnixTime;
+use openssl::x509::{X509KeyUsage, X509Ref};
+
+/// How to seal.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    /// Content encryption (default AES-256-CBC).
+    pub cipher: ContentCipher,
+    /// Key transport (default RSA PKCS#1 v1.5, which every peer reads).
+    pub key_transport: KeyTransport,
+    /// Signature digest (default SHA-256).
+    pub digest: Digest,
+    /// The profile the choices and keys must satisfy.
+    pub profile: Profile,
+    /// signingTime attribute value.
+    pub signing_time: UnixTime,
+    /// Copy the Subject to the outer headers (off by default: it may carry PHI).
+    pub outer_subject: bool,
+}
+
+impl SealOptions {
+    /// The defaults, signing at `signing_time`.
+    pub fn new(signing_time: UnixTime) -> SealOptions {
+        SealOptions {
+            cipher: ContentCipher::Aes256Cbc,
+            key_transport: KeyTransport::RsaPkcs1v15,
+            digest: Digest::Sha256,
+            profile: Profile::strict(),
+            signing_time,
+            outer_subject: false,
+        }
+    }
+}
+
+/// Outer header fields copied from the original (transport needs them; nothing else).
+const OUTER_FIELDS: [&str; 6] = ["From", "Sender", "To", "Cc", "Date", "Message-ID"];
+
+/// Seal `message` from `signer` to every certificate in `recipients`.
+pub fn seal(
+    message: &[u8],
+    signer: &Credential,
+    recipients: &[&X509Ref],
+    opts: &SealOptions,
+) -> Result<Vec<u8>, SealError> {
+    if message.iter().all(u8::is_ascii_whitespace) {
+        return Err(SealError::Empty);
+    }
+    check_policy(signer, recipients, opts)?;
+    let canonical = mime::to_crlf(message);
+    let message = canonical.as_deref().unwrap_or(message);
+    let wrapper = wrapper_header(message);
+    let signature = sign_detached(&[&wrapper, message], signer, opts.digest, opts.signing_time)?;
+    let boundary = boundary_for(message)?;
+    let ms_header = format!(
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg={}; boundary=\"{boundary}\"\r\n\r\n",
+        opts.digest.micalg()
+    );
+    let open = format!("--{boundary}\r\n");
+    let middle = format!(
+        "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+    );
+    let mut sig_b64 = Vec::new();
+    mime::base64::encode_lines(&signature, &mut sig_b64);
+    let close = format!("--{boundary}--\r\n");
+    let parts: [&[u8]; 7] = [
+        ms_header.as_bytes(),
+        open.as_bytes(),
+        &wrapper,
+        message,
+        middle.as_bytes(),
+        &sig_b64,
+        close.as_bytes(),
+    ];
+    let der = encrypt(&parts, recipients, opts.cipher, opts.key_transport)?;
+    Ok(outer_message(message, &der, opts))
+}
+
+fn check_policy(
+    signer: &Credential,
+    recipients: &[&X509Ref],
+    opts: &SealOptions,
+) -> Result<(), SealError> {
+    let p = &opts.profile;
+    p.check_digest(opts.digest).map_err(SealError::Policy)?;
+    p.check_cipher(opts.cipher).map_err(SealError::Policy)?;
+    // Sending never uses the legacy allowances: they exist for receipt only.
+    if opts.digest == Digest::Sha1 || opts.cipher == ContentCipher::DesEde3Cbc {
+        let algorithm = if opts.digest == Digest::Sha1 {
+            "digest SHA-1"
+        } else {
+            "3DES"
+        };
+        return Err(SealError::Policy(crate::alg::PolicyViolation {
+            algorithm: format!("sending with {algorithm}"),
+            profile: p.name,
+            hint: "",
+        }));
+    }
+    let bits = signer.key.bits();
+    p.check_rsa_bits(bits, "the signing key")
+        .map_err(SealError::Policy)?;
+    if recipients.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    for r in recipients {
+        let subject = crate::cert::subject_string(r);
+        let bits =
+            crate::cert::rsa_bits(r).ok_or_else(|| SealError::RecipientKey(subject.clone()))?;
+        p.check_rsa_bits(bits, &format!("recipient {subject}"))
+            .map_err(SealError::Policy)?;
+        if let Some(ku) = r.key_usage() {
+            if !ku.contains(X509KeyUsage::KEY_ENCIPHERMENT) {
+                return Err(SealError::RecipientUsage {
+                    subject,
+                    detail: format!("keyUsage is {ku:?}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The message/rfc822 part header; the transfer encoding says what the inner bytes need.
+fn wrapper_header(message: &[u8]) -> Vec<u8> {
+    let long_line = message.split(|b| *b == b'\n').any(|l| l.len() > 998);
+    let cte = if long_line || message.contains(&0) {
+        "binary"
+    } else if message.iter().any(|b| *b >= 0x80) {
+        "8bit"
+    } else {
+        "7bit"
+    };
+    format!("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: {cte}\r\n\r\n").into_bytes()
+}
+
+/// A boundary that occurs nowhere in the content (RFC 2046 §5.1.1).
+fn boundary_for(message: &[u8]) -> Result<String, SealError> {
+    loop {
+        let mut r = [0u8; 16];
+        openssl::rand::rand_bytes(&mut r).map_err(SealError::crypto("generate a MIME boundary"))?;
+        let b = format!("----=_Hisp_{}", hex::encode(r));
+        if memchr::memmem::find(message, b.as_bytes()).is_none() {
+            return Ok(b);
+        }
+    }
+}
+
+fn outer_message(message: &[u8], der: &[u8], opts: &SealOptions) -> Vec<u8> {
+    let inner = Entity::parse(message);
+    let mut out = Vec::with_capacity(der.len() / 3 * 4 + der.len() / 28 + 1024);
+    let mut wanted: Vec<&str> = OUTER_FIELDS.to_vec();
+    if opts.outer_subject {
+        wanted.push("Subject");
+    }
+    for f in inner.headers.fields() {
+        if wanted.iter().any(|w| f.name.eq_ignore_ascii_case(w)) {
+            out.extend_from_slice(message[f.range.clone()].trim_ascii_end());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let smime_type = if opts.cipher.is_aead() {
+        "authEnveloped-data"
+    } else {
+        "enveloped-data"
+    };
+    out.extend_from_slice(
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    mime::base64::encode_lines(der, &mut out);
+    out
+}
