@@ -53,11 +53,11 @@ fn dearmor(bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
 /// The certificates of a PKCS#7 certs-only bundle.
 pub fn parse_certs_only(bytes: &[u8]) -> Result<Vec<X509>, BundleError> {
     let der = dearmor(bytes)?;
-    let sd = parse_signed_data(&der).map_err(|e| BundleError::Format(e.to_string()))?;
+    let sd = parse_signed_data(&der, None).map_err(|e| BundleError::Format(e.to_string()))?;
     if sd.certs.is_empty() {
         return Err(BundleError::Empty);
     }
-    Ok(sd.certs)
+    Ok(sd.certs.into_iter().map(|c| c.x509).collect())
 }
 
 /// A verified signed bundle.
@@ -77,7 +77,7 @@ pub fn open_signed_bundle(
     profile: &Profile,
 ) -> Result<SignedBundle, BundleError> {
     let der = dearmor(bytes)?;
-    let sd = parse_signed_data(&der).map_err(|e| BundleError::Format(e.to_string()))?;
+    let sd = parse_signed_data(&der, None).map_err(|e| BundleError::Format(e.to_string()))?;
     if sd.signers.is_empty() {
         return Err(BundleError::Unsigned);
     }
@@ -86,16 +86,17 @@ pub fn open_signed_bundle(
         .clone()
         .ok_or_else(|| BundleError::Format("signed bundle has no content".into()))?;
     let outcome = verify(&sd, &content, profile).map_err(BundleError::Signature)?;
+    let carried: Vec<X509> = sd.certs.iter().map(|c| c.x509.clone()).collect();
     let input = TrustInput {
         anchors: signers,
-        intermediates: &sd.certs,
+        intermediates: &carried,
         crls: &[],
         at,
         profile,
     };
-    evaluate(&outcome.signer, Usage::Signing, &input).map_err(BundleError::Signer)?;
+    evaluate(&outcome.signer.x509, Usage::Signing, &input).map_err(BundleError::Signer)?;
     Ok(SignedBundle {
         anchors: parse_certs_only(&content)?,
-        signer: outcome.signer,
+        signer: outcome.signer.x509,
     })
 }

@@ -41,12 +41,11 @@ pub enum KeyError {
 /// A certificate with its private key (and any chain that came with it).
 #[derive(Clone)]
 pub struct Credential {
-    /// The end-entity certificate.
-    pub cert: X509,
-    /// Its private key.
-    pub key: PKey<Private>,
-    /// Intermediate certificates to send along (from PKCS#12 or configured).
-    pub chain: Vec<X509>,
+    cert: X509,
+    key: PKey<Private>,
+    chain: Vec<X509>,
+    der: Vec<u8>,
+    ids: crate::cert::CertIds,
 }
 
 impl std::fmt::Debug for Credential {
@@ -64,12 +63,44 @@ impl Credential {
             .public_key()
             .map(|p| p.public_eq(&key))
             .unwrap_or(false);
+        let subject = || crate::cert::subject_string(&cert);
         if !matches {
-            return Err(KeyError::Mismatch {
-                subject: crate::cert::subject_string(&cert),
-            });
+            return Err(KeyError::Mismatch { subject: subject() });
         }
-        Ok(Credential { cert, key, chain })
+        let der = cert.to_der().map_err(|_| KeyError::NotACertificate)?;
+        let ids = crate::cert::CertIds::from_der(&der).ok_or(KeyError::NotACertificate)?;
+        Ok(Credential {
+            cert,
+            key,
+            chain,
+            der,
+            ids,
+        })
+    }
+
+    /// The end-entity certificate.
+    pub fn cert(&self) -> &X509 {
+        &self.cert
+    }
+
+    /// Its private key.
+    pub fn key(&self) -> &PKey<Private> {
+        &self.key
+    }
+
+    /// Intermediate certificates to send along (from PKCS#12 or configured).
+    pub fn chain(&self) -> &[X509] {
+        &self.chain
+    }
+
+    /// The certificate's DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The certificate's issuer/serial/key identifiers.
+    pub fn ids(&self) -> &crate::cert::CertIds {
+        &self.ids
     }
 }
 
@@ -213,10 +244,10 @@ mod tests {
         assert!(is_pkcs12(p12));
         let c = load_pkcs12(p12, "1kingpuff").unwrap();
         assert_eq!(
-            hex::encode_upper(c.cert.serial_number().to_bn().unwrap().to_vec()),
+            hex::encode_upper(c.cert().serial_number().to_bn().unwrap().to_vec()),
             "F74F1C4FE4E1762B"
         );
-        assert_eq!(c.key.bits(), 1024);
+        assert_eq!(c.key().bits(), 1024);
         assert!(matches!(
             load_pkcs12(p12, "wrong"),
             Err(KeyError::WrongPassword)

@@ -4,7 +4,7 @@
 //! headers carry only what transport needs.
 
 use crate::alg::{ContentCipher, Digest, KeyTransport, Profile};
-use crate::cms::{encrypt::encrypt, sign::sign_detached};
+use crate::cms::{encrypt::encrypt_to, sign::sign_detached};
 use crate::error::SealError;
 use crate::keys::Credential;
 use crate::mime::{self, Entity};
@@ -56,9 +56,14 @@ pub fn seal(
         return Err(SealError::Empty);
     }
     check_policy(signer, recipients, opts)?;
-    let canonical = mime::to_crlf(message);
+    let scan = Scan::of(message);
+    let canonical = if scan.bare_lf {
+        mime::to_crlf(message)
+    } else {
+        None
+    };
     let message = canonical.as_deref().unwrap_or(message);
-    let wrapper = wrapper_header(message);
+    let wrapper = scan.wrapper_header();
     let signature = sign_detached(&[&wrapper, message], signer, opts.digest, opts.signing_time)?;
     let boundary = boundary_for(message)?;
     let ms_header = format!(
@@ -81,8 +86,18 @@ pub fn seal(
         &sig_b64,
         close.as_bytes(),
     ];
-    let der = encrypt(&parts, recipients, opts.cipher, opts.key_transport)?;
-    Ok(outer_message(message, &der, opts))
+    let mut out = outer_headers(message, opts);
+    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() * 139 / 100 + 4096);
+    let mut b64 = mime::base64::LineEncoder::new(&mut out);
+    encrypt_to(
+        &parts,
+        recipients,
+        opts.cipher,
+        opts.key_transport,
+        &mut |der| b64.write(der),
+    )?;
+    b64.finish();
+    Ok(out)
 }
 
 fn check_policy(
@@ -106,7 +121,7 @@ fn check_policy(
             hint: "",
         }));
     }
-    let bits = signer.key.bits();
+    let bits = signer.key().bits();
     p.check_rsa_bits(bits, "the signing key")
         .map_err(SealError::Policy)?;
     if recipients.is_empty() {
@@ -130,17 +145,43 @@ fn check_policy(
     Ok(())
 }
 
-/// The message/rfc822 part header; the transfer encoding says what the inner bytes need.
-fn wrapper_header(message: &[u8]) -> Vec<u8> {
-    let long_line = message.split(|b| *b == b'\n').any(|l| l.len() > 998);
-    let cte = if long_line || message.contains(&0) {
-        "binary"
-    } else if message.iter().any(|b| *b >= 0x80) {
-        "8bit"
-    } else {
-        "7bit"
-    };
-    format!("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: {cte}\r\n\r\n").into_bytes()
+/// What one pass over the message tells the wrapper: line endings, line lengths, 8-bit data.
+struct Scan {
+    bare_lf: bool,
+    long_line: bool,
+    eight_bit: bool,
+    nul: bool,
+}
+
+impl Scan {
+    fn of(message: &[u8]) -> Scan {
+        let (mut bare_lf, mut long_line, mut last) = (false, false, 0usize);
+        for i in memchr::memchr_iter(b'\n', message) {
+            bare_lf |= i == 0 || message[i - 1] != b'\r';
+            long_line |= i - last > 1000;
+            last = i;
+        }
+        long_line |= message.len() - last > 1000;
+        Scan {
+            bare_lf,
+            long_line,
+            eight_bit: !message.is_ascii(),
+            nul: memchr::memchr(0, message).is_some(),
+        }
+    }
+
+    /// The message/rfc822 part header; the transfer encoding says what the inner bytes need.
+    fn wrapper_header(&self) -> Vec<u8> {
+        let cte = if self.long_line || self.nul {
+            "binary"
+        } else if self.eight_bit {
+            "8bit"
+        } else {
+            "7bit"
+        };
+        format!("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: {cte}\r\n\r\n")
+            .into_bytes()
+    }
 }
 
 /// A boundary that occurs nowhere in the content (RFC 2046 §5.1.1).
@@ -155,9 +196,11 @@ fn boundary_for(message: &[u8]) -> Result<String, SealError> {
     }
 }
 
-fn outer_message(message: &[u8], der: &[u8], opts: &SealOptions) -> Vec<u8> {
+/// The outer header block: the transport fields copied from the message, then the S/MIME
+/// entity headers (RFC 8551 §3.2.2).
+fn outer_headers(message: &[u8], opts: &SealOptions) -> Vec<u8> {
     let inner = Entity::parse(message);
-    let mut out = Vec::with_capacity(der.len() / 3 * 4 + der.len() / 28 + 1024);
+    let mut out = Vec::with_capacity(1024);
     let mut wanted: Vec<&str> = OUTER_FIELDS.to_vec();
     if opts.outer_subject {
         wanted.push("Subject");
@@ -179,6 +222,5 @@ fn outer_message(message: &[u8], der: &[u8], opts: &SealOptions) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    mime::base64::encode_lines(der, &mut out);
     out
 }

@@ -14,10 +14,11 @@ use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{
     CrlStatus, X509Crl, X509ExtendedKeyUsage, X509KeyUsage, X509Ref, X509StoreContext, X509,
 };
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// What a certificate is being trusted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Usage {
     /// Signing messages (digitalSignature or nonRepudiation).
     Signing,
@@ -39,7 +40,30 @@ impl Usage {
 pub struct TrustAnchors {
     certs: Vec<X509>,
     cache: Mutex<Option<(UnixTime, Arc<X509Store>)>>,
+    paths: Mutex<HashMap<PathKey, Arc<CachedPath>>>,
 }
+
+/// Validated paths are remembered per (certificate, intermediates, use, profile): a path
+/// that held at one time holds at any time inside every certificate's validity, since the
+/// anchors are fixed for the life of a `TrustAnchors`. Revocation is checked every time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PathKey {
+    leaf: [u8; 32],
+    intermediates: [u8; 32],
+    usage: Usage,
+    profile: &'static str,
+}
+
+#[derive(Debug)]
+struct CachedPath {
+    chain: Vec<X509>,
+    notes: Vec<String>,
+    valid_from: UnixTime,
+    valid_until: UnixTime,
+}
+
+/// Cached paths kept before the cache starts over.
+const MAX_CACHED_PATHS: usize = 10_000;
 
 impl std::fmt::Debug for TrustAnchors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +79,22 @@ impl TrustAnchors {
         TrustAnchors {
             certs,
             cache: Mutex::new(None),
+            paths: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached_path(&self, key: &PathKey, at: UnixTime) -> Option<Arc<CachedPath>> {
+        let paths = self.paths.lock().ok()?;
+        let p = paths.get(key)?;
+        (p.valid_from <= at && at <= p.valid_until).then(|| p.clone())
+    }
+
+    fn remember_path(&self, key: PathKey, path: CachedPath) {
+        if let Ok(mut paths) = self.paths.lock() {
+            if paths.len() >= MAX_CACHED_PATHS {
+                paths.clear();
+            }
+            paths.insert(key, Arc::new(path));
         }
     }
 
@@ -122,6 +162,18 @@ pub fn evaluate(
     if input.anchors.certs.is_empty() {
         return Err(TrustError::NoAnchors);
     }
+    let key = path_key(cert, usage, input);
+    if let Some(p) = key
+        .as_ref()
+        .and_then(|k| input.anchors.cached_path(k, input.at))
+    {
+        let mut notes = p.notes.clone();
+        notes.extend(check_revocation(&p.chain, input.crls, input.at)?);
+        return Ok(TrustPath {
+            chain: p.chain.clone(),
+            notes,
+        });
+    }
     let chain = build_path(cert, input)?;
     let mut notes = Vec::new();
     check_usage(cert, usage)?;
@@ -137,8 +189,38 @@ pub fn evaluate(
             }
         }
     }
+    if let Some(key) = key {
+        let times = |f: fn(&X509) -> Option<UnixTime>| chain.iter().map(f);
+        let path = CachedPath {
+            valid_from: times(|c| from_asn1(c.not_before()))
+                .map(|t| t.unwrap_or(i64::MAX))
+                .max()
+                .unwrap_or(i64::MAX),
+            valid_until: times(|c| from_asn1(c.not_after()))
+                .map(|t| t.unwrap_or(i64::MIN))
+                .min()
+                .unwrap_or(i64::MIN),
+            chain: chain.clone(),
+            notes: notes.clone(),
+        };
+        input.anchors.remember_path(key, path);
+    }
     notes.extend(check_revocation(&chain, input.crls, input.at)?);
     Ok(TrustPath { chain, notes })
+}
+
+fn path_key(cert: &X509Ref, usage: Usage, input: &TrustInput<'_>) -> Option<PathKey> {
+    let leaf = openssl::sha::sha256(&cert.to_der().ok()?);
+    let mut h = openssl::sha::Sha256::new();
+    for c in input.intermediates {
+        h.update(&c.to_der().ok()?);
+    }
+    Some(PathKey {
+        leaf,
+        intermediates: h.finish(),
+        usage,
+        profile: input.profile.name,
+    })
 }
 
 fn build_path(cert: &X509Ref, input: &TrustInput<'_>) -> Result<Vec<X509>, TrustError> {

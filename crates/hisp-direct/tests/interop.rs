@@ -53,15 +53,7 @@ fn run_open(v: &Value, over: &Value) -> Outcome {
     let anchors = TrustAnchors::new(anchors_of(over.get("anchors").or(v.get("anchors"))));
     let at = at_of(over.get("verify_at").or(v.get("verify_at")));
     let profile = profile_for(v);
-    let opts = OpenOptions {
-        credentials: std::slice::from_ref(&cred),
-        anchors: &anchors,
-        intermediates: &[],
-        crls: &[],
-        at,
-        profile: &profile,
-        envelope_sender: None,
-    };
+    let opts = OpenOptions::new(std::slice::from_ref(&cred), &anchors, at, &profile);
     let o = open(read(str_of(v, "file").unwrap()), &opts);
     Outcome {
         decrypted_sha: o.decrypted().map(sha256),
@@ -200,13 +192,15 @@ fn strict_profile_names_the_weak_algorithm() {
         let anchors = TrustAnchors::new(anchors_of(v.get("anchors")));
         let strict = Profile::strict();
         let opts = OpenOptions {
-            credentials: std::slice::from_ref(&cred),
-            anchors: &anchors,
             intermediates: &[],
             crls: &[],
-            at: at_of(v.get("verify_at")),
-            profile: &strict,
             envelope_sender: None,
+            ..OpenOptions::new(
+                std::slice::from_ref(&cred),
+                &anchors,
+                at_of(v.get("verify_at")),
+                &strict,
+            )
         };
         let o = open(read(str_of(v, "file").unwrap()), &opts);
         let msg = o
@@ -291,7 +285,7 @@ fn manifest_pkcs12_vectors() {
         let bytes = read(str_of(v, "file").unwrap());
         let c = keys::load_pkcs12(&bytes, str_of(v, "password").unwrap()).unwrap();
         let serial = c
-            .cert
+            .cert()
             .serial_number()
             .to_bn()
             .unwrap()
@@ -300,11 +294,11 @@ fn manifest_pkcs12_vectors() {
             .to_string();
         assert_eq!(serial, str_of(v, "contains_cert_serial").unwrap());
         assert_eq!(
-            i64::from(c.key.bits()),
+            i64::from(c.key().bits()),
             v.get("key_bits").unwrap().as_integer().unwrap()
         );
         let email = str_of(v, "contains_cert_subject_email").unwrap();
-        assert!(bindings(&c.cert).iter().any(|b| b.value() == email));
+        assert!(bindings(c.cert()).iter().any(|b| b.value() == email));
         for neg in negatives(v) {
             let e = keys::load_pkcs12(&bytes, str_of(neg, "password").unwrap()).unwrap_err();
             assert!(matches!(e, keys::KeyError::WrongPassword), "{e}");

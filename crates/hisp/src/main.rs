@@ -1,1 +1,59 @@
-fn main(){}
+//! `hisp`: the command line (DESIGN §3). It parses arguments, sets up logging, calls the
+//! library crates and maps outcomes to exit statuses; the logic lives in the libraries.
+
+mod bench;
+mod cmd_init;
+mod cmd_open;
+mod cmd_seal;
+mod demo;
+mod files;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Hisp: a Health Information Service Provider for Direct Secure Messaging.
+#[derive(Parser)]
+#[command(name = "hisp", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Direct exchange end to end between two fresh test domains and print each step.
+    Demo,
+    /// Write a working hisp.toml with a local test CA and a domain certificate and key.
+    Init(cmd_init::InitArgs),
+    /// Wrap, sign and encrypt an RFC 5322 message (Direct Applicability Statement).
+    Seal(cmd_seal::SealArgs),
+    /// Decrypt, verify, check trust and binding, and unwrap a Direct message.
+    Open(cmd_open::OpenArgs),
+    /// Measure throughput and print it next to the machine's ceiling.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HISP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo => demo::run(),
+        Command::Init(a) => cmd_init::run(&a),
+        Command::Seal(a) => cmd_seal::run(&a),
+        Command::Open(a) => cmd_open::run(&a),
+        Command::Bench(a) => bench::run(&a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("hisp: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

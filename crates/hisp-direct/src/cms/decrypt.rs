@@ -6,12 +6,12 @@
 use super::{alg_id, content_info, rid_from};
 use crate::alg::{ContentCipher, Digest, KeyTransport, Profile};
 use crate::asn1::{oid, reader::tags, Asn1Error, Class, Tlv};
-use crate::cert::{name_string, CertIds};
+use crate::cert::name_string;
 use crate::error::DecryptError;
 use crate::keys::Credential;
+use openssl::cipher_ctx::CipherCtx;
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
-use openssl::symm::{Crypter, Mode};
 use std::ops::Range;
 
 /// Who a RecipientInfo is for.
@@ -213,23 +213,22 @@ pub fn decrypt_in_place(
         .map_err(DecryptError::Policy)?
         .into_iter()
         .collect();
-    let ids = CertIds::of(&cred.cert);
+    let ids = cred.ids();
     let ours: Vec<&KeyTrans> = env
         .recipients
         .iter()
-        .filter(|r| match (&r.rid, &ids) {
-            (RecipientId::IssuerSerial { issuer, serial }, Some(ids)) => {
-                ids.matches_issuer_serial(&cred.cert, issuer, serial)
+        .filter(|r| match &r.rid {
+            RecipientId::IssuerSerial { issuer, serial } => {
+                ids.matches_issuer_serial(cred.cert(), issuer, serial)
             }
-            (RecipientId::Ski(ski), Some(ids)) => ids.ski.as_deref() == Some(ski.as_slice()),
-            _ => false,
+            RecipientId::Ski(ski) => ids.ski.as_deref() == Some(ski.as_slice()),
         })
         .collect();
     let Some(ri) = ours.first() else {
         return Err(no_recipient(env, cred));
     };
     let key_transport = key_transport_of(ri)?;
-    let bits = cred.key.bits();
+    let bits = cred.key().bits();
     if let Some(w) = profile
         .check_rsa_bits(bits, "our decryption key")
         .map_err(DecryptError::Policy)?
@@ -268,12 +267,12 @@ fn no_recipient(env: &Envelope, cred: &Credential) -> DecryptError {
         })
         .collect();
     let serial = cred
-        .cert
+        .cert()
         .serial_number()
         .to_bn()
         .map(|b| b.to_hex_str().map(|s| s.to_string()));
     DecryptError::NoRecipient {
-        issuer: name_string(cred.cert.issuer_name()),
+        issuer: name_string(cred.cert().issuer_name()),
         serial: serial.ok().and_then(Result::ok).unwrap_or_default(),
         recipients: if listed.is_empty() {
             "nobody we can read".into()
@@ -357,7 +356,7 @@ fn digest_of(alg: &Tlv<'_>) -> Result<Digest, DecryptError> {
 /// and the MDN/DSN behaviour gives a Bleichenbacher attacker nothing to measure.
 fn unwrap_key(ri: &KeyTrans, kt: KeyTransport, cred: &Credential, key_len: usize) -> Vec<u8> {
     let attempt = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-        let mut ctx = PkeyCtx::new(&cred.key)?;
+        let mut ctx = PkeyCtx::new(cred.key())?;
         ctx.decrypt_init()?;
         match kt {
             KeyTransport::RsaPkcs1v15 => ctx.set_rsa_padding(Padding::PKCS1)?,
@@ -386,6 +385,9 @@ fn unwrap_key(ri: &KeyTrans, kt: KeyTransport, cred: &Credential, key_len: usize
 /// Bytes decrypted per step; any size works, this one keeps the scratch buffers in L2.
 const STEP: usize = 64 * 1024;
 
+/// Decrypt the pieces in place; returns where the plaintext is. Padding is removed here,
+/// not by OpenSSL, so that contiguous ciphertext (DER, the common case) decrypts exactly
+/// in place with no copy; chunked BER pieces are moved down first.
 fn decrypt_content(
     buf: &mut [u8],
     env: &Envelope,
@@ -394,33 +396,58 @@ fn decrypt_content(
 ) -> Result<Range<usize>, DecryptError> {
     let start = env.pieces.first().map(|r| r.start).unwrap_or(0);
     let ossl = cipher.openssl();
+    let block = if cipher.is_aead() {
+        1
+    } else {
+        ossl.block_size()
+    };
     if env.iv.len() != ossl.iv_len().unwrap_or(0) && !cipher.is_aead() {
         return Err(DecryptError::Content);
     }
-    let mut c =
-        Crypter::new(ossl, Mode::Decrypt, key, Some(&env.iv)).map_err(|_| DecryptError::Content)?;
+    let mut c = CipherCtx::new().map_err(|_| DecryptError::Content)?;
+    c.decrypt_init(Some(ossl_cipher(cipher)?), None, None)
+        .map_err(|_| DecryptError::Content)?;
     if cipher.is_aead() {
-        if let Some(aad) = &env.aad {
-            c.aad_update(aad).map_err(|_| DecryptError::Content)?;
-        }
+        c.set_iv_length(env.iv.len())
+            .map_err(|_| DecryptError::Content)?;
     }
-    let mut input = vec![0u8; STEP];
-    let mut output = vec![0u8; STEP + 32];
+    c.decrypt_init(None, Some(key), Some(&env.iv))
+        .map_err(|_| DecryptError::Content)?;
+    c.set_padding(false);
+    if let (true, Some(aad)) = (cipher.is_aead(), &env.aad) {
+        c.cipher_update(aad, None)
+            .map_err(|_| DecryptError::Content)?;
+    }
+    // Join BER pieces into one run (a no-op for DER's single piece), then decrypt the run
+    // in place in whole-block steps.
     let mut w = start;
     for r in &env.pieces {
-        let mut p = r.start;
-        while p < r.end {
-            let n = STEP.min(r.end - p);
-            input[..n].copy_from_slice(&buf[p..p + n]);
-            // Output never outruns input (CBC holds back a block, GCM is 1:1), so writing
-            // at `w` only overwrites ciphertext already copied out.
-            let k = c
-                .update(&input[..n], &mut output)
-                .map_err(|_| DecryptError::Content)?;
-            buf[w..w + k].copy_from_slice(&output[..k]);
-            w += k;
-            p += n;
+        if r.start != w {
+            buf.copy_within(r.clone(), w);
         }
+        w += r.len();
+    }
+    if !cipher.is_aead() && !(w - start).is_multiple_of(block) {
+        return Err(DecryptError::Content);
+    }
+    let mut p = start;
+    while p < w {
+        let n = STEP.min(w - p);
+        // OpenSSL wants a block of room past the input even when it will not use it; the
+        // last step often ends the buffer, so it goes through a scratch copy.
+        let k = if p + n + block <= buf.len() {
+            c.cipher_update_inplace(&mut buf[p..p + n + block], n)
+        } else {
+            let mut tmp = buf[p..p + n].to_vec();
+            tmp.resize(n + block, 0);
+            c.cipher_update_inplace(&mut tmp, n).inspect(|k| {
+                buf[p..p + k].copy_from_slice(&tmp[..*k]);
+            })
+        };
+        if k.map_err(|_| DecryptError::Content)? != n {
+            return Err(DecryptError::Content);
+        }
+        p += n;
     }
     if cipher.is_aead() {
         let tag = env.mac.as_deref().ok_or(DecryptError::Content)?;
@@ -429,7 +456,49 @@ fn decrypt_content(
         }
         c.set_tag(tag).map_err(|_| DecryptError::Content)?;
     }
-    let k = c.finalize(&mut output).map_err(|_| DecryptError::Content)?;
-    buf[w..w + k].copy_from_slice(&output[..k]);
-    Ok(start..w + k)
+    let mut tail = [0u8; 32];
+    if c.cipher_final(&mut tail)
+        .map_err(|_| DecryptError::Content)?
+        != 0
+    {
+        return Err(DecryptError::Content);
+    }
+    let unpadded = if cipher.is_aead() {
+        w
+    } else {
+        strip_padding(&buf[start..w], block)? + start
+    };
+    Ok(start..unpadded)
+}
+
+fn ossl_cipher(c: ContentCipher) -> Result<&'static openssl::cipher::CipherRef, DecryptError> {
+    use openssl::cipher::Cipher as C;
+    Ok(match c {
+        ContentCipher::Aes128Cbc => C::aes_128_cbc(),
+        ContentCipher::Aes192Cbc => C::aes_192_cbc(),
+        ContentCipher::Aes256Cbc => C::aes_256_cbc(),
+        ContentCipher::Aes128Gcm => C::aes_128_gcm(),
+        ContentCipher::Aes192Gcm => C::aes_192_gcm(),
+        ContentCipher::Aes256Gcm => C::aes_256_gcm(),
+        ContentCipher::DesEde3Cbc => C::des_ede3_cbc(),
+    })
+}
+
+/// Length without the PKCS#7 padding (RFC 5652 §6.3), checked without branching on the pad
+/// bytes so the check takes the same time whatever they hold.
+fn strip_padding(plain: &[u8], block: usize) -> Result<usize, DecryptError> {
+    if plain.is_empty() || !plain.len().is_multiple_of(block) {
+        return Err(DecryptError::Content);
+    }
+    let pad = usize::from(plain[plain.len() - 1]);
+    let last = &plain[plain.len() - block..];
+    let mut bad = u8::from(pad == 0 || pad > block);
+    for (i, b) in last.iter().rev().enumerate() {
+        let in_pad = u8::from(i < pad);
+        bad |= in_pad & u8::from(usize::from(*b) != pad);
+    }
+    if bad != 0 {
+        return Err(DecryptError::Content);
+    }
+    Ok(plain.len() - pad)
 }

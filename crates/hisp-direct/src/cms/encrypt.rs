@@ -22,6 +22,22 @@ pub fn encrypt(
     cipher: ContentCipher,
     kt: KeyTransport,
 ) -> Result<Vec<u8>, SealError> {
+    let mut out = Vec::new();
+    encrypt_to(parts, recipients, cipher, kt, &mut |b| {
+        out.extend_from_slice(b)
+    })?;
+    Ok(out)
+}
+
+/// Encrypt as [`encrypt`] does, handing the DER to `sink` in order as it is produced, so a
+/// caller can encode it (base64) without holding the whole ciphertext.
+pub fn encrypt_to(
+    parts: &[&[u8]],
+    recipients: &[&X509Ref],
+    cipher: ContentCipher,
+    kt: KeyTransport,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<(), SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipients);
     }
@@ -61,8 +77,7 @@ pub fn encrypt(
     });
     let ci_len = ctype.len() + explicit.len() + ed_header.len() + ed_len;
 
-    let mut out = w::header(0x30, ci_len);
-    out.reserve(ci_len);
+    sink(&w::header(0x30, ci_len));
     for piece in [
         &ctype,
         &explicit,
@@ -71,13 +86,12 @@ pub fn encrypt(
         &ri_set,
         &eci_header,
     ] {
-        out.extend_from_slice(piece);
+        sink(piece);
     }
-    out.extend_from_slice(&w::oid(oid::DATA));
-    out.extend_from_slice(&alg);
-    out.extend_from_slice(&ct_header);
-    encrypt_into(parts, cipher, &key, &iv, &mut out)?;
-    Ok(out)
+    sink(&w::oid(oid::DATA));
+    sink(&alg);
+    sink(&ct_header);
+    encrypt_into(parts, cipher, &key, &iv, sink)
 }
 
 fn encrypt_into(
@@ -85,32 +99,29 @@ fn encrypt_into(
     cipher: ContentCipher,
     key: &[u8],
     iv: &[u8],
-    out: &mut Vec<u8>,
+    sink: &mut dyn FnMut(&[u8]),
 ) -> Result<(), SealError> {
     let err = SealError::crypto("encrypt the content");
     let mut c = Crypter::new(cipher.openssl(), Mode::Encrypt, key, Some(iv)).map_err(err)?;
-    const STEP: usize = 256 * 1024;
+    const STEP: usize = 64 * 1024;
+    let mut scratch = vec![0u8; STEP + 32];
     for part in parts {
         for chunk in part.chunks(STEP) {
-            let at = out.len();
-            out.resize(at + chunk.len() + 32, 0);
             let n = c
-                .update(chunk, &mut out[at..])
+                .update(chunk, &mut scratch)
                 .map_err(SealError::crypto("encrypt the content"))?;
-            out.truncate(at + n);
+            sink(&scratch[..n]);
         }
     }
-    let at = out.len();
-    out.resize(at + 32, 0);
     let n = c
-        .finalize(&mut out[at..])
+        .finalize(&mut scratch)
         .map_err(SealError::crypto("finish encryption"))?;
-    out.truncate(at + n);
+    sink(&scratch[..n]);
     if cipher.is_aead() {
         let mut tag = [0u8; GCM_TAG];
         c.get_tag(&mut tag)
             .map_err(SealError::crypto("compute the GCM tag"))?;
-        out.extend_from_slice(&w::octets(&tag));
+        sink(&w::octets(&tag));
     }
     Ok(())
 }
@@ -125,8 +136,6 @@ fn recipient_info(cert: &X509Ref, kt: KeyTransport, key: &[u8]) -> Result<Vec<u8
         return Err(SealError::RecipientKey(subject));
     }
     let ids = CertIds::of(cert).ok_or_else(|| SealError::RecipientKey(subject.clone()))?;
-    let serial =
-        crate::cert::serial_tlv(cert).ok_or_else(|| SealError::RecipientKey(subject.clone()))?;
     let mut ctx = PkeyCtx::new(&pkey).map_err(SealError::crypto("use a recipient key"))?;
     ctx.encrypt_init()
         .map_err(SealError::crypto("use a recipient key"))?;
@@ -151,7 +160,7 @@ fn recipient_info(cert: &X509Ref, kt: KeyTransport, key: &[u8]) -> Result<Vec<u8
     let mut ek = Vec::new();
     ctx.encrypt_to_vec(key, &mut ek)
         .map_err(SealError::crypto("encrypt the content key"))?;
-    let rid = w::seq(&[&ids.issuer, &serial]);
+    let rid = w::seq(&[&ids.issuer, &ids.serial_tlv]);
     Ok(w::seq(&[&w::uint(0), &rid, &alg, &w::octets(&ek)]))
 }
 

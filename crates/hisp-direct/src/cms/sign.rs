@@ -4,7 +4,6 @@
 
 use crate::alg::Digest;
 use crate::asn1::{oid, writer as w};
-use crate::cert::CertIds;
 use crate::error::SealError;
 use crate::keys::Credential;
 use crate::time::{der_time, UnixTime};
@@ -29,24 +28,19 @@ pub fn sign_detached(
     let sig_alg = signature_alg(cred, digest)?;
     let attrs = signed_attributes(&md, signing_time, &digest_alg, &sig_alg);
     let signature = sign_attrs(cred, digest, &attrs)?;
-    let ids = CertIds::of(&cred.cert).ok_or_else(|| SealError::RecipientKey("signer".into()))?;
-    let serial = crate::cert::serial_tlv(&cred.cert)
-        .ok_or_else(|| SealError::RecipientKey("signer".into()))?;
+    let ids = cred.ids();
     let mut attrs_implicit = attrs;
     attrs_implicit[0] = 0xa0; // [0] IMPLICIT SET OF Attribute
     let signer_info = w::seq(&[
         &w::uint(1),
-        &w::seq(&[&ids.issuer, &serial]),
+        &w::seq(&[&ids.issuer, &ids.serial_tlv]),
         &digest_alg,
         &attrs_implicit,
         &sig_alg,
         &w::octets(&signature),
     ]);
-    let mut certs = vec![cred
-        .cert
-        .to_der()
-        .map_err(SealError::crypto("encode the signer certificate"))?];
-    for c in &cred.chain {
+    let mut certs = vec![cred.cert_der().to_vec()];
+    for c in cred.chain() {
         certs.push(
             c.to_der()
                 .map_err(SealError::crypto("encode a chain certificate"))?,
@@ -67,7 +61,7 @@ pub fn sign_detached(
 }
 
 fn signature_alg(cred: &Credential, digest: Digest) -> Result<Vec<u8>, SealError> {
-    match cred.key.id() {
+    match cred.key().id() {
         Id::RSA => Ok(w::alg(oid::RSA_ENCRYPTION, &w::NULL)),
         Id::EC => {
             let o = match digest {
@@ -110,7 +104,7 @@ fn signed_attributes(md: &[u8], t: UnixTime, digest_alg: &[u8], sig_alg: &[u8]) 
 
 fn sign_attrs(cred: &Credential, digest: Digest, attrs: &[u8]) -> Result<Vec<u8>, SealError> {
     let mut s =
-        Signer::new(digest.openssl(), &cred.key).map_err(SealError::crypto("start signing"))?;
+        Signer::new(digest.openssl(), cred.key()).map_err(SealError::crypto("start signing"))?;
     s.update(attrs).map_err(SealError::crypto("sign"))?;
     s.sign_to_vec().map_err(SealError::crypto("sign"))
 }

@@ -6,18 +6,29 @@
 use super::{alg_id, content_info, decrypt::RecipientId, rid_from};
 use crate::alg::{Digest, Profile};
 use crate::asn1::{oid, reader::tags, Class, Tlv};
-use crate::cert::CertIds;
+use crate::cert::{CertCache, CertIds};
 use crate::error::SignatureError;
 use openssl::hash::Hasher;
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
 use openssl::x509::X509;
 
+/// A certificate carried in a SignedData, with its encoding and identifiers.
+#[derive(Debug, Clone)]
+pub struct CarriedCert {
+    /// The parsed certificate.
+    pub x509: X509,
+    /// Its DER, as carried.
+    pub der: Vec<u8>,
+    /// Its issuer/serial/key identifiers.
+    pub ids: Option<CertIds>,
+}
+
 /// A parsed SignedData.
 #[derive(Debug, Clone)]
 pub struct SignedData {
     /// The certificates carried in the message.
-    pub certs: Vec<X509>,
+    pub certs: Vec<CarriedCert>,
     /// Each SignerInfo.
     pub signers: Vec<SignerInfo>,
     /// eContentType OID content.
@@ -47,8 +58,12 @@ pub struct SignerInfo {
     pub signature: Vec<u8>,
 }
 
-/// Parse a DER/BER ContentInfo holding SignedData.
-pub fn parse_signed_data(der: &[u8]) -> Result<SignedData, SignatureError> {
+/// Parse a DER/BER ContentInfo holding SignedData; certificates are parsed through `cache`
+/// when one is given.
+pub fn parse_signed_data(
+    der: &[u8],
+    cache: Option<&CertCache>,
+) -> Result<SignedData, SignatureError> {
     let (ctype, body) = content_info(der)?;
     if ctype.content() != oid::SIGNED_DATA {
         return Err(SignatureError::NotSignedData(oid::dotted(ctype.content())));
@@ -75,8 +90,17 @@ pub fn parse_signed_data(der: &[u8]) -> Result<SignedData, SignatureError> {
             for c in t.children() {
                 let c = c?;
                 // Other CertificateChoices (attribute certificates) are skipped.
-                if let Ok(x) = X509::from_der(c.raw()) {
-                    certs.push(x);
+                let raw = c.raw();
+                let parsed = match cache {
+                    Some(cache) => cache.parse(raw),
+                    None => X509::from_der(raw),
+                };
+                if let Ok(x509) = parsed {
+                    certs.push(CarriedCert {
+                        x509,
+                        der: raw.to_vec(),
+                        ids: CertIds::from_der(raw),
+                    });
                 }
             }
         } else if t.tag.is(Class::Universal, tags::SET) {
@@ -132,7 +156,7 @@ fn parse_signer(t: &Tlv<'_>) -> Result<SignerInfo, SignatureError> {
 #[derive(Debug, Clone)]
 pub struct SignatureOutcome {
     /// The signer's certificate (from the message).
-    pub signer: X509,
+    pub signer: CarriedCert,
     /// The digest used.
     pub digest: Digest,
     /// The signature algorithm, named.
@@ -205,6 +229,7 @@ fn verify_one(
         None => content,
     };
     let key = signer
+        .x509
         .public_key()
         .map_err(|_| SignatureError::BadSignature)?;
     let ok = scheme.verify(&key, covered, &si.signature).unwrap_or(false);
@@ -220,16 +245,16 @@ fn verify_one(
     })
 }
 
-fn find_signer(sd: &SignedData, sid: &RecipientId) -> Option<X509> {
+fn find_signer(sd: &SignedData, sid: &RecipientId) -> Option<CarriedCert> {
     sd.certs
         .iter()
         .find(|c| {
-            let Some(ids) = CertIds::of(c) else {
+            let Some(ids) = &c.ids else {
                 return false;
             };
             match sid {
                 RecipientId::IssuerSerial { issuer, serial } => {
-                    ids.matches_issuer_serial(c, issuer, serial)
+                    ids.matches_issuer_serial(&c.x509, issuer, serial)
                 }
                 RecipientId::Ski(k) => ids.ski.as_deref() == Some(k.as_slice()),
             }

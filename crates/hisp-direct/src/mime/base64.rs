@@ -3,75 +3,55 @@
 //! CRLF lines. Decoding in place is what keeps a 100 MiB message at one copy in memory.
 
 use super::MimeError;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine;
 use std::ops::Range;
 
-/// Lenient about padding and trailing bits, strict about the alphabet.
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
-
-/// Bytes of base64 text decoded per step: a multiple of 4.
-const CHUNK: usize = 64 * 1024;
-
 /// Decode the base64 text in `buf[range]`, writing the bytes to the front of the range, and
-/// return where the decoded bytes are. Whitespace (CR, LF, space, tab) anywhere is skipped.
+/// return where the decoded bytes are. Whitespace (CR, LF, space, tab) anywhere is skipped;
+/// padding may be present or absent (WHATWG forgiving base64, which mail readers share).
 pub fn decode_in_place(buf: &mut [u8], range: Range<usize>) -> Result<Range<usize>, MimeError> {
     let start = range.start;
-    let mut read = range.start;
-    let mut write = range.start;
-    let mut text = Vec::with_capacity(CHUNK);
-    let mut out = vec![0u8; CHUNK / 4 * 3 + 3];
-    let mut finished = false;
-    while read < range.end && !finished {
-        text.clear();
-        // Gather up to CHUNK base64 characters, copying whole runs between whitespace.
-        while read < range.end && text.len() < CHUNK {
-            let want = CHUNK - text.len();
-            let window = &buf[read..range.end.min(read + want)];
-            let run = window
-                .iter()
-                .position(|b| is_ws(*b))
-                .unwrap_or(window.len());
-            text.extend_from_slice(&window[..run]);
-            read += run;
-            while read < range.end && is_ws(buf[read]) {
-                read += 1;
-            }
+    // Drop line breaks line by line (memchr finds them fast); anything else the decoder
+    // skips itself.
+    let (mut read, mut write) = (range.start, range.start);
+    while read < range.end {
+        // The RFC 2045 §6.8 line of 76 characters and CRLF, copied as a fixed-size block.
+        if let Some(line) = buf.get(read..read + 78).filter(|l| l[76..] == *b"\r\n") {
+            let block: [u8; 76] = line[..76].try_into().unwrap_or([b'='; 76]);
+            buf[write..write + 76].copy_from_slice(&block);
+            write += 76;
+            read += 78;
+            continue;
         }
-        // Decode whole quanta now; keep the partial tail for the next chunk.
-        let whole = if read < range.end {
-            text.len() / 4 * 4
-        } else {
-            text.len()
-        };
-        if let Some(p) = text[..whole].iter().position(|b| *b == b'=') {
-            finished = true;
-            if text[p..].iter().any(|b| *b != b'=')
-                || buf[read..range.end].iter().any(|b| !is_ws(*b))
-            {
-                return Err(MimeError::Base64 { offset: start + p });
-            }
+        let nl = memchr::memchr(b'\n', &buf[read..range.end]).map_or(range.end, |i| read + i);
+        let mut line_end = nl;
+        if line_end > read && buf[line_end - 1] == b'\r' {
+            line_end -= 1;
         }
-        let n = LENIENT
-            .decode_slice(&text[..whole], &mut out)
-            .map_err(|e| MimeError::Base64 {
-                offset: bad_offset(&e, read),
-            })?;
-        buf[write..write + n].copy_from_slice(&out[..n]);
-        write += n;
-        let tail = text.len() - whole;
-        if tail > 0 {
-            // Step back so the partial quantum is read again with the next chunk.
-            read = rewind(buf, read, tail);
-        }
+        buf.copy_within(read..line_end, write);
+        write += line_end - read;
+        read = nl + 1;
     }
-    Ok(start..write)
+    let decoded = base64_simd::forgiving_decode_inplace(&mut buf[start..write]).map(|d| d.len());
+    match decoded {
+        Ok(len) => Ok(start..start + len),
+        Err(_) => Err(MimeError::Base64 {
+            offset: start + first_bad(&buf[start..write]),
+        }),
+    }
+}
+
+/// Where the first character outside the alphabet is (for the error message).
+fn first_bad(text: &[u8]) -> usize {
+    let pad = text.iter().position(|b| *b == b'=').unwrap_or(text.len());
+    text.iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') || is_ws(*b)))
+        .or_else(|| {
+            text[pad..]
+                .iter()
+                .position(|b| *b != b'=' && !is_ws(*b))
+                .map(|i| pad + i)
+        })
+        .unwrap_or(0)
 }
 
 /// Decode base64 text into a new vector (small parts such as detached signatures).
@@ -86,39 +66,60 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, MimeError> {
 /// Append `data` as base64 in lines of 76 characters, each ended by CRLF.
 pub fn encode_lines(data: &[u8], out: &mut Vec<u8>) {
     const LINE_IN: usize = 57; // 57 bytes → 76 characters
+    const BLOCK: usize = LINE_IN * 1024;
     let lines = data.len().div_ceil(LINE_IN);
     out.reserve(lines * 78);
-    for chunk in data.chunks(LINE_IN) {
-        let at = out.len();
-        out.resize(at + 76, 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(chunk, &mut out[at..])
-            .unwrap_or(0);
-        out.truncate(at + n);
-        out.extend_from_slice(b"\r\n");
+    let mut scratch = vec![0u8; data.len().min(BLOCK).div_ceil(3) * 4];
+    for block in data.chunks(BLOCK) {
+        let text = base64_simd::STANDARD.encode(block, base64_simd::Out::from_slice(&mut scratch));
+        for line in text.chunks(76) {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Base64 in 76-column CRLF lines, fed in pieces of any size (a streaming
+/// [`encode_lines`]).
+pub struct LineEncoder<'a> {
+    out: &'a mut Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl<'a> LineEncoder<'a> {
+    /// Encode into `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> LineEncoder<'a> {
+        LineEncoder {
+            out,
+            pending: Vec::with_capacity(57),
+        }
+    }
+
+    /// Add bytes.
+    pub fn write(&mut self, mut data: &[u8]) {
+        if !self.pending.is_empty() {
+            let take = (57 - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() < 57 {
+                return;
+            }
+            encode_lines(&self.pending, self.out);
+            self.pending.clear();
+        }
+        let whole = data.len() / 57 * 57;
+        encode_lines(&data[..whole], self.out);
+        self.pending.extend_from_slice(&data[whole..]);
+    }
+
+    /// Write the last, shorter line.
+    pub fn finish(self) {
+        encode_lines(&self.pending, self.out);
     }
 }
 
 fn is_ws(b: u8) -> bool {
     matches!(b, b'\r' | b'\n' | b' ' | b'\t')
-}
-
-/// Move `read` back over `chars` base64 characters (skipping whitespace).
-fn rewind(buf: &[u8], mut read: usize, mut chars: usize) -> usize {
-    while chars > 0 {
-        read -= 1;
-        if !is_ws(buf[read]) {
-            chars -= 1;
-        }
-    }
-    read
-}
-
-fn bad_offset(e: &base64::DecodeSliceError, read: usize) -> usize {
-    match e {
-        base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidByte(i, _)) => *i,
-        _ => read,
-    }
 }
 
 #[cfg(test)]
@@ -139,6 +140,20 @@ mod tests {
         spaced.insert(5, b' ');
         spaced.insert(70_000, b'\n');
         assert_eq!(decode(&spaced).unwrap(), data);
+    }
+
+    #[test]
+    fn streaming_encoder_matches_one_shot() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut one = Vec::new();
+        encode_lines(&data, &mut one);
+        let mut streamed = Vec::new();
+        let mut e = LineEncoder::new(&mut streamed);
+        for piece in data.chunks(37).chain(std::iter::once(&[][..])) {
+            e.write(piece);
+        }
+        e.finish();
+        assert_eq!(one, streamed);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod verdict;
 pub use verdict::{Algorithms, SignerSummary, Verdict};
 
 use crate::alg::Profile;
+use crate::cert::CertCache;
 use crate::cms::decrypt::{decrypt_in_place, parse_envelope};
 use crate::error::{DecryptError, InputError, OpenError};
 use crate::keys::Credential;
@@ -37,6 +38,29 @@ pub struct OpenOptions<'a> {
     pub profile: &'a Profile,
     /// The SMTP envelope sender, which must be bound to the signer as well, if given.
     pub envelope_sender: Option<&'a str>,
+    /// A cache of parsed certificates shared across messages (a daemon keeps one).
+    pub cert_cache: Option<&'a CertCache>,
+}
+
+impl<'a> OpenOptions<'a> {
+    /// Options with no extra intermediates, CRLs, envelope sender or cache.
+    pub fn new(
+        credentials: &'a [Credential],
+        anchors: &'a TrustAnchors,
+        at: UnixTime,
+        profile: &'a Profile,
+    ) -> OpenOptions<'a> {
+        OpenOptions {
+            credentials,
+            anchors,
+            intermediates: &[],
+            crls: &[],
+            at,
+            profile,
+            envelope_sender: None,
+            cert_cache: None,
+        }
+    }
 }
 
 /// Bytes that live either in the message buffer or on their own.

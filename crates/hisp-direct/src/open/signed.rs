@@ -24,7 +24,7 @@ pub(super) fn verify_and_unwrap(
 ) -> Result<(), OpenError> {
     let dec = o.decrypted.clone().unwrap_or_default();
     let located = locate(&o.buf[dec.clone()], dec.start)?;
-    let sd = parse_signed_data(&located.der)?;
+    let sd = parse_signed_data(&located.der, opts.cert_cache)?;
     let signed = match (&located.signed, &sd.econtent) {
         (Bytes::Owned(v), Some(c)) if v.is_empty() => Bytes::Owned(c.clone()),
         (s, _) => s.clone(),
@@ -169,7 +169,7 @@ fn unwrap(o: &mut Opened, signed: &Bytes, outer_end: usize) {
 }
 
 fn record_signer(o: &mut Opened, outcome: &SignatureOutcome) {
-    let c = &outcome.signer;
+    let c = &outcome.signer.x509;
     o.verdict.signer = Some(SignerSummary {
         subject: crate::cert::subject_string(c),
         addresses: bindings(c).iter().map(|b| b.value().to_string()).collect(),
@@ -189,12 +189,11 @@ fn check_trust(
     outcome: &SignatureOutcome,
     opts: &OpenOptions<'_>,
 ) {
-    let signer_der = outcome.signer.to_der().unwrap_or_default();
     let mut intermediates: Vec<_> = sd
         .certs
         .iter()
-        .filter(|c| c.to_der().unwrap_or_default() != signer_der)
-        .cloned()
+        .filter(|c| c.der != outcome.signer.der)
+        .map(|c| c.x509.clone())
         .collect();
     intermediates.extend(opts.intermediates.iter().cloned());
     let input = TrustInput {
@@ -204,7 +203,7 @@ fn check_trust(
         at: opts.at,
         profile: opts.profile,
     };
-    match evaluate(&outcome.signer, Usage::Signing, &input) {
+    match evaluate(&outcome.signer.x509, Usage::Signing, &input) {
         Ok(path) => {
             o.verdict.trusted = true;
             o.verdict.chain = path
@@ -237,7 +236,7 @@ fn check_sender(o: &mut Opened, outcome: &SignatureOutcome, opts: &OpenOptions<'
     }
     let mut matched = None;
     for s in &senders {
-        match check_binding(&outcome.signer, s) {
+        match check_binding(&outcome.signer.x509, s) {
             Ok(b) => matched = matched.or(Some(b)),
             Err(e) => {
                 o.verdict.errors.push(e.into());

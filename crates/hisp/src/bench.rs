@@ -1,0 +1,359 @@
+//! `hisp bench seal-open`: seal/s and open/s at 10 KiB, 1 MiB and 20 MiB on N threads,
+//! printed beside the machine's ceiling measured in the same run with the same library
+//! (RSA-2048 private operations per second; AES-256-CBC and SHA-256 throughput), and the
+//! peak resident memory of `hisp open` on a 100 MiB message. Figures, not assertions.
+
+use anyhow::{bail, Context, Result};
+use hisp_direct::alg::Profile;
+use hisp_direct::keys::Credential;
+use hisp_direct::open::{open, OpenOptions};
+use hisp_direct::pki::{self, LeafSpec};
+use hisp_direct::seal::{seal, SealOptions};
+use hisp_direct::trust::TrustAnchors;
+use openssl::symm::{Cipher, Crypter, Mode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Arguments of `hisp bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// What to measure (only `seal-open` for now).
+    #[arg(default_value = "seal-open")]
+    what: String,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Message sizes, e.g. 10k,1m,20m.
+    #[arg(long, default_value = "10k,1m,20m")]
+    sizes: String,
+    /// Size in MiB of the message whose open is measured for peak memory (0 = skip).
+    #[arg(long, default_value_t = 100)]
+    rss_mib: usize,
+}
+
+struct Party {
+    cred: Credential,
+    /// Parsed certificates of peers, kept across messages as the daemon keeps them.
+    cache: hisp_direct::cert::CertCache,
+    anchors: TrustAnchors,
+    ca_pem: Vec<u8>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// Run the benchmark.
+pub fn run(a: &BenchArgs) -> Result<u8> {
+    if a.what != "seal-open" {
+        bail!("unknown benchmark {:?}: try `hisp bench seal-open`", a.what);
+    }
+    let dur = Duration::from_secs_f64(a.seconds.max(0.2));
+    let n = a.threads.max(1);
+    let sizes = parse_sizes(&a.sizes)?;
+    let now = crate::files::now();
+    let sender = party("bench-a.example", now)?;
+    let receiver = party("bench-b.example", now)?;
+    println!(
+        "hisp bench seal-open: {n} thread(s), {:.1} s per figure, {}",
+        dur.as_secs_f64(),
+        openssl::version::version()
+    );
+    println!("\nCeiling, measured now with the same library:");
+    let ceiling = Ceiling::measure(n, dur, &sender.cred)?;
+    ceiling.print(n);
+    println!(
+        "\n  size       seal/s     open/s   seal MB/s  open MB/s   seal/ceiling  open/ceiling"
+    );
+    let mut rows = Vec::new();
+    for size in sizes {
+        let msg = message(size);
+        let opts = SealOptions::new(now);
+        let sealed = seal(&msg, &sender.cred, &[receiver.cred.cert()], &opts)?;
+        let s = rate(n, dur, || {
+            seal(&msg, &sender.cred, &[receiver.cred.cert()], &opts)
+                .map(|_| ())
+                .map_err(Into::into)
+        })?;
+        let o = rate(n, dur, || open_ok(&sealed, &receiver, &sender, now))?;
+        rows.push((size, msg.len(), s, o));
+    }
+    // The ceiling is measured again after the runs and the higher figure kept, so a noisy
+    // neighbour during the first measurement cannot flatter the ratios.
+    let ceiling = ceiling.max(&Ceiling::measure(n, dur, &sender.cred)?);
+    for (size, bytes, s, o) in rows {
+        let mb = bytes as f64 / 1e6;
+        let (cs, co, what) = if size <= 64 * 1024 {
+            (s / ceiling.rsa_n, o / ceiling.rsa_n, "RSA")
+        } else {
+            (
+                s * mb / ceiling.bulk_seal(n),
+                o * mb / ceiling.bulk_open(n),
+                "AES+SHA",
+            )
+        };
+        println!(
+            "  {:<8} {s:>9.1}  {o:>9.1}  {:>9.1}  {:>9.1}   {:>6.1}% {what:<7} {:>6.1}% {what}",
+            human(size),
+            s * mb,
+            o * mb,
+            cs * 100.0,
+            co * 100.0
+        );
+    }
+    println!("\n  (ratios use the higher of two ceiling measurements, before and after)");
+    ceiling.print(n);
+    if a.rss_mib > 0 {
+        peak_rss(a.rss_mib, &sender, &receiver, now)?;
+    }
+    Ok(0)
+}
+
+fn party(domain: &str, now: i64) -> Result<Party> {
+    let ca = pki::new_root_ca(
+        &format!("Bench CA {domain}"),
+        now - 3600,
+        now + 86_400,
+        2048,
+    )?;
+    let leaf = pki::issue_leaf(&ca, &LeafSpec::domain(domain, now - 3600, now + 86_400))?;
+    Ok(Party {
+        ca_pem: ca.cert_pem()?,
+        cert_pem: leaf.cert_pem()?,
+        key_pem: leaf.key_pem()?,
+        anchors: TrustAnchors::new(vec![ca.cert]),
+        cache: hisp_direct::cert::CertCache::new(1024),
+        cred: Credential::new(leaf.cert, leaf.key, vec![])?,
+    })
+}
+
+fn open_ok(sealed: &[u8], me: &Party, peer: &Party, now: i64) -> Result<()> {
+    let profile = Profile::strict();
+    let mut opts = OpenOptions::new(std::slice::from_ref(&me.cred), &peer.anchors, now, &profile);
+    opts.cert_cache = Some(&me.cache);
+    let o = open(sealed.to_vec(), &opts);
+    if !o.verdict.ok() {
+        bail!("benchmark open failed: {:?}", o.verdict.errors);
+    }
+    Ok(())
+}
+
+/// What the machine can do at most, measured with the library Hisp uses.
+struct Ceiling {
+    rsa_1: f64,
+    rsa_n: f64,
+    aes_enc: f64,
+    aes_dec: f64,
+    sha: f64,
+}
+
+impl Ceiling {
+    fn measure(n: usize, dur: Duration, cred: &Credential) -> Result<Ceiling> {
+        Ok(Ceiling {
+            rsa_1: rate(1, dur, || rsa_private_op(cred))?,
+            rsa_n: rate(n, dur, || rsa_private_op(cred))?,
+            aes_enc: throughput(dur, |b| aes(b, Mode::Encrypt))?,
+            aes_dec: throughput(dur, |b| aes(b, Mode::Decrypt))?,
+            sha: throughput(dur, |b| openssl::sha::sha256(b).len())?,
+        })
+    }
+
+    fn max(&self, o: &Ceiling) -> Ceiling {
+        Ceiling {
+            rsa_1: self.rsa_1.max(o.rsa_1),
+            rsa_n: self.rsa_n.max(o.rsa_n),
+            aes_enc: self.aes_enc.max(o.aes_enc),
+            aes_dec: self.aes_dec.max(o.aes_dec),
+            sha: self.sha.max(o.sha),
+        }
+    }
+
+    /// MB/s a seal cannot beat on `n` threads: one digest pass and one encryption pass.
+    fn bulk_seal(&self, n: usize) -> f64 {
+        n as f64 / (1.0 / self.sha + 1.0 / self.aes_enc)
+    }
+
+    /// MB/s an open cannot beat: one decryption pass and one digest pass.
+    fn bulk_open(&self, n: usize) -> f64 {
+        n as f64 / (1.0 / self.sha + 1.0 / self.aes_dec)
+    }
+
+    fn print(&self, n: usize) {
+        println!(
+            "  RSA-2048 private ops/s   {:>10.0} (1 thread)  {:>10.0} ({n} threads)",
+            self.rsa_1, self.rsa_n
+        );
+        println!(
+            "  AES-256-CBC encrypt MB/s {:>10.0}   decrypt MB/s {:>8.0}   SHA-256 MB/s {:>8.0} (1 thread)",
+            self.aes_enc, self.aes_dec, self.sha
+        );
+        println!(
+            "  => bulk ceiling ({n} threads): seal {:.0} MB/s, open {:.0} MB/s",
+            self.bulk_seal(n),
+            self.bulk_open(n)
+        );
+    }
+}
+
+/// Operations per second of `f` on `threads` threads for `dur`.
+fn rate(threads: usize, dur: Duration, f: impl Fn() -> Result<()> + Sync) -> Result<f64> {
+    let count = AtomicU64::new(0);
+    let start = Instant::now();
+    let failed = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    while start.elapsed() < dur {
+                        f()?;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join())
+            .find(|r| !matches!(r, Ok(Ok(()))))
+    });
+    if let Some(r) = failed {
+        return match r {
+            Ok(Err(e)) => Err(e),
+            _ => bail!("a benchmark thread panicked"),
+        };
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// MB/s of `f` over a 4 MiB buffer on one thread.
+fn throughput(dur: Duration, f: impl Fn(&[u8]) -> usize) -> Result<f64> {
+    let buf = vec![0x5au8; 4 << 20];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut sink = 0usize;
+    while start.elapsed() < dur / 2 {
+        sink = sink.wrapping_add(f(&buf));
+        bytes += buf.len() as u64;
+    }
+    std::hint::black_box(sink);
+    Ok(bytes as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+fn aes(buf: &[u8], mode: Mode) -> usize {
+    let key = [7u8; 32];
+    let iv = [9u8; 16];
+    let Ok(mut c) = Crypter::new(Cipher::aes_256_cbc(), mode, &key, Some(&iv)) else {
+        return 0;
+    };
+    c.pad(false);
+    let mut out = vec![0u8; buf.len() + 32];
+    c.update(buf, &mut out).unwrap_or(0)
+}
+
+fn rsa_private_op(cred: &Credential) -> Result<()> {
+    let mut signer = openssl::sign::Signer::new_without_digest(cred.key())?;
+    signer.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
+    let mut sig = vec![0u8; signer.len()?];
+    signer.sign_oneshot(&mut sig, &[1u8; 32])?;
+    Ok(())
+}
+
+fn parse_sizes(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            let (num, mult) = match p.chars().last() {
+                Some('k') => (&p[..p.len() - 1], 1024),
+                Some('m') => (&p[..p.len() - 1], 1024 * 1024),
+                _ => (p.as_str(), 1),
+            };
+            num.parse::<usize>()
+                .map(|v| v * mult)
+                .with_context(|| format!("bad size {p:?}"))
+        })
+        .collect()
+}
+
+fn human(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{} KiB", n >> 10)
+    }
+}
+
+/// A message of about `size` bytes: headers and a base64 attachment, as clinical mail is.
+pub fn message(size: usize) -> Vec<u8> {
+    let mut m = b"From: a@bench-a.example\r\nTo: b@bench-b.example\r\nSubject: bench\r\nMessage-ID: <bench@bench-a.example>\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    let raw: Vec<u8> = (0..size.saturating_sub(m.len()) * 3 / 4)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    hisp_direct::mime::base64::encode_lines(&raw, &mut m);
+    m
+}
+
+fn peak_rss(mib: usize, sender: &Party, receiver: &Party, now: i64) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("hisp-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| -> Result<()> {
+        let msg = message(mib << 20);
+        let sealed = seal(
+            &msg,
+            &sender.cred,
+            &[receiver.cred.cert()],
+            &SealOptions::new(now),
+        )?;
+        drop(msg);
+        for (name, bytes) in [
+            ("sealed.eml", &sealed),
+            ("ca.pem", &sender.ca_pem),
+            ("cert.pem", &receiver.cert_pem),
+            ("key.pem", &receiver.key_pem),
+        ] {
+            std::fs::write(dir.join(name), bytes)?;
+        }
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg("open")
+            .args([
+                "--cert",
+                "cert.pem",
+                "--key",
+                "key.pem",
+                "--anchor",
+                "ca.pem",
+                "--in",
+                "sealed.eml",
+                "--out",
+                "/dev/null",
+                "--report-peak-rss",
+            ])
+            .current_dir(&dir)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let kb: f64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("peak-rss ")?
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("hisp open did not report its memory: {stderr}"))?;
+        if !out.status.success() {
+            bail!("hisp open failed on the large message: {stderr}");
+        }
+        let rss = kb * 1024.0;
+        println!(
+            "\nPeak RSS of `hisp open` on a {mib} MiB message ({:.0} MiB sealed): {:.0} MiB = {:.2} x the sealed size, {:.2} x the message size",
+            sealed.len() as f64 / 1048576.0,
+            rss / 1048576.0,
+            rss / sealed.len() as f64,
+            rss / (mib << 20) as f64
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
