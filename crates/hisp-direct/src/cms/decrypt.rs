@@ -356,6 +356,14 @@ fn digest_of(alg: &Tlv<'_>) -> Result<Digest, DecryptError> {
 /// and the MDN/DSN behaviour gives a Bleichenbacher attacker nothing to measure.
 fn unwrap_key(ri: &KeyTrans, kt: KeyTransport, cred: &Credential, key_len: usize) -> Vec<u8> {
     let attempt = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        if kt == KeyTransport::RsaPkcs1v15 {
+            // The RSA method directly: the EVP layer adds a provider fetch per message.
+            let rsa = cred.key().rsa()?;
+            let mut out = vec![0u8; rsa.size() as usize];
+            let n = rsa.private_decrypt(&ri.encrypted_key, &mut out, Padding::PKCS1)?;
+            out.truncate(n);
+            return Ok(out);
+        }
         let mut ctx = PkeyCtx::new(cred.key())?;
         ctx.decrypt_init()?;
         match kt {
