@@ -398,3 +398,103 @@ fn manifest_bundle_vectors() {
         }
     }
 }
+
+/// RFC 8098 / Direct IG: every MDN vector parses to the fields the manifest states.
+#[test]
+fn manifest_mdn_vectors() {
+    let m = manifest();
+    let mut n = 0;
+    for v in vectors(&m, "mdn") {
+        let id = str_of(v, "id").unwrap();
+        let mdn = hisp_direct::mdn::parse_mdn(&read(str_of(v, "file").unwrap())).unwrap();
+        assert_eq!(
+            mdn.disposition.disposition_type.as_str(),
+            str_of(v, "disposition_type").unwrap(),
+            "{id}"
+        );
+        if let Some(mode) = str_of(v, "disposition_mode") {
+            assert_eq!(mdn.disposition.mode(), mode, "{id}");
+        }
+        if let Some(ua) = str_of(v, "reporting_ua") {
+            assert_eq!(mdn.reporting_ua.as_deref(), Some(ua), "{id}");
+        }
+        if let Some(fr) = str_of(v, "final_recipient") {
+            assert_eq!(mdn.final_recipient.to_string(), fr, "{id}");
+        }
+        match str_of(v, "original_message_id") {
+            Some("") => {
+                assert_eq!(mdn.original_message_id, None, "{id}");
+                assert_eq!(mdn.in_reply_to.as_deref(), str_of(v, "in_reply_to"), "{id}");
+                assert_eq!(mdn.correlation_id(), str_of(v, "in_reply_to"), "{id}");
+            }
+            Some(o) => assert_eq!(mdn.original_message_id.as_deref(), Some(o), "{id}"),
+            None => {}
+        }
+        if let Some(from) = str_of(v, "from") {
+            assert_eq!(mdn.from.as_deref(), Some(from), "{id}");
+        }
+        if let Some(to) = v.get("to").and_then(Value::as_array) {
+            let to: Vec<&str> = to.iter().filter_map(Value::as_str).collect();
+            assert_eq!(mdn.to, to, "{id}");
+        }
+        if v.get("x_direct_final_destination_delivery")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            assert!(mdn.final_destination_delivery, "{id}");
+        }
+        assert!(
+            hisp_direct::notification::is_notification(&read(str_of(v, "file").unwrap())),
+            "{id}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+/// RFC 3464: every DSN vector parses to the fields the manifest states.
+#[test]
+fn manifest_dsn_vectors() {
+    let m = manifest();
+    let mut n = 0;
+    for v in vectors(&m, "dsn") {
+        let id = str_of(v, "id").unwrap();
+        let dsn = hisp_direct::dsn::parse_dsn(&read(str_of(v, "file").unwrap())).unwrap();
+        let r = dsn.recipients.first().unwrap();
+        assert_eq!(r.action.as_str(), str_of(v, "action").unwrap(), "{id}");
+        assert_eq!(r.status.to_string(), str_of(v, "status").unwrap(), "{id}");
+        assert_eq!(
+            r.final_recipient.to_string(),
+            str_of(v, "final_recipient").unwrap(),
+            "{id}"
+        );
+        if let Some(o) = str_of(v, "original_recipient") {
+            assert_eq!(
+                r.original_recipient
+                    .as_ref()
+                    .map(|a| a.to_string())
+                    .as_deref(),
+                Some(o),
+                "{id}"
+            );
+        }
+        if let Some(mta) = str_of(v, "reporting_mta") {
+            assert_eq!(dsn.reporting_mta.as_deref(), Some(mta), "{id}");
+        }
+        if let Some(env) = str_of(v, "original_envelope_id") {
+            assert_eq!(dsn.original_envelope_id.as_deref(), Some(env), "{id}");
+        }
+        assert_eq!(
+            dsn.original_message_id.as_deref(),
+            str_of(v, "original_message_id"),
+            "{id}"
+        );
+        let field = dsn.original_message_id_field.as_deref().unwrap_or_default();
+        assert!(
+            field.eq_ignore_ascii_case(str_of(v, "original_message_id_header").unwrap()),
+            "{id}: {field}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
