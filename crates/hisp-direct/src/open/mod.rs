@@ -160,7 +160,10 @@ fn decrypt(o: &mut Opened, opts: &OpenOptions<'_>) -> Result<usize, OpenError> {
         (
             e.body_range(),
             e.header_end(),
-            e.transfer_encoding() == "base64",
+            // Some producers leave out Content-Transfer-Encoding on a base64 body: anything
+            // that does not start as DER (a SEQUENCE) is read as base64.
+            e.transfer_encoding() == "base64"
+                || e.body().iter().find(|b| !b.is_ascii_whitespace()) != Some(&0x30),
             from,
         )
     };
@@ -200,3 +203,6 @@ fn first_address(v: &str) -> Option<String> {
         .next()
         .map(|m| m.address)
 }
+
+#[cfg(test)]
+mod tests;

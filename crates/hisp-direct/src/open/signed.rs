@@ -144,6 +144,9 @@ fn unwrap(o: &mut Opened, signed: &Bytes, outer_end: usize) {
             }
         }
     } else {
+        o.verdict.warnings.push(
+            "the sender did not wrap the message: its headers outside the signature (Subject, To) are not authenticated".into(),
+        );
         let mut merged = Vec::with_capacity(outer_end + content.len() + 32);
         let outer = mime::Headers::parse(&o.buf[..outer_end]);
         for f in outer.fields() {
