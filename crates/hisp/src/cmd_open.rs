@@ -54,25 +54,54 @@ pub struct OpenArgs {
     report_peak_rss: bool,
 }
 
-/// Run `hisp open`.
-pub fn run(a: &OpenArgs) -> Result<u8> {
+/// Everything `open` needs, read from the arguments and files.
+struct Inputs {
+    profile: Profile,
+    at: i64,
+    cred: hisp_direct::keys::Credential,
+    anchors: TrustAnchors,
+    intermediates: Vec<openssl::x509::X509>,
+    crls: Vec<openssl::x509::X509Crl>,
+    message: Vec<u8>,
+}
+
+fn inputs(a: &OpenArgs) -> Result<Inputs> {
     let profile = Profile::by_name(&a.profile)
         .ok_or_else(|| anyhow!("--profile must be strict or legacy, not {:?}", a.profile))?;
     let at = match &a.at {
         Some(t) => hisp_direct::time::parse_rfc3339(t)?,
         None => files::now(),
     };
-    let cred = files::credential(a.cert.as_deref(), &a.key, a.key_password.as_deref())?;
-    let anchors = TrustAnchors::new(files::certs(&a.anchors, "anchor")?);
-    let intermediates = files::certs(&a.intermediates, "intermediate")?;
-    let crls = files::crls(&a.crls)?;
-    let message = files::read_input(a.input.as_deref())?;
-    let opts = OpenOptions {
-        intermediates: &intermediates,
-        crls: &crls,
-        envelope_sender: a.sender.as_deref(),
-        ..OpenOptions::new(std::slice::from_ref(&cred), &anchors, at, &profile)
+    Ok(Inputs {
+        profile,
+        at,
+        cred: files::credential(a.cert.as_deref(), &a.key, a.key_password.as_deref())?,
+        anchors: TrustAnchors::new(files::certs(&a.anchors, "anchor")?),
+        intermediates: files::certs(&a.intermediates, "intermediate")?,
+        crls: files::crls(&a.crls)?,
+        message: files::read_input(a.input.as_deref())?,
+    })
+}
+
+/// Run `hisp open`.
+pub fn run(a: &OpenArgs) -> Result<u8> {
+    let i = match inputs(a) {
+        Ok(i) => i,
+        Err(e) => {
+            // Unreadable input or key material: exit 2, and the JSON verdict still appears.
+            let reason = format!("{e:#}");
+            if a.json {
+                println!("{}", unreadable_json(&reason, &a.profile));
+            }
+            eprintln!("hisp open: {reason}");
+            return Ok(2);
+        }
     };
+    let mut opts = OpenOptions::new(std::slice::from_ref(&i.cred), &i.anchors, i.at, &i.profile);
+    opts.intermediates = &i.intermediates;
+    opts.crls = &i.crls;
+    opts.envelope_sender = a.sender.as_deref();
+    let message = i.message;
     let opened = open(message, &opts);
     let v = &opened.verdict;
     let code = v.exit_code();
@@ -147,6 +176,26 @@ pub fn verdict_json(v: &Verdict) -> Value {
         "error_kinds": v.errors.iter().map(|e| e.kind()).collect::<Vec<_>>(),
         "warnings": v.warnings,
         "exit_code": v.exit_code(),
+    })
+}
+
+/// The verdict object for input that never reached the checks.
+fn unreadable_json(reason: &str, profile: &str) -> Value {
+    json!({
+        "decrypted": false,
+        "signature_valid": false,
+        "trusted": false,
+        "chain_trusted": false,
+        "bound": false,
+        "signer": null,
+        "from": null,
+        "content_type": null,
+        "algorithms": {"content_encryption": null, "key_transport": null, "digest": null, "signature": null},
+        "profile": profile,
+        "errors": [reason],
+        "error_kinds": ["input"],
+        "warnings": [],
+        "exit_code": 2,
     })
 }
 

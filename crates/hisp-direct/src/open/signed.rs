@@ -147,18 +147,7 @@ fn unwrap(o: &mut Opened, signed: &Bytes, outer_end: usize) {
         o.verdict.warnings.push(
             "the sender did not wrap the message: its headers outside the signature (Subject, To) are not authenticated".into(),
         );
-        let mut merged = Vec::with_capacity(outer_end + content.len() + 32);
-        let outer = mime::Headers::parse(&o.buf[..outer_end]);
-        for f in outer.fields() {
-            let name = f.name.to_ascii_lowercase();
-            if !name.starts_with("content-") && name != "mime-version" {
-                merged.extend_from_slice(o.buf[f.range.clone()].trim_ascii_end());
-                merged.extend_from_slice(b"\r\n");
-            }
-        }
-        merged.extend_from_slice(b"MIME-Version: 1.0\r\n");
-        merged.extend_from_slice(content);
-        Bytes::Owned(merged)
+        Bytes::Owned(merge_unwrapped(&o.buf[..outer_end], content, &e))
     };
     let inner_bytes = bytes(&o.buf, &inner);
     let ie = Entity::parse(inner_bytes);
@@ -169,6 +158,32 @@ fn unwrap(o: &mut Opened, signed: &Bytes, outer_end: usize) {
         .map(|m| m.address);
     o.verdict.content_type = Some(ie.content_type().mime);
     o.inner = Some(inner);
+}
+
+/// The message to deliver when the sender signed the entity itself rather than a wrapped
+/// message: the signed entity's own header fields first (they are authenticated), then the
+/// outer fields it lacks (From, To, Subject from transport), `MIME-Version` once, the body.
+fn merge_unwrapped(outer: &[u8], signed: &[u8], e: &Entity<'_>) -> Vec<u8> {
+    let mut merged = Vec::with_capacity(outer.len() + signed.len() + 32);
+    let own = &e.headers;
+    for f in own.fields() {
+        merged.extend_from_slice(signed[f.range.clone()].trim_ascii_end());
+        merged.extend_from_slice(b"\r\n");
+    }
+    for f in mime::Headers::parse(outer).fields() {
+        let name = f.name.to_ascii_lowercase();
+        let mime_field = name.starts_with("content-") || name == "mime-version";
+        if !mime_field && own.field(f.name).is_none() {
+            merged.extend_from_slice(outer[f.range.clone()].trim_ascii_end());
+            merged.extend_from_slice(b"\r\n");
+        }
+    }
+    if own.field("MIME-Version").is_none() {
+        merged.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    }
+    merged.extend_from_slice(b"\r\n");
+    merged.extend_from_slice(e.body());
+    merged
 }
 
 fn record_signer(o: &mut Opened, outcome: &SignatureOutcome) {
