@@ -9,18 +9,17 @@ use crate::notification::write::{self, push_field, MAX_LINE};
 /// Build a complete RFC 5322 DSN message from `spec`.
 pub fn build_dsn(spec: &DsnSpec) -> Vec<u8> {
     let mut out = Vec::with_capacity(2048);
-    push_field(&mut out, "From", &write::address(&spec.from));
-    push_field(&mut out, "To", &write::address(&spec.to));
-    push_field(&mut out, "Date", &spec.date);
-    push_field(&mut out, "Message-ID", &write::msg_id(&spec.message_id));
-    push_field(&mut out, "Subject", subject(&spec.recipients));
-    push_field(
+    write::push_reply_headers(
         &mut out,
-        "In-Reply-To",
-        &write::msg_id(&spec.original_message_id),
+        &write::ReplyHeaders {
+            from: &spec.from,
+            to: &spec.to,
+            date: &spec.date,
+            message_id: &spec.message_id,
+            subject: subject(&spec.recipients),
+            in_reply_to: &spec.original_message_id,
+        },
     );
-    // RFC 3834 §5: an automatic reply; auto-responders must not answer it.
-    push_field(&mut out, "Auto-Submitted", "auto-replied");
     let text = spec.text.clone().unwrap_or_else(|| default_text(spec));
     let mut parts = vec![write::text_part(&text), status_part(spec)];
     if let Some(headers) = &spec.original_headers {

@@ -49,13 +49,7 @@ pub fn parse_dsn(bytes: &[u8]) -> Result<Dsn, NotificationError> {
                 .get("Message-ID")
                 .filter(|v| !v.is_empty())
         });
-    let text = |name: &str| {
-        per_message
-            .get(name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
+    let text = |name: &str| per_message.text(name);
     let h = report.header;
     Ok(Dsn {
         reporting_mta: text("Reporting-MTA"),

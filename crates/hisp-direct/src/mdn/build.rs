@@ -10,18 +10,17 @@ use crate::notification::FINAL_DESTINATION_DELIVERY;
 /// message are sanitised (see `notification::write`), so the output is always well formed.
 pub fn build_mdn(spec: &MdnSpec) -> Vec<u8> {
     let mut out = Vec::with_capacity(2048);
-    push_field(&mut out, "From", &write::address(&spec.from));
-    push_field(&mut out, "To", &write::address(&spec.to));
-    push_field(&mut out, "Date", &spec.date);
-    push_field(&mut out, "Message-ID", &write::msg_id(&spec.message_id));
-    push_field(&mut out, "Subject", &subject(spec));
-    push_field(
+    write::push_reply_headers(
         &mut out,
-        "In-Reply-To",
-        &write::msg_id(&spec.original_message_id),
+        &write::ReplyHeaders {
+            from: &spec.from,
+            to: &spec.to,
+            date: &spec.date,
+            message_id: &spec.message_id,
+            subject: &subject(spec),
+            in_reply_to: &spec.original_message_id,
+        },
     );
-    // RFC 3834 §5: marks the MDN as an automatic reply, so auto-responders stay quiet.
-    push_field(&mut out, "Auto-Submitted", "auto-replied");
     let text = spec.text.clone().unwrap_or_else(|| default_text(spec));
     let parts = [write::text_part(&text), notification_part(spec)];
     write::push_multipart_report(

@@ -39,13 +39,7 @@ pub fn parse_mdn(bytes: &[u8]) -> Result<Mdn, NotificationError> {
             a
         }
     };
-    let text = |name: &str| {
-        fields
-            .get(name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
+    let text = |name: &str| fields.text(name);
     let h = report.header;
     Ok(Mdn {
         reporting_ua: text("Reporting-UA"),

@@ -35,33 +35,13 @@ pub fn parse_address_list(value: &str) -> Vec<Mailbox> {
     while let Some(c) = chars.next() {
         match c {
             '"' => {
-                let mut q = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => q.extend(chars.next()),
-                        c => q.push(c),
-                    }
-                }
+                let q = super::lex::quoted(&mut chars);
                 display.push_str(&q);
                 bare.push('"');
                 bare.push_str(&q);
                 bare.push('"');
             }
-            '(' => {
-                let mut depth = 1;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '(' => depth += 1,
-                        ')' if depth == 1 => break,
-                        ')' => depth -= 1,
-                        '\\' => {
-                            chars.next();
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            '(' => super::lex::skip_comment(&mut chars),
             '<' => {
                 let mut a = String::new();
                 for c in chars.by_ref() {

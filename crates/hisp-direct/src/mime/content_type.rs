@@ -104,34 +104,12 @@ fn tokenize(s: &str) -> Vec<Tok> {
             }
             '"' => {
                 flush(&mut word, &mut out);
-                let mut q = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => q.extend(chars.next()),
-                        c => q.push(c),
-                    }
-                }
+                let q = super::lex::quoted(&mut chars);
                 out.push(Tok::Quoted(q));
             }
             '(' => {
                 flush(&mut word, &mut out);
-                let mut depth = 1;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        '\\' => {
-                            chars.next();
-                        }
-                        _ => {}
-                    }
-                }
+                super::lex::skip_comment(&mut chars);
             }
             c if c.is_whitespace() => flush(&mut word, &mut out),
             c => word.push(c),

@@ -7,6 +7,7 @@ pub mod address;
 pub mod base64;
 pub mod content_type;
 pub mod header;
+mod lex;
 pub mod multipart;
 
 pub use address::{domain_of, parse_address_list, same_address, Mailbox};

@@ -38,6 +38,14 @@ impl FieldGroup {
             .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
+    /// The trimmed value of the first field named `name`, if present and not empty.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+
     /// Whether a field named `name` is present, even with an empty value.
     pub fn has(&self, name: &str) -> bool {
         self.field(name).is_some()

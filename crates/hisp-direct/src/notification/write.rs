@@ -13,6 +13,28 @@ const SOFT_LINE: usize = 78;
 
 /// Append `name: value` CRLF, folded. An empty value writes `name:` alone, which the Direct
 /// RI does for `X-DIRECT-FINAL-DESTINATION-DELIVERY`.
+/// The header block every notification starts with: the reply's own identity, the
+/// original's id in In-Reply-To, and `Auto-Submitted` (RFC 3834 §5: an automatic reply,
+/// so auto-responders stay quiet).
+pub(crate) struct ReplyHeaders<'a> {
+    pub(crate) from: &'a str,
+    pub(crate) to: &'a str,
+    pub(crate) date: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) in_reply_to: &'a str,
+}
+
+pub(crate) fn push_reply_headers(out: &mut Vec<u8>, h: &ReplyHeaders<'_>) {
+    push_field(out, "From", &address(h.from));
+    push_field(out, "To", &address(h.to));
+    push_field(out, "Date", h.date);
+    push_field(out, "Message-ID", &msg_id(h.message_id));
+    push_field(out, "Subject", h.subject);
+    push_field(out, "In-Reply-To", &msg_id(h.in_reply_to));
+    push_field(out, "Auto-Submitted", "auto-replied");
+}
+
 pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.push(b':');
