@@ -352,26 +352,38 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Tlv<'_>, Asn1Error> 
 /// as is. Used where a signature covers the DER of a structure that arrived as BER
 /// (RFC 5652 §5.4: signed attributes are always DER-encoded for the signature).
 pub fn to_definite(t: &Tlv<'_>, out: &mut Vec<u8>) -> Result<(), Asn1Error> {
-    if !t.indefinite && !has_indefinite(t)? {
+    definite_at(t, out, 0)
+}
+
+// Both walks carry their depth: a Tlv's children restart the parser's own count, and a
+// hostile issuer Name of 10,000 nested SEQUENCEs must fail, not exhaust the stack.
+fn definite_at(t: &Tlv<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), Asn1Error> {
+    if depth > MAX_DEPTH {
+        return Err(Asn1Error::TooDeep { offset: t.start });
+    }
+    if !t.indefinite && !has_indefinite(t, depth)? {
         out.extend_from_slice(t.raw());
         return Ok(());
     }
     let mut inner = Vec::new();
     for c in t.children() {
-        to_definite(&c?, &mut inner)?;
+        definite_at(&c?, &mut inner, depth + 1)?;
     }
     super::writer::push_header(out, &t.buf[t.start..], inner.len());
     out.extend_from_slice(&inner);
     Ok(())
 }
 
-fn has_indefinite(t: &Tlv<'_>) -> Result<bool, Asn1Error> {
+fn has_indefinite(t: &Tlv<'_>, depth: usize) -> Result<bool, Asn1Error> {
+    if depth > MAX_DEPTH {
+        return Err(Asn1Error::TooDeep { offset: t.start });
+    }
     if !t.tag.constructed {
         return Ok(false);
     }
     for c in t.children() {
         let c = c?;
-        if c.indefinite || has_indefinite(&c)? {
+        if c.indefinite || has_indefinite(&c, depth + 1)? {
             return Ok(true);
         }
     }
@@ -426,5 +438,19 @@ mod tests {
             deep.extend_from_slice(&[0x30, 0x80]);
         }
         assert!(matches!(Tlv::parse(&deep), Err(Asn1Error::TooDeep { .. })));
+        // Definite lengths parse lazily, one level at a time; the DER re-encoding walk
+        // must count depth itself (fuzz/regressions/cms_ber).
+        let mut nested = vec![0x05, 0x00];
+        for _ in 0..20_000 {
+            let mut outer = vec![0x30];
+            crate::asn1::writer::push_len(&mut outer, nested.len());
+            outer.extend_from_slice(&nested);
+            nested = outer;
+        }
+        let t = Tlv::parse(&nested).unwrap();
+        assert!(matches!(
+            to_definite(&t, &mut Vec::new()),
+            Err(Asn1Error::TooDeep { .. })
+        ));
     }
 }

@@ -165,7 +165,17 @@ impl NotificationRequest {
         if is_notification(message) {
             return None;
         }
-        Some(Self::from_headers(&Entity::parse(message).headers))
+        let e = Entity::parse(message);
+        // No answer to any report, even of a kind we do not read, nor to anything sent
+        // automatically (RFC 3834 §2): answering those is how notification loops start.
+        let automatic = e
+            .headers
+            .get("Auto-Submitted")
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"));
+        if automatic || e.content_type().is("multipart/report") {
+            return None;
+        }
+        Some(Self::from_headers(&e.headers))
     }
 
     /// The header fields (CRLF-terminated) that make this request on an outgoing message.
@@ -312,13 +322,16 @@ impl Report<'_> {
     /// The kind the report declares, else the kind its parts show (lenient: some producers
     /// drop the report-type parameter).
     pub fn kind(&self) -> Option<NotificationKind> {
-        match &self.report_type {
-            Some(t) => NotificationKind::from_report_type(t),
-            None => self
-                .parts
-                .iter()
-                .find_map(|p| NotificationKind::from_part(&p.content_type())),
-        }
+        // An unknown report-type (x-other) still counts by its parts: a report that carries
+        // a disposition notification is an MDN, whatever it calls itself.
+        self.report_type
+            .as_deref()
+            .and_then(NotificationKind::from_report_type)
+            .or_else(|| {
+                self.parts
+                    .iter()
+                    .find_map(|p| NotificationKind::from_part(&p.content_type()))
+            })
     }
 
     /// Check that the report is of `kind` and return its machine-readable part, decoded.

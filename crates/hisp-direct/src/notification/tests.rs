@@ -82,6 +82,23 @@ fn direct_ig_no_mdn_for_mdn() {
     // Other report types (RFC 5965 abuse reports, say) are not notifications.
     let arf = b"Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n";
     assert!(!is_notification(arf));
+    assert_eq!(
+        NotificationRequest::read(arf),
+        None,
+        "no report is answered"
+    );
+    let auto = b"Auto-Submitted: auto-replied\r\nFrom: a@b\r\n\r\nx";
+    assert_eq!(
+        NotificationRequest::read(auto),
+        None,
+        "RFC 3834: nothing automatic is answered"
+    );
+    let x_other =
+        String::from_utf8_lossy(MDN_VECTORS[0]).replacen("disposition-notification", "x-other", 1);
+    assert_eq!(
+        notification_kind(x_other.as_bytes()),
+        Some(NotificationKind::Mdn)
+    );
     assert!(!is_notification(b""));
     assert!(!is_notification(
         b"Content-Type: multipart/report\r\n\r\nno boundary"

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Seed fuzz/corpus/<target>/ from the Direct interop vectors (STYLE §6).
+
+The corpora are not committed (fuzz/corpus is gitignored): this script writes them at fuzz
+time, from tests/vectors/interop (or $HISP_INTEROP_DIR), read-only. It writes files named
+seed-*; whatever the fuzzer added to a corpus before is kept.
+
+What each target gets:
+  mime_entity  every message vector, and the decrypted contents of the S/MIME ones
+  smime_open   mode 0 (first byte 0x00): every message vector as received;
+               mode 1 (0x01): the decrypted contents, to be re-enveloped for the fuzz key;
+               mode 2 (0x02): plain RFC 5322 messages, to be sealed and opened
+  cms_ber      certificates, CRLs, keys, bundles, PKCS#12, the EnvelopedData DER of every
+               S/MIME vector and the SignedData DER of every decrypted one
+  mdn, dsn     the MDN and DSN vectors (each also gets the other kind, as a near miss)
+
+Decrypting needs the openssl command (Debian's openssl; scripts/test installs it); without
+it the decrypted seeds are skipped and said so. Vectors over MAX_SEED bytes are skipped.
+"""
+
+import base64
+import email
+import email.policy
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+FUZZ = pathlib.Path(__file__).resolve().parent
+ROOT = FUZZ.parent
+INTEROP = pathlib.Path(os.environ.get("HISP_INTEROP_DIR", ROOT / "tests/vectors/interop"))
+CORPUS = FUZZ / "corpus"
+TARGETS = ["mime_entity", "smime_open", "cms_ber", "mdn", "dsn"]
+MAX_SEED = 64 * 1024  # LargeEncAttachment (1.1 MiB) would only slow every mutation down
+
+# Plain messages for smime_open mode 2 and mime_entity: 8-bit text, bare LF and CRLF lines,
+# a line over 998 octets, a NUL, and a header-only message.
+SYNTHETIC = [
+    b"From: a@fuzz.hisp.example\r\nTo: b@fuzz.hisp.example\r\nSubject: hi\r\n"
+    b"Message-ID: <1@fuzz.hisp.example>\r\n\r\nbody\r\n",
+    b"From: a@fuzz.hisp.example\nTo: b@fuzz.hisp.example, c@fuzz.hisp.example\n"
+    b"Subject: mixed\n\nline one\r\nline two\n\xc3\xa9t\xc3\xa9 8-bit\n" + b"x" * 1200 + b"\n\x00end",
+    b"From: a@fuzz.hisp.example\r\nDisposition-Notification-To: a@fuzz.hisp.example\r\n"
+    b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n",
+]
+
+
+def log(msg):
+    print(f"seed_corpora: {msg}", file=sys.stderr)
+
+
+def write(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"seed-{name}").write_bytes(data)
+
+
+def body_of(message):
+    """The body after the first empty line (CRLF or LF)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = message.find(sep)
+        if i >= 0:
+            return message[i + len(sep):]
+    return b""
+
+
+def pem_key(v):
+    """A PEM private key for a vector, or None (PKCS#12 goes through `openssl pkcs12`)."""
+    key = INTEROP / v["recipient_key"]
+    if v.get("key_format") == "pkcs8-der":
+        args = ["openssl", "pkey", "-inform", "DER", "-in", str(key)]
+    elif v.get("key_format") == "pkcs12-legacy":
+        args = ["openssl", "pkcs12", "-legacy", "-in", str(key), "-nodes", "-nocerts",
+                "-passin", f"pass:{v.get('key_password', '')}"]
+    else:
+        return None
+    r = subprocess.run(args, capture_output=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def decrypt(v, message):
+    key = pem_key(v)
+    if key is None:
+        return None
+    # DER rather than the S/MIME text: openssl's base64 reader refuses the .NET RI's long
+    # lines.
+    der = base64.b64decode(body_of(message))
+    with tempfile.NamedTemporaryFile(suffix=".pem") as k:
+        k.write(key)
+        k.flush()
+        r = subprocess.run(["openssl", "cms", "-decrypt", "-binary", "-inform", "DER",
+                            "-inkey", k.name], input=der, capture_output=True)
+    return r.stdout if r.returncode == 0 and r.stdout else None
+
+
+def signature_der(plain):
+    """The SignedData DER of a multipart/signed entity, and its first part's bytes."""
+    msg = email.message_from_bytes(plain, policy=email.policy.compat32)
+    sig, first = None, None
+    if msg.is_multipart():
+        for i, part in enumerate(msg.get_payload()):
+            if i == 0:
+                first = part.as_bytes()
+            if part.get_content_type() in ("application/pkcs7-signature",
+                                           "application/x-pkcs7-signature"):
+                sig = part.get_payload(decode=True)
+    return sig, first
+
+
+def main():
+    manifest = tomllib.loads((INTEROP / "MANIFEST.toml").read_text())
+    vectors = manifest["vector"]
+    have_openssl = subprocess.run(["openssl", "version"], capture_output=True).returncode == 0
+    if not have_openssl:
+        log("openssl not found: no decrypted seeds (smime_open mode 1, SignedData DER)")
+
+    messages = sorted((INTEROP).glob("*/messages/*.txt"))
+    for path in messages:
+        data = path.read_bytes()
+        stem = f"{path.parent.parent.name}-{path.stem}"
+        if len(data) > MAX_SEED:
+            log(f"skipped {path.relative_to(INTEROP)} ({len(data)} bytes > {MAX_SEED})")
+            continue
+        write("mime_entity", stem, data)
+        write("smime_open", f"0-{stem}", b"\x00" + data)
+        name = path.name.lower()
+        if name.startswith("mdn"):
+            write("mdn", stem, data)
+            write("dsn", f"near-{stem}", data)
+            write("smime_open", f"2-{stem}", b"\x02" + data)
+        elif name.startswith("dsn"):
+            write("dsn", stem, data)
+            write("mdn", f"near-{stem}", data)
+            write("smime_open", f"2-{stem}", b"\x02" + data)
+        else:
+            der = base64.b64decode(body_of(data))
+            write("cms_ber", f"envelope-{stem}", der)
+
+    for v in vectors:
+        kind, f = v.get("kind"), v.get("file")
+        if kind != "enveloped+signed" or not have_openssl:
+            continue
+        message = (INTEROP / f).read_bytes()
+        if len(message) > MAX_SEED:
+            continue
+        plain = decrypt(v, message)
+        if plain is None:
+            log(f"could not decrypt {f} with openssl; no decrypted seed for {v['id']}")
+            continue
+        write("mime_entity", f"decrypted-{v['id']}", plain)
+        write("smime_open", f"1-{v['id']}", b"\x01" + plain)
+        sig, first = signature_der(plain)
+        if sig:
+            write("cms_ber", f"signeddata-{v['id']}", sig)
+        if first:
+            inner = body_of(first)
+            write("smime_open", f"2-inner-{v['id']}", b"\x02" + inner)
+            write("mime_entity", f"inner-{v['id']}", inner)
+
+    # Certificates, keys, CRLs, bundles and PKCS#12 (named by content: some names repeat).
+    for path in sorted(INTEROP.glob("*/*/*")):
+        if path.suffix in (".der", ".p7b", ".p7m", ".crl", ".p12"):
+            data = path.read_bytes()
+            h = hashlib.sha1(data).hexdigest()[:12]
+            write("cms_ber", f"file-{path.stem}-{h}", data)
+
+    for i, m in enumerate(SYNTHETIC):
+        write("mime_entity", f"synthetic-{i}", m)
+        write("smime_open", f"2-synthetic-{i}", b"\x02" + m)
+        write("mdn", f"synthetic-{i}", m)
+
+    for t in TARGETS:
+        n = len(list((CORPUS / t).glob("seed-*")))
+        log(f"{t}: {n} seeds in {(CORPUS / t).relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
