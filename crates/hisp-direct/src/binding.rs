@@ -74,7 +74,11 @@ pub fn bindings(cert: &X509Ref) -> Vec<CertBinding> {
 /// the address exactly (case-insensitively); only a certificate with no address binding at
 /// all may speak for the address's domain.
 pub fn check_binding(cert: &X509Ref, address: &str) -> Result<CertBinding, BindingError> {
-    let all = bindings(cert);
+    check_binding_in(&bindings(cert), address)
+}
+
+/// [`check_binding`] against bindings already read from the certificate.
+pub fn check_binding_in(all: &[CertBinding], address: &str) -> Result<CertBinding, BindingError> {
     let address = address.trim().to_ascii_lowercase();
     let addresses: Vec<&str> = all
         .iter()

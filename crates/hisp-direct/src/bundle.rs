@@ -57,7 +57,7 @@ pub fn parse_certs_only(bytes: &[u8]) -> Result<Vec<X509>, BundleError> {
     if sd.certs.is_empty() {
         return Err(BundleError::Empty);
     }
-    Ok(sd.certs.into_iter().map(|c| c.x509).collect())
+    Ok(sd.certs.into_iter().map(|c| c.x509.clone()).collect())
 }
 
 /// A verified signed bundle.
@@ -97,6 +97,6 @@ pub fn open_signed_bundle(
     evaluate(&outcome.signer.x509, Usage::Signing, &input).map_err(BundleError::Signer)?;
     Ok(SignedBundle {
         anchors: parse_certs_only(&content)?,
-        signer: outcome.signer.x509,
+        signer: outcome.signer.x509.clone(),
     })
 }

@@ -23,9 +23,30 @@ pub struct CertIds {
 const OID_SKI: &[u8] = &[0x55, 0x1d, 0x0e];
 
 impl CertIds {
-    /// Read the identifiers from a certificate.
+    /// Read the identifiers from a certificate (through OpenSSL's decoded fields, which is
+    /// cheaper than re-encoding the whole certificate).
     pub fn of(cert: &X509Ref) -> Option<CertIds> {
-        Self::from_der(&cert.to_der().ok()?)
+        let serial = cert.serial_number().to_bn().ok()?;
+        if serial.is_negative() {
+            // Invalid (RFC 5280 §4.1.2.2) but seen: keep the exact encoding.
+            return Self::from_der(&cert.to_der().ok()?);
+        }
+        let issuer = cert.issuer_name().to_der().ok()?;
+        let mut magnitude = serial.to_vec();
+        if magnitude.is_empty() {
+            magnitude.push(0);
+        }
+        let mut content = Vec::with_capacity(magnitude.len() + 1);
+        if magnitude[0] & 0x80 != 0 {
+            content.push(0); // keep the INTEGER positive (X.690 §8.3.2)
+        }
+        content.extend_from_slice(&magnitude);
+        Some(CertIds {
+            issuer,
+            serial: normalize_serial(&content).to_vec(),
+            serial_tlv: crate::asn1::writer::tlv(0x02, &content),
+            ski: cert.subject_key_id().map(|k| k.as_slice().to_vec()),
+        })
     }
 
     /// Read the identifiers from a certificate's DER (RFC 5280 §4.1).
@@ -118,11 +139,67 @@ fn subject_key_id(ext: &Tlv<'_>) -> Option<Vec<u8>> {
     None
 }
 
+/// A certificate parsed once, with what opening a message asks of it: its encoding and
+/// fingerprint, the identifiers CMS names it by, what it is bound to, and its validity.
+#[derive(Debug)]
+pub struct ParsedCert {
+    /// The certificate.
+    pub x509: openssl::x509::X509,
+    /// Its DER.
+    pub der: Vec<u8>,
+    /// SHA-256 of the DER.
+    pub sha256: [u8; 32],
+    /// Issuer/serial/key identifiers, if the TBSCertificate could be read.
+    pub ids: Option<CertIds>,
+    /// The addresses and domains it binds.
+    pub bindings: Vec<crate::binding::CertBinding>,
+    /// Its subject, one line.
+    pub subject: String,
+    /// notBefore (Unix seconds).
+    pub not_before: Option<i64>,
+    /// notAfter (Unix seconds).
+    pub not_after: Option<i64>,
+}
+
+impl ParsedCert {
+    /// Parse a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<ParsedCert, openssl::error::ErrorStack> {
+        Ok(Self::describe(
+            openssl::x509::X509::from_der(der)?,
+            der.to_vec(),
+        ))
+    }
+
+    /// Describe an already parsed certificate.
+    pub fn from_x509(x509: openssl::x509::X509) -> Result<ParsedCert, openssl::error::ErrorStack> {
+        let der = x509.to_der()?;
+        Ok(Self::describe(x509, der))
+    }
+
+    fn describe(x509: openssl::x509::X509, der: Vec<u8>) -> ParsedCert {
+        ParsedCert {
+            sha256: openssl::sha::sha256(&der),
+            ids: CertIds::from_der(&der),
+            bindings: crate::binding::bindings(&x509),
+            subject: subject_string(&x509),
+            not_before: crate::time::from_asn1(x509.not_before()),
+            not_after: crate::time::from_asn1(x509.not_after()),
+            x509,
+            der,
+        }
+    }
+
+    /// The fingerprint as lowercase hex (DESIGN §3 `sha256`).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
 /// A bounded cache of parsed certificates, keyed by the SHA-256 of their DER. Parsing an
 /// X.509 certificate costs OpenSSL 3.0 about 100 µs, more than anything else in opening a
 /// small message but the RSA operation; senders reuse their certificate for every message.
 pub struct CertCache {
-    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], openssl::x509::X509>>,
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<ParsedCert>>>,
     capacity: usize,
 }
 
@@ -144,12 +221,15 @@ impl CertCache {
     }
 
     /// The parsed certificate for `der`, from the cache or freshly parsed.
-    pub fn parse(&self, der: &[u8]) -> Result<openssl::x509::X509, openssl::error::ErrorStack> {
+    pub fn parse(
+        &self,
+        der: &[u8],
+    ) -> Result<std::sync::Arc<ParsedCert>, openssl::error::ErrorStack> {
         let key = openssl::sha::sha256(der);
         if let Some(c) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(c);
         }
-        let c = openssl::x509::X509::from_der(der)?;
+        let c = std::sync::Arc::new(ParsedCert::from_der(der)?);
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= self.capacity {
                 m.clear();
@@ -175,6 +255,7 @@ mod tests {
     fn rfc5652_10_2_4_issuer_and_serial() {
         let c = X509::from_der(GM2552).unwrap();
         let ids = CertIds::of(&c).unwrap();
+        assert_eq!(Some(&ids), CertIds::from_der(&c.to_der().unwrap()).as_ref());
         assert_eq!(ids.ski.as_deref(), c.subject_key_id().map(|k| k.as_slice()));
         assert_eq!(hex::encode_upper(&ids.serial), "24891677AF35099A");
         assert_eq!(ids.issuer, c.issuer_name().to_der().unwrap());

@@ -153,16 +153,34 @@ pub struct TrustInput<'a> {
     pub profile: &'a Profile,
 }
 
+/// [`evaluate`] for a certificate already described, which spares the fingerprint.
+pub fn evaluate_known(
+    cert: &crate::cert::ParsedCert,
+    usage: Usage,
+    input: &TrustInput<'_>,
+) -> Result<TrustPath, TrustError> {
+    evaluate_with(&cert.x509, Some(cert.sha256), usage, input)
+}
+
 /// Decide whether `cert` is trusted for `usage` at `input.at`.
 pub fn evaluate(
     cert: &X509Ref,
     usage: Usage,
     input: &TrustInput<'_>,
 ) -> Result<TrustPath, TrustError> {
+    evaluate_with(cert, None, usage, input)
+}
+
+fn evaluate_with(
+    cert: &X509Ref,
+    leaf_sha256: Option<[u8; 32]>,
+    usage: Usage,
+    input: &TrustInput<'_>,
+) -> Result<TrustPath, TrustError> {
     if input.anchors.certs.is_empty() {
         return Err(TrustError::NoAnchors);
     }
-    let key = path_key(cert, usage, input);
+    let key = path_key(cert, leaf_sha256, usage, input);
     if let Some(p) = key
         .as_ref()
         .and_then(|k| input.anchors.cached_path(k, input.at))
@@ -209,8 +227,16 @@ pub fn evaluate(
     Ok(TrustPath { chain, notes })
 }
 
-fn path_key(cert: &X509Ref, usage: Usage, input: &TrustInput<'_>) -> Option<PathKey> {
-    let leaf = openssl::sha::sha256(&cert.to_der().ok()?);
+fn path_key(
+    cert: &X509Ref,
+    leaf: Option<[u8; 32]>,
+    usage: Usage,
+    input: &TrustInput<'_>,
+) -> Option<PathKey> {
+    let leaf = match leaf {
+        Some(l) => l,
+        None => openssl::sha::sha256(&cert.to_der().ok()?),
+    };
     let mut h = openssl::sha::Sha256::new();
     for c in input.intermediates {
         h.update(&c.to_der().ok()?);

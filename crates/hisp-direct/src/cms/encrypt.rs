@@ -129,14 +129,12 @@ fn encrypt_into(
 
 /// KeyTransRecipientInfo (RFC 5652 §6.2.1), version 0 with IssuerAndSerialNumber.
 fn recipient_info(cert: &X509Ref, kt: KeyTransport, key: &[u8]) -> Result<Vec<u8>, SealError> {
-    let subject = subject_string(cert);
-    let pkey = cert
-        .public_key()
-        .map_err(|_| SealError::RecipientKey(subject.clone()))?;
+    let unusable = || SealError::RecipientKey(subject_string(cert));
+    let pkey = cert.public_key().map_err(|_| unusable())?;
     if pkey.rsa().is_err() {
-        return Err(SealError::RecipientKey(subject));
+        return Err(unusable());
     }
-    let ids = CertIds::of(cert).ok_or_else(|| SealError::RecipientKey(subject.clone()))?;
+    let ids = CertIds::of(cert).ok_or_else(unusable)?;
     let (alg, ek) = match kt {
         KeyTransport::RsaPkcs1v15 => (
             w::alg(oid::RSA_ENCRYPTION, &w::NULL),

@@ -6,29 +6,18 @@
 use super::{alg_id, content_info, decrypt::RecipientId, rid_from};
 use crate::alg::{Digest, Profile};
 use crate::asn1::{oid, reader::tags, Class, Tlv};
-use crate::cert::{CertCache, CertIds};
+use crate::cert::{CertCache, ParsedCert};
 use crate::error::SignatureError;
 use openssl::hash::Hasher;
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
-use openssl::x509::X509;
-
-/// A certificate carried in a SignedData, with its encoding and identifiers.
-#[derive(Debug, Clone)]
-pub struct CarriedCert {
-    /// The parsed certificate.
-    pub x509: X509,
-    /// Its DER, as carried.
-    pub der: Vec<u8>,
-    /// Its issuer/serial/key identifiers.
-    pub ids: Option<CertIds>,
-}
+use std::sync::Arc;
 
 /// A parsed SignedData.
 #[derive(Debug, Clone)]
 pub struct SignedData {
     /// The certificates carried in the message.
-    pub certs: Vec<CarriedCert>,
+    pub certs: Vec<Arc<ParsedCert>>,
     /// Each SignerInfo.
     pub signers: Vec<SignerInfo>,
     /// eContentType OID content.
@@ -93,14 +82,10 @@ pub fn parse_signed_data(
                 let raw = c.raw();
                 let parsed = match cache {
                     Some(cache) => cache.parse(raw),
-                    None => X509::from_der(raw),
+                    None => ParsedCert::from_der(raw).map(Arc::new),
                 };
-                if let Ok(x509) = parsed {
-                    certs.push(CarriedCert {
-                        x509,
-                        der: raw.to_vec(),
-                        ids: CertIds::from_der(raw),
-                    });
+                if let Ok(c) = parsed {
+                    certs.push(c);
                 }
             }
         } else if t.tag.is(Class::Universal, tags::SET) {
@@ -156,7 +141,7 @@ fn parse_signer(t: &Tlv<'_>) -> Result<SignerInfo, SignatureError> {
 #[derive(Debug, Clone)]
 pub struct SignatureOutcome {
     /// The signer's certificate (from the message).
-    pub signer: CarriedCert,
+    pub signer: Arc<ParsedCert>,
     /// The digest used.
     pub digest: Digest,
     /// The signature algorithm, named.
@@ -245,7 +230,7 @@ fn verify_one(
     })
 }
 
-fn find_signer(sd: &SignedData, sid: &RecipientId) -> Option<CarriedCert> {
+fn find_signer(sd: &SignedData, sid: &RecipientId) -> Option<Arc<ParsedCert>> {
     sd.certs
         .iter()
         .find(|c| {
@@ -363,6 +348,9 @@ impl Scheme {
         data: &[u8],
         sig: &[u8],
     ) -> Result<bool, openssl::error::ErrorStack> {
+        if let (Scheme::Pkcs1(d), Ok(rsa)) = (self, key.rsa()) {
+            return Ok(pkcs1_verify(&rsa, *d, data, sig));
+        }
         let d = match self {
             Scheme::Pkcs1(d) | Scheme::Ecdsa(d) | Scheme::Pss { hash: d, .. } => *d,
         };
@@ -375,6 +363,29 @@ impl Scheme {
         v.update(data)?;
         v.verify(sig)
     }
+}
+
+/// RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2) through the RSA method directly: the
+/// recovered encoding must be the DigestInfo of `data`, with the NULL parameter or, as some
+/// producers write it, without.
+fn pkcs1_verify(
+    rsa: &openssl::rsa::RsaRef<openssl::pkey::Public>,
+    d: Digest,
+    data: &[u8],
+    sig: &[u8],
+) -> bool {
+    let Ok(md) = openssl::hash::hash(d.openssl(), data) else {
+        return false;
+    };
+    let mut em = vec![0u8; rsa.size() as usize];
+    let Ok(n) = rsa.public_decrypt(sig, &mut em, Padding::PKCS1) else {
+        return false;
+    };
+    let em = &em[..n];
+    use crate::asn1::writer as w;
+    let with_null = w::seq(&[&w::alg(d.oid(), &w::NULL), &w::octets(&md)]);
+    let without = w::seq(&[&w::seq(&[&w::oid(d.oid())]), &w::octets(&md)]);
+    em == with_null.as_slice() || em == without.as_slice()
 }
 
 /// RSASSA-PSS-params (RFC 4055 §3.1): hash [0] (default SHA-1), MGF1 [1] with the same hash,

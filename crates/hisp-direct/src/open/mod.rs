@@ -79,6 +79,8 @@ pub struct Opened {
     decrypted: Option<Range<usize>>,
     signed: Option<Bytes>,
     inner: Option<Bytes>,
+    /// Every From mailbox of the unwrapped message (all must be bound to the signer).
+    senders: Vec<String>,
 }
 
 impl Opened {
@@ -123,6 +125,7 @@ pub fn open(message: Vec<u8>, opts: &OpenOptions<'_>) -> Opened {
         decrypted: None,
         signed: None,
         inner: None,
+        senders: Vec::new(),
     };
     if let Err(e) = run(&mut o, opts) {
         o.verdict.errors.push(e);

@@ -3,12 +3,12 @@
 //! as message/rfc822), verify the signature, then trust and binding.
 
 use super::{Bytes, OpenOptions, Opened, SignerSummary};
-use crate::binding::{bindings, check_binding};
+use crate::binding::check_binding_in;
 use crate::cms::verify::{parse_signed_data, verify, SignatureOutcome, SignedData};
 use crate::error::{BindingError, OpenError, SignatureError};
 use crate::mime::{self, multipart, Entity};
-use crate::time::{format_rfc3339, from_asn1};
-use crate::trust::{evaluate, TrustInput, Usage};
+use crate::time::format_rfc3339;
+use crate::trust::{evaluate_known, TrustInput, Usage};
 
 /// Where the signature is and what it covers.
 struct Located {
@@ -151,11 +151,14 @@ fn unwrap(o: &mut Opened, signed: &Bytes, outer_end: usize) {
     };
     let inner_bytes = bytes(&o.buf, &inner);
     let ie = Entity::parse(inner_bytes);
-    o.verdict.from = ie
+    o.senders = ie
         .headers
-        .get("From")
-        .and_then(|f| mime::parse_address_list(&f).into_iter().next())
-        .map(|m| m.address);
+        .get_all("From")
+        .iter()
+        .flat_map(|f| mime::parse_address_list(f))
+        .map(|m| m.address)
+        .collect();
+    o.verdict.from = o.senders.first().cloned();
     o.verdict.content_type = Some(ie.content_type().mime);
     o.inner = Some(inner);
 }
@@ -187,17 +190,13 @@ fn merge_unwrapped(outer: &[u8], signed: &[u8], e: &Entity<'_>) -> Vec<u8> {
 }
 
 fn record_signer(o: &mut Opened, outcome: &SignatureOutcome) {
-    let c = &outcome.signer.x509;
+    let c = &outcome.signer;
     o.verdict.signer = Some(SignerSummary {
-        subject: crate::cert::subject_string(c),
-        addresses: bindings(c).iter().map(|b| b.value().to_string()).collect(),
-        sha256: crate::cert::sha256_hex(c),
-        not_before: from_asn1(c.not_before())
-            .map(format_rfc3339)
-            .unwrap_or_default(),
-        not_after: from_asn1(c.not_after())
-            .map(format_rfc3339)
-            .unwrap_or_default(),
+        subject: c.subject.clone(),
+        addresses: c.bindings.iter().map(|b| b.value().to_string()).collect(),
+        sha256: c.sha256_hex(),
+        not_before: c.not_before.map(format_rfc3339).unwrap_or_default(),
+        not_after: c.not_after.map(format_rfc3339).unwrap_or_default(),
     });
 }
 
@@ -210,7 +209,7 @@ fn check_trust(
     let mut intermediates: Vec<_> = sd
         .certs
         .iter()
-        .filter(|c| c.der != outcome.signer.der)
+        .filter(|c| c.sha256 != outcome.signer.sha256)
         .map(|c| c.x509.clone())
         .collect();
     intermediates.extend(opts.intermediates.iter().cloned());
@@ -221,7 +220,7 @@ fn check_trust(
         at: opts.at,
         profile: opts.profile,
     };
-    match evaluate(&outcome.signer.x509, Usage::Signing, &input) {
+    match evaluate_known(&outcome.signer, Usage::Signing, &input) {
         Ok(path) => {
             o.verdict.trusted = true;
             o.verdict.chain = path
@@ -238,13 +237,7 @@ fn check_trust(
 /// Every sender identity must be bound to the signer: the unwrapped From mailboxes, the
 /// outer From (it routes MDNs) and the SMTP envelope sender when known.
 fn check_sender(o: &mut Opened, outcome: &SignatureOutcome, opts: &OpenOptions<'_>) {
-    let mut senders: Vec<String> = Vec::new();
-    if let Some(inner) = o.inner() {
-        let e = Entity::parse(inner);
-        for f in e.headers.get_all("From") {
-            senders.extend(mime::parse_address_list(&f).into_iter().map(|m| m.address));
-        }
-    }
+    let mut senders = std::mem::take(&mut o.senders);
     senders.extend(o.verdict.outer_from.clone());
     senders.extend(opts.envelope_sender.map(str::to_string));
     senders.dedup_by(|a, b| mime::same_address(a, b));
@@ -254,7 +247,7 @@ fn check_sender(o: &mut Opened, outcome: &SignatureOutcome, opts: &OpenOptions<'
     }
     let mut matched = None;
     for s in &senders {
-        match check_binding(&outcome.signer.x509, s) {
+        match check_binding_in(&outcome.signer.bindings, s) {
             Ok(b) => matched = matched.or(Some(b)),
             Err(e) => {
                 o.verdict.errors.push(e.into());
