@@ -105,7 +105,8 @@ fn encrypt_into(
     let err = SealError::crypto("encrypt the content");
     let mut c = Crypter::new(cipher.openssl(), Mode::Encrypt, key, Some(iv)).map_err(err)?;
     const STEP: usize = 64 * 1024;
-    let mut scratch = vec![0u8; STEP + 32];
+    let largest = parts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut scratch = vec![0u8; largest.min(STEP) + 32];
     for part in parts {
         for chunk in part.chunks(STEP) {
             let n = c
