@@ -7,7 +7,6 @@ use crate::alg::Profile;
 use crate::cert::{name_string, subject_string};
 use crate::error::TrustError;
 use crate::time::{format_rfc3339, from_asn1, UnixTime};
-use openssl::asn1::Asn1Time;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
@@ -372,12 +371,4 @@ fn check_one(cert: &X509Ref, crl: &X509Crl, at: UnixTime) -> Result<(), TrustErr
         });
     }
     Ok(())
-}
-
-/// The validity window check alone (used where a path is not wanted, e.g. listing).
-pub fn valid_at(cert: &X509Ref, at: UnixTime) -> bool {
-    let Ok(t) = Asn1Time::from_unix(at as _) else {
-        return false;
-    };
-    cert.not_before() <= t && cert.not_after() >= t
 }
