@@ -1,0 +1,249 @@
+//! Storage for Hisp: one row of state per message and recipient, so that status
+//! transitions are data (STYLE §4), and nothing accepted with `250` is lost.
+//!
+//! [`Store`] is the interface the daemon uses; [`sqlite::SqliteStore`] is the embedded
+//! default (WAL, one writer thread with group commit so that durable acceptance does not
+//! cost one fsync per message). A PostgreSQL implementation will sit behind the same trait.
+//!
+//! Layout:
+//! - [`model`]: the rows (messages, recipients, leases, mailbox entries, directory entries).
+//! - [`sqlite`]: the SQLite implementation.
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use std::future::Future;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (disk full, corruption, locked past the timeout).
+    #[error("database error while {what}: {source}")]
+    Database {
+        /// What the store was doing.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store could not be opened (path, permissions, schema version).
+    #[error("cannot open the store at {path}: {reason}")]
+    Open {
+        /// The database path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The writer thread is gone (the store is shutting down or crashed).
+    #[error("the store is shutting down")]
+    Closed,
+    /// A row that must exist does not.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// The kind of row.
+        what: &'static str,
+        /// Its key.
+        id: String,
+    },
+    /// A stored value that cannot be read back (a state name from a newer version, say).
+    #[error("corrupt value in column {column}: {value}")]
+    Corrupt {
+        /// The column.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the daemon and the operator commands keep. Every method that changes state is
+/// durable when its future resolves `Ok` (committed and synced), which is what lets the SMTP
+/// server answer `250`. Times are Unix seconds passed in by the caller (the daemon's clock
+/// may be a test clock), never read by the store.
+pub trait Store: Send + Sync + 'static {
+    // ----- users -------------------------------------------------------------------------
+    /// Create a user, or replace its password hash (PHC string, Argon2id).
+    fn set_user(
+        &self,
+        address: &str,
+        password_hash: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The password hash of a user (addresses compare case-insensitively).
+    fn user_password_hash(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Every user address, sorted.
+    fn users(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    // ----- directory: anchors, routes, static certificates ---------------------------------
+    /// Add a trust anchor (for one local domain, or all when `domain` is `None`). Returns
+    /// false when the same certificate (by SHA-256) was already there for that domain.
+    fn add_anchor(
+        &self,
+        anchor: NewAnchor,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Remove an anchor by fingerprint; returns how many rows went.
+    fn remove_anchor(&self, sha256: &str) -> impl Future<Output = StoreResult<usize>> + Send;
+    /// All anchors.
+    fn anchors(&self) -> impl Future<Output = StoreResult<Vec<Anchor>>> + Send;
+    /// Set the static next hop for a domain (`host:port`), replacing any earlier one.
+    fn set_route(
+        &self,
+        domain: &str,
+        target: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Remove a route; true when one existed.
+    fn remove_route(&self, domain: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// All routes.
+    fn routes(&self) -> impl Future<Output = StoreResult<Vec<Route>>> + Send;
+    /// Add a static recipient certificate (consulted before discovery). Returns false when
+    /// the same certificate was already there for the same binding.
+    fn add_cert(
+        &self,
+        cert: NewStaticCert,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// All static certificates.
+    fn certs(&self) -> impl Future<Output = StoreResult<Vec<StaticCert>>> + Send;
+    /// A counter bumped by every change to users, anchors, routes and certificates, so a
+    /// running daemon notices changes made by the operator commands.
+    fn directory_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // ----- outbound queue --------------------------------------------------------------------
+    /// Durably queue a submitted message with one `queued` row per recipient, due now.
+    fn enqueue(&self, msg: NewOutbound) -> impl Future<Output = StoreResult<QueueId>> + Send;
+    /// The submitted (plain) message.
+    fn outbound_body(
+        &self,
+        id: &QueueId,
+    ) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
+    /// Keep the sealed form of a message for one recipient domain (sealing happens once).
+    fn store_sealed(
+        &self,
+        id: &QueueId,
+        domain: &str,
+        sealed: &[u8],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The sealed form for a domain, if made.
+    fn sealed(
+        &self,
+        id: &QueueId,
+        domain: &str,
+    ) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
+    /// Lease due work: recipients in state `queued` whose `next_attempt <= now` and whose
+    /// lease is free or expired, grouped per (message, domain), at most `limit` groups. The
+    /// lease is taken in the same transaction (owner, `lease_until`), so two workers or two
+    /// nodes never deliver the same recipient at once.
+    fn lease_due(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Lease>>> + Send;
+    /// Apply state changes to recipients (releasing their leases) and append the matching
+    /// timeline events, all in one transaction.
+    fn update_recipients(
+        &self,
+        updates: Vec<RcptUpdate>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Find the outbound recipient an MDN/DSN is about: by the original Message-ID (exact,
+    /// angle brackets included as stored) and the recipient address (case-insensitive).
+    fn find_recipient(
+        &self,
+        message_id: &str,
+        rcpt: &str,
+    ) -> impl Future<Output = StoreResult<Option<OutRecipient>>> + Send;
+    /// Recipients whose `deadline` has passed in states `relayed` or `processed` (waiting
+    /// for a notification), at most `limit`.
+    fn overdue(
+        &self,
+        now: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
+    /// One outbound message with its recipients.
+    fn outbound(
+        &self,
+        id: &QueueId,
+    ) -> impl Future<Output = StoreResult<Option<OutMessage>>> + Send;
+    /// Outbound messages, newest first, with their recipients.
+    fn list_outbound(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
+    /// Recipients not yet in a final state (`queued`, `relayed`, `processed` awaiting
+    /// dispatched), for the queue-depth metric.
+    fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // ----- timeline ---------------------------------------------------------------------------
+    /// Append an event to a message's timeline.
+    fn add_event(&self, event: NewEvent) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A message's timeline, oldest first (outbound or inbound id).
+    fn events(&self, id: &QueueId) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+
+    // ----- inbound spool ----------------------------------------------------------------------
+    /// Durably spool a message received on the relay port (still sealed).
+    fn spool_inbound(&self, msg: NewInbound) -> impl Future<Output = StoreResult<QueueId>> + Send;
+    /// Lease spooled messages for processing (same lease rules as `lease_due`).
+    fn lease_inbound(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Inbound>>> + Send;
+    /// Finish processing: the message was delivered, or is quarantined with the reason.
+    /// Deliveries and the outcome commit together (`deliveries` go to mailboxes, `then`
+    /// outbound messages such as MDNs are enqueued in the same transaction).
+    fn finish_inbound(
+        &self,
+        done: InboundDone,
+    ) -> impl Future<Output = StoreResult<Vec<QueueId>>> + Send;
+    /// Quarantined inbound messages, newest first.
+    fn quarantined(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<Inbound>>> + Send;
+
+    // ----- mailboxes ---------------------------------------------------------------------------
+    /// Put a message (or an MDN/DSN for a sender) in a local user's mailbox.
+    fn deliver(&self, entry: NewMailboxEntry) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// A user's mailbox (without bodies), oldest first; picked-up entries only if asked.
+    fn mailbox(
+        &self,
+        owner: &str,
+        include_picked_up: bool,
+    ) -> impl Future<Output = StoreResult<Vec<MailboxEntry>>> + Send;
+    /// One entry with its body (the owner must match).
+    fn mailbox_entry(
+        &self,
+        owner: &str,
+        id: i64,
+    ) -> impl Future<Output = StoreResult<Option<MailboxEntry>>> + Send;
+    /// Mark an entry picked up by the edge. Returns the entry when this call picked it up,
+    /// `None` when it was already picked up or does not belong to `owner`.
+    fn mark_picked_up(
+        &self,
+        owner: &str,
+        id: i64,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Option<MailboxEntry>>> + Send;
+
+    // ----- notification de-duplication ---------------------------------------------------------
+    /// Record that a notification (`processed`, `dispatched`, `failed`, `dsn-failed`, …) about
+    /// (original Message-ID, recipient) was seen. True the first time, false for repeats.
+    fn note_notification(
+        &self,
+        original_message_id: &str,
+        rcpt: &str,
+        kind: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}

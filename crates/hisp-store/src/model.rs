@@ -1,0 +1,433 @@
+//! The rows the store keeps. Plain data: states are enums, times are Unix seconds.
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = i64;
+
+/// The store's id for a queued message: `o-…` outbound, `i-…` inbound.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub String);
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A trust anchor to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAnchor {
+    /// The local domain it applies to; `None` for every local domain.
+    pub domain: Option<String>,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER.
+    pub sha256: String,
+    /// Subject, for listings.
+    pub subject: String,
+}
+
+/// A stored trust anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// Row id.
+    pub id: i64,
+    /// The local domain it applies to; `None` for every local domain.
+    pub domain: Option<String>,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER.
+    pub sha256: String,
+    /// Subject, for listings.
+    pub subject: String,
+    /// When it was added.
+    pub added: UnixTime,
+}
+
+/// A static next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The destination domain (lower case).
+    pub domain: String,
+    /// `host:port`.
+    pub target: String,
+}
+
+/// A static recipient certificate to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStaticCert {
+    /// What it is bound to: an address or a domain (lower case).
+    pub bound_to: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER.
+    pub sha256: String,
+}
+
+/// A stored static certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticCert {
+    /// Row id.
+    pub id: i64,
+    /// An address or a domain (lower case).
+    pub bound_to: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER.
+    pub sha256: String,
+}
+
+/// What an outbound message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    /// A message a user submitted.
+    Message,
+    /// An MDN or DSN this HISP sends (never tracked for notifications itself).
+    Notification,
+}
+
+impl OutKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutKind::Message => "message",
+            OutKind::Notification => "notification",
+        }
+    }
+}
+
+/// A submitted message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutbound {
+    /// The sender (envelope and From), lower case.
+    pub sender: String,
+    /// The RFC 5322 Message-ID, as written (with angle brackets).
+    pub message_id: String,
+    /// Recipient addresses (each gets a row; duplicates collapse).
+    pub recipients: Vec<String>,
+    /// The plain RFC 5322 message as submitted.
+    pub body: Vec<u8>,
+    /// The sender asked for X-DIRECT-FINAL-DESTINATION-DELIVERY (wait for `dispatched`).
+    pub wants_dispatched: bool,
+    /// Message or notification.
+    pub kind: OutKind,
+    /// How it arrived (`smtp`, `rest`, `mdn`, …), for the timeline.
+    pub via: String,
+    /// Submission time; recipients are due at once.
+    pub now: UnixTime,
+}
+
+/// A recipient's delivery state (the `hisp queue` vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RcptState {
+    /// Waiting for (another) delivery attempt.
+    Queued,
+    /// Accepted by the recipient's HISP; waiting for `processed`.
+    Relayed,
+    /// `processed` MDN received (waiting for `dispatched` when requested).
+    Processed,
+    /// `dispatched` MDN received: final.
+    Dispatched,
+    /// Permanently failed (5xx, no certificate, failure MDN/DSN, notification timeout).
+    Failed,
+    /// Retried until the expiry time without success.
+    Expired,
+}
+
+impl RcptState {
+    /// Every state.
+    pub const ALL: [RcptState; 6] = [
+        Self::Queued,
+        Self::Relayed,
+        Self::Processed,
+        Self::Dispatched,
+        Self::Failed,
+        Self::Expired,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Relayed => "relayed",
+            Self::Processed => "processed",
+            Self::Dispatched => "dispatched",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<RcptState> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// True for states nothing more will happen to.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Dispatched | Self::Failed | Self::Expired)
+    }
+}
+
+/// One outbound recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecipient {
+    /// The message.
+    pub message: QueueId,
+    /// The recipient address (lower case).
+    pub rcpt: String,
+    /// Its domain.
+    pub domain: String,
+    /// Current state.
+    pub state: RcptState,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (state `queued`).
+    pub next_attempt: UnixTime,
+    /// The last error, as it will be quoted in a DSN.
+    pub last_error: Option<String>,
+    /// The sender asked for `dispatched`.
+    pub wants_dispatched: bool,
+    /// When the awaited notification is overdue (states `relayed`, `processed`).
+    pub deadline: Option<UnixTime>,
+    /// Last change.
+    pub updated: UnixTime,
+}
+
+/// An outbound message with its recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutMessage {
+    /// Queue id.
+    pub id: QueueId,
+    /// Sender.
+    pub sender: String,
+    /// RFC 5322 Message-ID.
+    pub message_id: String,
+    /// Message or notification.
+    pub kind: OutKind,
+    /// Submission time.
+    pub created: UnixTime,
+    /// Size of the submitted message in bytes.
+    pub size: u64,
+    /// Recipients, in submission order.
+    pub recipients: Vec<OutRecipient>,
+}
+
+/// Work leased to a delivery worker: the due recipients of one message in one domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The message.
+    pub message: QueueId,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Its sender.
+    pub sender: String,
+    /// Message or notification.
+    pub kind: OutKind,
+    /// When it was submitted (expiry counts from here).
+    pub created: UnixTime,
+    /// The destination domain.
+    pub domain: String,
+    /// The leased recipients with their attempt counts.
+    pub recipients: Vec<OutRecipient>,
+}
+
+/// A change to one recipient (its lease is released).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptUpdate {
+    /// The message.
+    pub message: QueueId,
+    /// The recipient.
+    pub rcpt: String,
+    /// The new state.
+    pub state: RcptState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Next attempt (meaningful for `queued`).
+    pub next_attempt: UnixTime,
+    /// The error to record; `None` clears it.
+    pub last_error: Option<String>,
+    /// Notification deadline (for `relayed`/`processed`).
+    pub deadline: Option<UnixTime>,
+    /// Timeline event kind to append (e.g. `relayed`, `retry`, `failed`).
+    pub event: String,
+    /// Event detail (remote reply, reason).
+    pub detail: String,
+    /// When.
+    pub now: UnixTime,
+}
+
+/// A timeline event to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The message (outbound or inbound id).
+    pub message: QueueId,
+    /// The recipient it is about, if any.
+    pub rcpt: Option<String>,
+    /// Kind: `submitted`, `relayed`, `processed`, `dispatched`, `retry`, `failed`, …
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A stored timeline event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The recipient it is about, if any.
+    pub rcpt: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A message received on the relay port, to spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInbound {
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients (local).
+    pub rcpts: Vec<String>,
+    /// The message as received (sealed).
+    pub body: Vec<u8>,
+    /// The peer's address, for the timeline.
+    pub peer: String,
+    /// When.
+    pub now: UnixTime,
+}
+
+/// Inbound processing state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundState {
+    /// Waiting to be opened.
+    Spooled,
+    /// Opened and delivered.
+    Delivered,
+    /// Refused; kept with the reason.
+    Quarantined,
+}
+
+impl InboundState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spooled => "spooled",
+            Self::Delivered => "delivered",
+            Self::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// A spooled inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// Queue id.
+    pub id: QueueId,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+    /// The message as received (empty in listings).
+    pub body: Vec<u8>,
+    /// State.
+    pub state: InboundState,
+    /// Why it was quarantined.
+    pub reason: Option<String>,
+    /// When it arrived.
+    pub received: UnixTime,
+}
+
+/// The outcome of processing an inbound message, committed atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundDone {
+    /// The inbound message.
+    pub id: QueueId,
+    /// `Delivered` or `Quarantined`.
+    pub state: InboundState,
+    /// Quarantine reason.
+    pub reason: Option<String>,
+    /// Mailbox deliveries.
+    pub deliveries: Vec<NewMailboxEntry>,
+    /// Outbound messages to queue with it (MDNs).
+    pub then: Vec<NewOutbound>,
+    /// Timeline events (on the inbound id).
+    pub events: Vec<NewEvent>,
+    /// When.
+    pub now: UnixTime,
+}
+
+/// What a mailbox entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A message from another HISP.
+    Message,
+    /// An MDN about a message the owner sent.
+    Mdn,
+    /// A DSN (or failure notice) about a message the owner sent.
+    Dsn,
+}
+
+impl EntryKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Mdn => "mdn",
+            Self::Dsn => "dsn",
+        }
+    }
+}
+
+/// A mailbox delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMailboxEntry {
+    /// The local user.
+    pub owner: String,
+    /// Message, MDN or DSN.
+    pub kind: EntryKind,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Its From.
+    pub from: String,
+    /// Its Subject.
+    pub subject: String,
+    /// The plain message.
+    pub body: Vec<u8>,
+    /// The original sender asked for `dispatched` (so pickup must send it).
+    pub wants_dispatched: bool,
+    /// Where it came from (inbound id), for the timeline.
+    pub source: Option<QueueId>,
+    /// When.
+    pub now: UnixTime,
+}
+
+/// A mailbox entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// Entry id (unique in the store).
+    pub id: i64,
+    /// The local user.
+    pub owner: String,
+    /// Message, MDN or DSN.
+    pub kind: EntryKind,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Its From.
+    pub from: String,
+    /// Its Subject.
+    pub subject: String,
+    /// Body (empty in listings).
+    pub body: Vec<u8>,
+    /// Size of the body.
+    pub size: u64,
+    /// The original sender asked for `dispatched`.
+    pub wants_dispatched: bool,
+    /// Where it came from.
+    pub source: Option<QueueId>,
+    /// When it arrived.
+    pub received: UnixTime,
+    /// When the edge picked it up.
+    pub picked_up: Option<UnixTime>,
+}
