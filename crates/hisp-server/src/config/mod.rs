@@ -3,7 +3,14 @@
 //! what types cannot (domain syntax, files that load, keys that match), collecting every
 //! problem with its dotted key before failing.
 
-use hisp_direct::alg::{ContentCipher, Digest, KeyTransport, Profile};
+mod crypto;
+mod sections;
+#[cfg(test)]
+mod tests;
+
+pub use crypto::*;
+pub use sections::*;
+
 use hisp_direct::keys;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,6 +27,14 @@ pub struct Config {
     /// Crypto choices.
     #[serde(default)]
     pub crypto: CryptoConfig,
+    /// SMTP listeners.
+    pub smtp: SmtpConfig,
+    /// REST API and metrics.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Retries, expiry, notification timeouts.
+    #[serde(default)]
+    pub queue: QueueConfig,
 }
 
 /// `[server]`
@@ -53,136 +68,6 @@ pub struct DomainConfig {
     /// Trust anchors for mail to and from this domain.
     #[serde(default)]
     pub anchors: Vec<PathBuf>,
-}
-
-/// Names of content ciphers accepted in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CipherName {
-    /// AES-128-CBC
-    #[serde(rename = "aes-128-cbc")]
-    Aes128Cbc,
-    /// AES-256-CBC
-    #[serde(rename = "aes-256-cbc")]
-    Aes256Cbc,
-    /// AES-128-GCM
-    #[serde(rename = "aes-128-gcm")]
-    Aes128Gcm,
-    /// AES-256-GCM
-    #[serde(rename = "aes-256-gcm")]
-    Aes256Gcm,
-}
-
-impl CipherName {
-    /// The algorithm.
-    pub fn cipher(self) -> ContentCipher {
-        match self {
-            Self::Aes128Cbc => ContentCipher::Aes128Cbc,
-            Self::Aes256Cbc => ContentCipher::Aes256Cbc,
-            Self::Aes128Gcm => ContentCipher::Aes128Gcm,
-            Self::Aes256Gcm => ContentCipher::Aes256Gcm,
-        }
-    }
-}
-
-/// Key transport names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyTransportName {
-    /// RSA PKCS#1 v1.5
-    #[serde(rename = "rsa-pkcs1-v1_5")]
-    RsaPkcs1V15,
-    /// RSA-OAEP with SHA-256
-    RsaOaep,
-}
-
-/// Digest names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DigestName {
-    /// SHA-256
-    Sha256,
-    /// SHA-384
-    Sha384,
-    /// SHA-512
-    Sha512,
-}
-
-/// Profile names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProfileName {
-    /// SHA-256+, AES, RSA ≥ 2048.
-    Strict,
-    /// Also accepts SHA-1, 3DES and 1024-bit RSA on receipt.
-    Legacy,
-}
-
-/// `[crypto]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CryptoConfig {
-    /// Profile applied to received mail.
-    #[serde(default = "default_profile")]
-    pub receive_profile: ProfileName,
-    /// Content encryption for sending.
-    #[serde(default = "default_cipher")]
-    pub cipher: CipherName,
-    /// Key transport for sending.
-    #[serde(default = "default_kt")]
-    pub key_transport: KeyTransportName,
-    /// Signature digest for sending.
-    #[serde(default = "default_digest")]
-    pub digest: DigestName,
-}
-
-fn default_profile() -> ProfileName {
-    ProfileName::Strict
-}
-fn default_cipher() -> CipherName {
-    CipherName::Aes256Cbc
-}
-fn default_kt() -> KeyTransportName {
-    KeyTransportName::RsaPkcs1V15
-}
-fn default_digest() -> DigestName {
-    DigestName::Sha256
-}
-
-impl Default for CryptoConfig {
-    fn default() -> Self {
-        CryptoConfig {
-            receive_profile: default_profile(),
-            cipher: default_cipher(),
-            key_transport: default_kt(),
-            digest: default_digest(),
-        }
-    }
-}
-
-impl CryptoConfig {
-    /// The receive profile as a value.
-    pub fn profile(&self) -> Profile {
-        match self.receive_profile {
-            ProfileName::Strict => Profile::strict(),
-            ProfileName::Legacy => Profile::legacy(),
-        }
-    }
-    /// The sending key transport.
-    pub fn key_transport(&self) -> KeyTransport {
-        match self.key_transport {
-            KeyTransportName::RsaPkcs1V15 => KeyTransport::RsaPkcs1v15,
-            KeyTransportName::RsaOaep => KeyTransport::RsaOaep(Digest::Sha256),
-        }
-    }
-    /// The sending digest.
-    pub fn digest(&self) -> Digest {
-        match self.digest {
-            DigestName::Sha256 => Digest::Sha256,
-            DigestName::Sha384 => Digest::Sha384,
-            DigestName::Sha512 => Digest::Sha512,
-        }
-    }
 }
 
 /// One thing wrong with a configuration, located by its dotted key.
@@ -260,6 +145,8 @@ impl Config {
             }
         };
         fix(&mut self.server.data_dir);
+        fix(&mut self.smtp.tls_cert);
+        fix(&mut self.smtp.tls_key);
         for d in &mut self.domains {
             fix(&mut d.cert);
             fix(&mut d.key);
@@ -283,6 +170,7 @@ impl Config {
                 "no [[domain]] configured: add one (hisp init writes an example)".into(),
             );
         }
+        self.validate_listeners(&mut problem);
         for (i, d) in self.domains.iter().enumerate() {
             let k = |f: &str| format!("domain[{i}].{f}");
             if !is_domain_name(&d.name) {
@@ -316,6 +204,66 @@ impl Config {
             }
         }
         out
+    }
+}
+
+impl Config {
+    fn validate_listeners(&self, problem: &mut impl FnMut(String, String)) {
+        let s = &self.smtp;
+        let addrs = [
+            ("smtp.relay_listen", s.relay_listen),
+            ("smtp.submission_listen", s.submission_listen),
+            ("http.listen", self.http.listen),
+        ];
+        for (i, (key, a)) in addrs.iter().enumerate() {
+            if addrs[..i].iter().any(|(_, b)| b == a && a.port() != 0) {
+                problem(
+                    key.to_string(),
+                    format!("{a} is already used by another listener"),
+                );
+            }
+        }
+        let tls = std::fs::read(&s.tls_cert)
+            .map_err(|e| ("smtp.tls_cert", format!("{}: {e}", s.tls_cert.display())))
+            .and_then(|c| {
+                let k = std::fs::read(&s.tls_key)
+                    .map_err(|e| ("smtp.tls_key", format!("{}: {e}", s.tls_key.display())))?;
+                keys::load_credential(Some(&c), &k, None)
+                    .map_err(|e| ("smtp.tls_key", format!("{}: {e}", s.tls_key.display())))
+            });
+        if let Err((key, reason)) = tls {
+            problem(key.into(), reason);
+        }
+        if s.max_message_bytes < 1024 {
+            problem(
+                "smtp.max_message_bytes".into(),
+                "must be at least 1024".into(),
+            );
+        }
+        if s.max_recipients == 0 {
+            problem("smtp.max_recipients".into(), "must be at least 1".into());
+        }
+        let q = &self.queue;
+        if q.retry_first.is_zero() || q.retry_max < q.retry_first {
+            problem(
+                "queue.retry_max".into(),
+                "must be at least queue.retry_first (> 0)".into(),
+            );
+        }
+        if q.expire_after < q.retry_first {
+            problem(
+                "queue.expire_after".into(),
+                "must be longer than queue.retry_first".into(),
+            );
+        }
+        if q.delivery_workers == 0 {
+            problem("queue.delivery_workers".into(), "must be at least 1".into());
+        }
+    }
+
+    /// The SQLite store inside the data directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.server.data_dir.join("hisp.db")
     }
 }
 
@@ -357,60 +305,4 @@ pub fn is_domain_name(s: &str) -> bool {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = include_str!("../../../examples/hisp.toml");
-
-    #[test]
-    fn example_config_parses() {
-        let c = Config::from_toml(EXAMPLE, Path::new("examples/hisp.toml")).unwrap();
-        assert_eq!(c.domains.len(), 1);
-        assert_eq!(c.crypto.cipher, CipherName::Aes256Cbc);
-    }
-
-    /// Every table rejects a key it does not know, naming it (as hickory's config tests do).
-    #[test]
-    fn unknown_keys_rejected_in_every_table() {
-        for table in ["[server]", "[[domain]]", "[crypto]"] {
-            let text = EXAMPLE.replacen(table, &format!("{table}\nbogus_key = 1"), 1);
-            let err = Config::from_toml(&text, Path::new("x.toml"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("bogus_key"), "{table}: {err}");
-        }
-        let err = Config::from_toml(&format!("{EXAMPLE}\n[extra]\na = 1\n"), Path::new("x.toml"))
-            .unwrap_err();
-        assert!(err.to_string().contains("extra"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let text = EXAMPLE.replace("cipher = \"aes-256-cbc\"", "cipher = \"rc4\"");
-        let err = Config::from_toml(&text, Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cipher") && err.contains("rc4"), "{err}");
-        let mut c = Config::from_toml(EXAMPLE, Path::new("x.toml")).unwrap();
-        c.server.hostname = "not a host".into();
-        c.domains[0].key = PathBuf::from("/nonexistent/key.pem");
-        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
-        assert!(keys.contains(&"server.hostname".to_string()), "{keys:?}");
-        assert!(keys.contains(&"domain[0].key".to_string()), "{keys:?}");
-        assert!(
-            keys.contains(&"domain[0].anchors[0]".to_string()),
-            "{keys:?}"
-        );
-    }
-
-    #[test]
-    fn rfc1035_2_3_1_domain_names() {
-        assert!(is_domain_name("direct.clinic.example"));
-        assert!(!is_domain_name("-bad.example"));
-        assert!(!is_domain_name("a..b"));
-        assert!(!is_domain_name("sp ace.example"));
-    }
 }

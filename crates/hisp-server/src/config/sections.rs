@@ -1,0 +1,157 @@
+//! `[smtp]`, `[http]` and `[queue]`: where the daemon listens and how it retries. Durations
+//! are written the way operators say them (`"2m"`, `"2h"`, `"5d"`) and parsed at load.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[smtp]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Where other HISPs deliver (port 25).
+    #[serde(default = "default_relay")]
+    pub relay_listen: SocketAddr,
+    /// Where our users submit (port 587; STARTTLS and AUTH required).
+    #[serde(default = "default_submission")]
+    pub submission_listen: SocketAddr,
+    /// TLS certificate for STARTTLS (PEM, chain after the leaf).
+    pub tls_cert: PathBuf,
+    /// Its key.
+    pub tls_key: PathBuf,
+    /// Largest message accepted, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Most recipients per message.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Require STARTTLS when delivering to other HISPs.
+    #[serde(default)]
+    pub require_tls_outbound: bool,
+}
+
+fn default_relay() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 25))
+}
+fn default_submission() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 587))
+}
+fn default_max_message_bytes() -> usize {
+    50 << 20
+}
+fn default_max_recipients() -> usize {
+    100
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// REST API, `/metrics` and `/healthz`.
+    #[serde(default = "default_http")]
+    pub listen: SocketAddr,
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8025))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http(),
+        }
+    }
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// First retry after a temporary failure; each later one waits twice as long…
+    #[serde(default = "d_2m", with = "human")]
+    pub retry_first: Duration,
+    /// …up to this.
+    #[serde(default = "d_2h", with = "human")]
+    pub retry_max: Duration,
+    /// Give up (DSN to the sender) this long after submission.
+    #[serde(default = "d_5d", with = "human")]
+    pub expire_after: Duration,
+    /// Wait this long for the `processed` MDN (and again for `dispatched` when requested)
+    /// before telling the sender delivery failed (Direct IG "timely and reliable").
+    #[serde(default = "d_1h", with = "human")]
+    pub mdn_timeout: Duration,
+    /// Concurrent outbound deliveries.
+    #[serde(default = "default_workers")]
+    pub delivery_workers: usize,
+}
+
+fn d_2m() -> Duration {
+    Duration::from_secs(120)
+}
+fn d_2h() -> Duration {
+    Duration::from_secs(7200)
+}
+fn d_5d() -> Duration {
+    Duration::from_secs(5 * 86_400)
+}
+fn d_1h() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_workers() -> usize {
+    16
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            retry_first: d_2m(),
+            retry_max: d_2h(),
+            expire_after: d_5d(),
+            mdn_timeout: d_1h(),
+            delivery_workers: default_workers(),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The wait before attempt `attempts + 1`: 2 min, 4, 8, … capped at `retry_max`.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.retry_first.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+/// serde for durations written as `"90s"`, `"2m"`, `"1h 30m"`, `"5d"`.
+mod human {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "\"{text}\" is not a duration like \"2m\" or \"5d\": {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_doubles_from_2m_to_2h() {
+        let q = QueueConfig::default();
+        let mins: Vec<u64> = (1..=8).map(|a| q.retry_delay(a).as_secs() / 60).collect();
+        assert_eq!(mins, [2, 4, 8, 16, 32, 64, 120, 120]);
+        assert_eq!(q.retry_delay(200), q.retry_max);
+    }
+}

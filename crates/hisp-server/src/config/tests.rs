@@ -1,0 +1,61 @@
+//! Config tests: the example parses, every table rejects unknown keys, problems name keys.
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../../examples/hisp.toml");
+
+#[test]
+fn example_config_parses() {
+    let c = Config::from_toml(EXAMPLE, Path::new("examples/hisp.toml")).unwrap();
+    assert_eq!(c.domains.len(), 1);
+    assert_eq!(c.crypto.cipher, CipherName::Aes256Cbc);
+}
+
+/// Every table rejects a key it does not know, naming it (as hickory's config tests do).
+#[test]
+fn unknown_keys_rejected_in_every_table() {
+    for table in [
+        "[server]",
+        "[[domain]]",
+        "[crypto]",
+        "[smtp]",
+        "[http]",
+        "[queue]",
+    ] {
+        let text = EXAMPLE.replacen(table, &format!("{table}\nbogus_key = 1"), 1);
+        let err = Config::from_toml(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus_key"), "{table}: {err}");
+    }
+    let err = Config::from_toml(&format!("{EXAMPLE}\n[extra]\na = 1\n"), Path::new("x.toml"))
+        .unwrap_err();
+    assert!(err.to_string().contains("extra"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let text = EXAMPLE.replace("cipher = \"aes-256-cbc\"", "cipher = \"rc4\"");
+    let err = Config::from_toml(&text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cipher") && err.contains("rc4"), "{err}");
+    let mut c = Config::from_toml(EXAMPLE, Path::new("x.toml")).unwrap();
+    c.server.hostname = "not a host".into();
+    c.domains[0].key = PathBuf::from("/nonexistent/key.pem");
+    let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"server.hostname".to_string()), "{keys:?}");
+    assert!(keys.contains(&"domain[0].key".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"domain[0].anchors[0]".to_string()),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn rfc1035_2_3_1_domain_names() {
+    assert!(is_domain_name("direct.clinic.example"));
+    assert!(!is_domain_name("-bad.example"));
+    assert!(!is_domain_name("a..b"));
+    assert!(!is_domain_name("sp ace.example"));
+}
