@@ -213,7 +213,9 @@ pub trait Store: Send + Sync + 'static {
     fn quarantined(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<Inbound>>> + Send;
 
     // ----- mailboxes ---------------------------------------------------------------------------
-    /// Put a message (or an MDN/DSN for a sender) in a local user's mailbox.
+    /// Put a message (or an MDN/DSN for a sender) in a local user's mailbox. A message whose
+    /// Message-ID the owner already has is not delivered again (the existing id is returned):
+    /// a sender that never saw our `250` sends again.
     fn deliver(&self, entry: NewMailboxEntry) -> impl Future<Output = StoreResult<i64>> + Send;
     /// A user's mailbox (without bodies), oldest first; picked-up entries only if asked.
     fn mailbox(

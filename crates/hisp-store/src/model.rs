@@ -93,6 +93,13 @@ impl OutKind {
             OutKind::Notification => "notification",
         }
     }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<OutKind> {
+        [Self::Message, Self::Notification]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
 }
 
 /// A submitted message to queue.
@@ -318,6 +325,13 @@ impl InboundState {
             Self::Quarantined => "quarantined",
         }
     }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<InboundState> {
+        [Self::Spooled, Self::Delivered, Self::Quarantined]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
 }
 
 /// A spooled inbound message.
@@ -377,6 +391,13 @@ impl EntryKind {
             Self::Mdn => "mdn",
             Self::Dsn => "dsn",
         }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        [Self::Message, Self::Mdn, Self::Dsn]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 

@@ -1,1 +1,0 @@
-//! The SQLite implementation (being written).

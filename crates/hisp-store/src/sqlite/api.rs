@@ -1,0 +1,216 @@
+//! [`Store`] for [`SqliteStore`]: each method turns its borrowed arguments into owned ones
+//! and hands a closure to the writer thread (changes, and leases, which change rows) or to
+//! a pooled read connection. The SQL lives in the concern modules.
+
+use super::{directory, inbound, mailbox, queue, timeline, SqliteStore};
+use crate::{
+    Anchor, Event, Inbound, InboundDone, Lease, MailboxEntry, NewAnchor, NewEvent, NewInbound,
+    NewMailboxEntry, NewOutbound, NewStaticCert, OutMessage, OutRecipient, QueueId, RcptUpdate,
+    Route, StaticCert, Store, StoreResult, UnixTime,
+};
+
+impl Store for SqliteStore {
+    async fn set_user(&self, address: &str, password_hash: &str, now: UnixTime) -> StoreResult<()> {
+        let (address, hash) = (address.to_owned(), password_hash.to_owned());
+        self.write(move |c| directory::set_user(c, &address, &hash, now))
+            .await
+    }
+
+    async fn user_password_hash(&self, address: &str) -> StoreResult<Option<String>> {
+        let address = address.to_owned();
+        self.read(move |c| directory::password_hash(c, &address))
+            .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<String>> {
+        self.read(directory::users).await
+    }
+
+    async fn add_anchor(&self, anchor: NewAnchor, now: UnixTime) -> StoreResult<bool> {
+        self.write(move |c| directory::add_anchor(c, &anchor, now))
+            .await
+    }
+
+    async fn remove_anchor(&self, sha256: &str) -> StoreResult<usize> {
+        let sha256 = sha256.to_owned();
+        self.write(move |c| directory::remove_anchor(c, &sha256))
+            .await
+    }
+
+    async fn anchors(&self) -> StoreResult<Vec<Anchor>> {
+        self.read(directory::anchors).await
+    }
+
+    async fn set_route(&self, domain: &str, target: &str, now: UnixTime) -> StoreResult<()> {
+        let (domain, target) = (domain.to_owned(), target.to_owned());
+        self.write(move |c| directory::set_route(c, &domain, &target, now))
+            .await
+    }
+
+    async fn remove_route(&self, domain: &str) -> StoreResult<bool> {
+        let domain = domain.to_owned();
+        self.write(move |c| directory::remove_route(c, &domain))
+            .await
+    }
+
+    async fn routes(&self) -> StoreResult<Vec<Route>> {
+        self.read(directory::routes).await
+    }
+
+    async fn add_cert(&self, cert: NewStaticCert, now: UnixTime) -> StoreResult<bool> {
+        self.write(move |c| directory::add_cert(c, &cert, now))
+            .await
+    }
+
+    async fn certs(&self) -> StoreResult<Vec<StaticCert>> {
+        self.read(directory::certs).await
+    }
+
+    async fn directory_version(&self) -> StoreResult<u64> {
+        self.read(directory::version).await
+    }
+
+    async fn enqueue(&self, msg: NewOutbound) -> StoreResult<QueueId> {
+        self.write(move |c| queue::enqueue(c, &msg)).await
+    }
+
+    async fn outbound_body(&self, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.clone();
+        self.read(move |c| queue::outbound_body(c, &id)).await
+    }
+
+    async fn store_sealed(&self, id: &QueueId, domain: &str, sealed: &[u8]) -> StoreResult<()> {
+        // The one copy the borrowed signature forces: the bytes must outlive the call.
+        let (id, domain, sealed) = (id.clone(), domain.to_owned(), sealed.to_vec());
+        self.write(move |c| queue::store_sealed(c, &id, &domain, &sealed))
+            .await
+    }
+
+    async fn sealed(&self, id: &QueueId, domain: &str) -> StoreResult<Option<Vec<u8>>> {
+        let (id, domain) = (id.clone(), domain.to_owned());
+        self.read(move |c| queue::sealed(c, &id, &domain)).await
+    }
+
+    async fn lease_due(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+    ) -> StoreResult<Vec<Lease>> {
+        let owner = owner.to_owned();
+        self.write(move |c| queue::lease_due(c, now, &owner, lease_until, limit))
+            .await
+    }
+
+    async fn update_recipients(&self, updates: Vec<RcptUpdate>) -> StoreResult<()> {
+        self.write(move |c| queue::update_recipients(c, &updates))
+            .await
+    }
+
+    async fn find_recipient(
+        &self,
+        message_id: &str,
+        rcpt: &str,
+    ) -> StoreResult<Option<OutRecipient>> {
+        let (message_id, rcpt) = (message_id.to_owned(), rcpt.to_owned());
+        self.read(move |c| queue::find_recipient(c, &message_id, &rcpt))
+            .await
+    }
+
+    async fn overdue(&self, now: UnixTime, limit: usize) -> StoreResult<Vec<OutRecipient>> {
+        self.read(move |c| queue::overdue(c, now, limit)).await
+    }
+
+    async fn outbound(&self, id: &QueueId) -> StoreResult<Option<OutMessage>> {
+        let id = id.clone();
+        self.read(move |c| queue::outbound(c, &id)).await
+    }
+
+    async fn list_outbound(&self, limit: usize) -> StoreResult<Vec<OutMessage>> {
+        self.read(move |c| queue::list_outbound(c, limit)).await
+    }
+
+    async fn queue_depth(&self) -> StoreResult<u64> {
+        self.read(queue::queue_depth).await
+    }
+
+    async fn add_event(&self, event: NewEvent) -> StoreResult<()> {
+        self.write(move |c| timeline::add_event(c, &event)).await
+    }
+
+    async fn events(&self, id: &QueueId) -> StoreResult<Vec<Event>> {
+        let id = id.clone();
+        self.read(move |c| timeline::events(c, &id)).await
+    }
+
+    async fn spool_inbound(&self, msg: NewInbound) -> StoreResult<QueueId> {
+        self.write(move |c| inbound::spool(c, &msg)).await
+    }
+
+    async fn lease_inbound(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+    ) -> StoreResult<Vec<Inbound>> {
+        let owner = owner.to_owned();
+        self.write(move |c| inbound::lease(c, now, &owner, lease_until, limit))
+            .await
+    }
+
+    async fn finish_inbound(&self, done: InboundDone) -> StoreResult<Vec<QueueId>> {
+        self.write(move |c| inbound::finish(c, &done)).await
+    }
+
+    async fn quarantined(&self, limit: usize) -> StoreResult<Vec<Inbound>> {
+        self.read(move |c| inbound::quarantined(c, limit)).await
+    }
+
+    async fn deliver(&self, entry: NewMailboxEntry) -> StoreResult<i64> {
+        self.write(move |c| mailbox::deliver(c, &entry)).await
+    }
+
+    async fn mailbox(
+        &self,
+        owner: &str,
+        include_picked_up: bool,
+    ) -> StoreResult<Vec<MailboxEntry>> {
+        let owner = owner.to_owned();
+        self.read(move |c| mailbox::list(c, &owner, include_picked_up))
+            .await
+    }
+
+    async fn mailbox_entry(&self, owner: &str, id: i64) -> StoreResult<Option<MailboxEntry>> {
+        let owner = owner.to_owned();
+        self.read(move |c| mailbox::entry(c, &owner, id)).await
+    }
+
+    async fn mark_picked_up(
+        &self,
+        owner: &str,
+        id: i64,
+        now: UnixTime,
+    ) -> StoreResult<Option<MailboxEntry>> {
+        let owner = owner.to_owned();
+        self.write(move |c| mailbox::mark_picked_up(c, &owner, id, now))
+            .await
+    }
+
+    async fn note_notification(
+        &self,
+        original_message_id: &str,
+        rcpt: &str,
+        kind: &str,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let (mid, rcpt, kind) = (
+            original_message_id.to_owned(),
+            rcpt.to_owned(),
+            kind.to_owned(),
+        );
+        self.write(move |c| mailbox::note_notification(c, &mid, &rcpt, &kind, now))
+            .await
+    }
+}

@@ -1,0 +1,168 @@
+//! The inbound spool (DESIGN §2 "Inbound"): a message received on the relay port is kept
+//! sealed, with its envelope, before `250`; workers lease it, open it, and finish it in one
+//! transaction with its mailbox deliveries and the MDNs it triggers. Opening is not here.
+
+use rusqlite::{params, Connection, Row};
+
+use super::{collect, db, fold, mailbox, new_id, parse_name, queue, sql_len, sql_limit, timeline};
+use crate::{
+    Inbound, InboundDone, InboundState, NewInbound, QueueId, StoreError, StoreResult, UnixTime,
+};
+
+/// The columns [`inbound_row`] reads, from `inbound`.
+const INBOUND_COLUMNS: &str = "id, mail_from, state, reason, received";
+
+/// An inbound row without recipients or body.
+fn inbound_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Inbound>> {
+    let state = value!(parse_name(
+        row.get(2)?,
+        "inbound.state",
+        InboundState::parse
+    ));
+    Ok(Ok(Inbound {
+        id: QueueId(row.get(0)?),
+        mail_from: row.get(1)?,
+        rcpts: Vec::new(),
+        body: Vec::new(),
+        state,
+        reason: row.get(3)?,
+        received: row.get(4)?,
+    }))
+}
+
+/// Fill in the envelope recipients (and the body when asked) of rows read by [`inbound_row`].
+fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreResult<()> {
+    let what = "reading an inbound message";
+    let mut rcpts = conn
+        .prepare_cached("SELECT rcpt FROM inbound_rcpts WHERE inbound = ?1 ORDER BY position")
+        .map_err(db(what))?;
+    inbound.rcpts = collect(&mut rcpts, [&inbound.id.0], what, |row| Ok(Ok(row.get(0)?)))?;
+    if with_body {
+        inbound.body = conn
+            .prepare_cached("SELECT body FROM inbound_bodies WHERE inbound = ?1")
+            .map_err(db(what))?
+            .query_row([&inbound.id.0], |row| row.get(0))
+            .map_err(db(what))?;
+    }
+    Ok(())
+}
+
+/// Spool a received message and note it on its timeline.
+pub(super) fn spool(conn: &Connection, msg: &NewInbound) -> StoreResult<QueueId> {
+    let what = "spooling an inbound message";
+    let id = new_id('i');
+    conn.prepare_cached(
+        "INSERT INTO inbound (id, mail_from, peer, state, received, updated, size) \
+         VALUES (?1, ?2, ?3, 'spooled', ?4, ?4, ?5)",
+    )
+    .map_err(db(what))?
+    .execute(params![
+        id.0,
+        fold(&msg.mail_from),
+        msg.peer,
+        msg.now,
+        sql_len(msg.body.len())
+    ])
+    .map_err(db(what))?;
+    conn.prepare_cached("INSERT INTO inbound_bodies (inbound, body) VALUES (?1, ?2)")
+        .map_err(db(what))?
+        .execute(params![id.0, msg.body.as_slice()])
+        .map_err(db(what))?;
+    let mut rcpt_insert = conn
+        .prepare_cached("INSERT INTO inbound_rcpts (inbound, position, rcpt) VALUES (?1, ?2, ?3)")
+        .map_err(db(what))?;
+    for (position, rcpt) in msg.rcpts.iter().enumerate() {
+        rcpt_insert
+            .execute(params![id.0, sql_len(position), fold(rcpt)])
+            .map_err(db(what))?;
+    }
+    timeline::insert(
+        conn,
+        &id.0,
+        None,
+        "received",
+        &format!("from {}", msg.peer),
+        msg.now,
+    )?;
+    Ok(id)
+}
+
+/// Lease spooled messages whose lease is free or expired, oldest first, with their bodies.
+pub(super) fn lease(
+    conn: &Connection,
+    now: UnixTime,
+    owner: &str,
+    lease_until: UnixTime,
+    limit: usize,
+) -> StoreResult<Vec<Inbound>> {
+    let what = "leasing inbound messages";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {INBOUND_COLUMNS} FROM inbound WHERE state = 'spooled' \
+             AND (lease_owner IS NULL OR lease_until < ?1) ORDER BY seq LIMIT ?2"
+        ))
+        .map_err(db(what))?;
+    let mut leased = collect(&mut stmt, params![now, sql_limit(limit)], what, inbound_row)?;
+    let mut take = conn
+        .prepare_cached("UPDATE inbound SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1")
+        .map_err(db(what))?;
+    for inbound in &mut leased {
+        take.execute(params![inbound.id.0, owner, lease_until])
+            .map_err(db(what))?;
+        complete(conn, inbound, true)?;
+    }
+    Ok(leased)
+}
+
+/// Record the outcome with everything it causes. The state changes last, and only from
+/// `spooled`: a second finish (a worker whose lease ran out) fails with `NotFound` and its
+/// deliveries and MDNs roll back with it, so nothing is delivered twice.
+pub(super) fn finish(conn: &Connection, done: &InboundDone) -> StoreResult<Vec<QueueId>> {
+    let what = "finishing an inbound message";
+    for entry in &done.deliveries {
+        mailbox::deliver(conn, entry)?;
+    }
+    let mut queued = Vec::with_capacity(done.then.len());
+    for msg in &done.then {
+        queued.push(queue::enqueue(conn, msg)?);
+    }
+    for event in &done.events {
+        timeline::add_event(conn, event)?;
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE inbound SET state = ?2, reason = ?3, updated = ?4, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND state = 'spooled'",
+        )
+        .map_err(db(what))?
+        .execute(params![
+            done.id.0,
+            done.state.as_str(),
+            done.reason,
+            done.now
+        ])
+        .map_err(db(what))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "spooled inbound message",
+            id: done.id.0.clone(),
+        });
+    }
+    Ok(queued)
+}
+
+/// Quarantined messages, newest first, without bodies.
+pub(super) fn quarantined(conn: &Connection, limit: usize) -> StoreResult<Vec<Inbound>> {
+    let what = "listing quarantined messages";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {INBOUND_COLUMNS} FROM inbound WHERE state = 'quarantined' \
+             ORDER BY received DESC, seq DESC LIMIT ?1"
+        ))
+        .map_err(db(what))?;
+    let mut listed = collect(&mut stmt, [sql_limit(limit)], what, inbound_row)?;
+    for inbound in &mut listed {
+        complete(conn, inbound, false)?;
+    }
+    Ok(listed)
+}

@@ -1,0 +1,385 @@
+//! The outbound queue (STYLE §4): messages, one row per recipient with its state, schedule
+//! and lease, sealed copies per domain, and the tracking queries (MDN matching, overdue
+//! notifications, queue depth). Retry policy is the daemon's; this only records decisions.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{
+    collect, db, domain_of, fold, new_id, parse_name, sql_len, sql_limit, timeline, unsigned,
+};
+use crate::{
+    Lease, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId, RcptState, RcptUpdate,
+    StoreError, StoreResult, UnixTime,
+};
+
+/// The columns [`out_recipient`] reads, from `recipients r JOIN messages m`.
+const RCPT_COLUMNS: &str = "r.message, r.rcpt, r.domain, r.state, r.attempts, r.next_attempt, \
+     r.last_error, m.wants_dispatched, r.deadline, r.updated";
+
+/// The columns [`out_message`] reads, from `messages`.
+const MESSAGE_COLUMNS: &str = "id, sender, message_id, kind, created, size";
+
+/// The recipients a lease may take: queued, due, and not leased (or the lease ran out).
+/// `?1` is now.
+const LEASABLE: &str = "r.state = 'queued' AND r.next_attempt <= ?1 \
+     AND (r.lease_owner IS NULL OR r.lease_until < ?1)";
+
+fn out_recipient(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutRecipient>> {
+    let state = value!(parse_name(
+        row.get(3)?,
+        "recipients.state",
+        RcptState::parse
+    ));
+    let attempts = value!(unsigned(row.get(4)?, "recipients.attempts"));
+    Ok(Ok(OutRecipient {
+        message: QueueId(row.get(0)?),
+        rcpt: row.get(1)?,
+        domain: row.get(2)?,
+        state,
+        attempts,
+        next_attempt: row.get(5)?,
+        last_error: row.get(6)?,
+        wants_dispatched: row.get(7)?,
+        deadline: row.get(8)?,
+        updated: row.get(9)?,
+    }))
+}
+
+/// A message row without its recipients.
+fn out_message(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutMessage>> {
+    let kind = value!(parse_name(row.get(3)?, "messages.kind", OutKind::parse));
+    let size = value!(unsigned(row.get(5)?, "messages.size"));
+    Ok(Ok(OutMessage {
+        id: QueueId(row.get(0)?),
+        sender: row.get(1)?,
+        message_id: row.get(2)?,
+        kind,
+        created: row.get(4)?,
+        size,
+        recipients: Vec::new(),
+    }))
+}
+
+/// Queue a message: the message, its body, one `queued` row per distinct recipient (due
+/// at once), and a `submitted` event. Shared by `enqueue` and `finish_inbound`.
+pub(super) fn enqueue(conn: &Connection, msg: &NewOutbound) -> StoreResult<QueueId> {
+    let what = "enqueueing a message";
+    let id = new_id('o');
+    conn.prepare_cached(
+        "INSERT INTO messages (id, sender, message_id, kind, via, wants_dispatched, created, size) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(db(what))?
+    .execute(params![
+        id.0,
+        fold(&msg.sender),
+        msg.message_id,
+        msg.kind.as_str(),
+        msg.via,
+        msg.wants_dispatched,
+        msg.now,
+        sql_len(msg.body.len()),
+    ])
+    .map_err(db(what))?;
+    conn.prepare_cached("INSERT INTO message_bodies (message, body) VALUES (?1, ?2)")
+        .map_err(db(what))?
+        .execute(params![id.0, msg.body.as_slice()])
+        .map_err(db(what))?;
+    // Duplicates (in any case) collapse on UNIQUE (message, rcpt); seq keeps the order.
+    let mut rcpt_insert = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO recipients \
+             (message, rcpt, domain, state, attempts, next_attempt, updated) \
+             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?4)",
+        )
+        .map_err(db(what))?;
+    for rcpt in &msg.recipients {
+        let rcpt = fold(rcpt);
+        rcpt_insert
+            .execute(params![id.0, rcpt, domain_of(&rcpt), msg.now])
+            .map_err(db(what))?;
+    }
+    timeline::insert(conn, &id.0, None, "submitted", &msg.via, msg.now)?;
+    Ok(id)
+}
+
+/// The submitted body.
+pub(super) fn outbound_body(conn: &Connection, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
+    let what = "reading a message body";
+    conn.prepare_cached("SELECT body FROM message_bodies WHERE message = ?1")
+        .map_err(db(what))?
+        .query_row([&id.0], |row| row.get(0))
+        .optional()
+        .map_err(db(what))
+}
+
+/// Keep (or replace) the sealed form for one domain.
+pub(super) fn store_sealed(
+    conn: &Connection,
+    id: &QueueId,
+    domain: &str,
+    sealed: &[u8],
+) -> StoreResult<()> {
+    let what = "storing a sealed message";
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")
+        .map_err(db(what))?
+        .exists([&id.0])
+        .map_err(db(what))?;
+    if !exists {
+        return Err(StoreError::NotFound {
+            what: "outbound message",
+            id: id.0.clone(),
+        });
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO sealed (message, domain, body) VALUES (?1, ?2, ?3)",
+    )
+    .map_err(db(what))?
+    .execute(params![id.0, fold(domain), sealed])
+    .map_err(db(what))?;
+    Ok(())
+}
+
+/// The sealed form for one domain.
+pub(super) fn sealed(
+    conn: &Connection,
+    id: &QueueId,
+    domain: &str,
+) -> StoreResult<Option<Vec<u8>>> {
+    let what = "reading a sealed message";
+    conn.prepare_cached("SELECT body FROM sealed WHERE message = ?1 AND domain = ?2")
+        .map_err(db(what))?
+        .query_row(params![id.0, fold(domain)], |row| row.get(0))
+        .optional()
+        .map_err(db(what))
+}
+
+/// Lease due recipients, grouped per (message, domain), oldest due first. Runs on the
+/// writer, so the select and the update are one transaction.
+pub(super) fn lease_due(
+    conn: &Connection,
+    now: UnixTime,
+    owner: &str,
+    lease_until: UnixTime,
+    limit: usize,
+) -> StoreResult<Vec<Lease>> {
+    let what = "leasing due recipients";
+    let mut groups_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT r.message, r.domain FROM recipients r WHERE {LEASABLE} \
+             GROUP BY r.message, r.domain ORDER BY MIN(r.next_attempt), MIN(r.seq) LIMIT ?2"
+        ))
+        .map_err(db(what))?;
+    let groups: Vec<(String, String)> = collect(
+        &mut groups_stmt,
+        params![now, sql_limit(limit)],
+        what,
+        |row| Ok(Ok((row.get(0)?, row.get(1)?))),
+    )?;
+    let mut header_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
+        ))
+        .map_err(db(what))?;
+    let mut rcpts_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE {LEASABLE} AND r.message = ?2 AND r.domain = ?3 ORDER BY r.seq"
+        ))
+        .map_err(db(what))?;
+    let mut take_stmt = conn
+        .prepare_cached(&format!(
+            "UPDATE recipients AS r SET lease_owner = ?4, lease_until = ?5 \
+             WHERE {LEASABLE} AND r.message = ?2 AND r.domain = ?3"
+        ))
+        .map_err(db(what))?;
+    let mut leases = Vec::with_capacity(groups.len());
+    for (message, domain) in groups {
+        let header = collect(&mut header_stmt, [&message], what, out_message)?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                what: "outbound message",
+                id: message.clone(),
+            })?;
+        let recipients = collect(
+            &mut rcpts_stmt,
+            params![now, message, domain],
+            what,
+            out_recipient,
+        )?;
+        take_stmt
+            .execute(params![now, message, domain, owner, lease_until])
+            .map_err(db(what))?;
+        leases.push(Lease {
+            message: header.id,
+            message_id: header.message_id,
+            sender: header.sender,
+            kind: header.kind,
+            created: header.created,
+            domain,
+            recipients,
+        });
+    }
+    Ok(leases)
+}
+
+/// Apply recipient updates (releasing leases) and append their events. An unknown
+/// recipient fails the whole call, so nothing is half-applied.
+pub(super) fn update_recipients(conn: &Connection, updates: &[RcptUpdate]) -> StoreResult<()> {
+    let what = "updating recipients";
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE recipients SET state = ?3, attempts = ?4, next_attempt = ?5, last_error = ?6, \
+             deadline = ?7, updated = ?8, lease_owner = NULL, lease_until = NULL \
+             WHERE message = ?1 AND rcpt = ?2",
+        )
+        .map_err(db(what))?;
+    for update in updates {
+        let rcpt = fold(&update.rcpt);
+        let changed = stmt
+            .execute(params![
+                update.message.0,
+                rcpt,
+                update.state.as_str(),
+                update.attempts,
+                update.next_attempt,
+                update.last_error,
+                update.deadline,
+                update.now,
+            ])
+            .map_err(db(what))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "recipient",
+                id: format!("{} {rcpt}", update.message),
+            });
+        }
+        if !update.event.is_empty() {
+            timeline::insert(
+                conn,
+                &update.message.0,
+                Some(&rcpt),
+                &update.event,
+                &update.detail,
+                update.now,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The recipient a notification is about: outbound messages (never notifications) with
+/// that Message-ID and recipient; the newest when several match.
+pub(super) fn find_recipient(
+    conn: &Connection,
+    message_id: &str,
+    rcpt: &str,
+) -> StoreResult<Option<OutRecipient>> {
+    let what = "finding a recipient";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE m.message_id = ?1 AND m.kind = 'message' AND r.rcpt = ?2 \
+             ORDER BY m.created DESC, m.seq DESC LIMIT 1"
+        ))
+        .map_err(db(what))?;
+    Ok(collect(
+        &mut stmt,
+        params![message_id, fold(rcpt)],
+        what,
+        out_recipient,
+    )?
+    .pop())
+}
+
+/// Recipients waiting for a notification past their deadline, earliest deadline first.
+pub(super) fn overdue(
+    conn: &Connection,
+    now: UnixTime,
+    limit: usize,
+) -> StoreResult<Vec<OutRecipient>> {
+    let what = "listing overdue recipients";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.state IN ('relayed', 'processed') AND r.deadline IS NOT NULL \
+             AND r.deadline < ?1 ORDER BY r.deadline, r.seq LIMIT ?2"
+        ))
+        .map_err(db(what))?;
+    collect(
+        &mut stmt,
+        params![now, sql_limit(limit)],
+        what,
+        out_recipient,
+    )
+}
+
+/// One message with its recipients in submission order.
+pub(super) fn outbound(conn: &Connection, id: &QueueId) -> StoreResult<Option<OutMessage>> {
+    let what = "reading an outbound message";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
+        ))
+        .map_err(db(what))?;
+    let Some(mut message) = collect(&mut stmt, [&id.0], what, out_message)?.pop() else {
+        return Ok(None);
+    };
+    let mut rcpts = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.message = ?1 ORDER BY r.seq"
+        ))
+        .map_err(db(what))?;
+    message.recipients = collect(&mut rcpts, [&id.0], what, out_recipient)?;
+    Ok(Some(message))
+}
+
+/// The newest messages with their recipients (two queries, not one per message).
+pub(super) fn list_outbound(conn: &Connection, limit: usize) -> StoreResult<Vec<OutMessage>> {
+    let what = "listing outbound messages";
+    let newest = "SELECT seq FROM messages ORDER BY created DESC, seq DESC LIMIT ?1";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq IN ({newest}) \
+             ORDER BY created DESC, seq DESC"
+        ))
+        .map_err(db(what))?;
+    let mut messages = collect(&mut stmt, [sql_limit(limit)], what, out_message)?;
+    let mut rcpts_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE m.seq IN ({newest}) ORDER BY r.seq"
+        ))
+        .map_err(db(what))?;
+    let mut by_message: HashMap<QueueId, Vec<OutRecipient>> = HashMap::new();
+    for rcpt in collect(&mut rcpts_stmt, [sql_limit(limit)], what, out_recipient)? {
+        by_message
+            .entry(rcpt.message.clone())
+            .or_default()
+            .push(rcpt);
+    }
+    for message in &mut messages {
+        message.recipients = by_message.remove(&message.id).unwrap_or_default();
+    }
+    Ok(messages)
+}
+
+/// Recipients not in a final state: queued, relayed, and processed when `dispatched` is
+/// still awaited.
+pub(super) fn queue_depth(conn: &Connection) -> StoreResult<u64> {
+    let what = "counting the queue";
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.state IN ('queued', 'relayed') \
+             OR (r.state = 'processed' AND m.wants_dispatched)",
+        )
+        .map_err(db(what))?
+        .query_row([], |row| row.get(0))
+        .map_err(db(what))?;
+    unsigned(count, "COUNT(*)")
+}

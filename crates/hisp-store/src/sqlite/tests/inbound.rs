@@ -1,0 +1,192 @@
+//! The inbound spool: spooling, leasing, and `finish_inbound` committing the outcome, the
+//! mailbox deliveries and the MDNs together (or none of them).
+
+use super::{fresh, message};
+use crate::{
+    EntryKind, InboundDone, InboundState, NewEvent, NewInbound, NewMailboxEntry, OutKind, QueueId,
+    RcptState, Store, StoreError,
+};
+
+fn received(now: i64) -> NewInbound {
+    NewInbound {
+        mail_from: "Dr.Alice@A.example".into(),
+        rcpts: vec!["Dr.Bob@B.example".into(), "carol@b.example".into()],
+        body: b"Content-Type: application/pkcs7-mime\r\n\r\nsealed".to_vec(),
+        peer: "127.0.0.1:40000".into(),
+        now,
+    }
+}
+
+fn delivery(owner: &str, source: &QueueId) -> NewMailboxEntry {
+    NewMailboxEntry {
+        owner: owner.into(),
+        kind: EntryKind::Message,
+        message_id: "<m1@a.example>".into(),
+        from: "Dr Alice <dr.alice@a.example>".into(),
+        subject: "Referral".into(),
+        body: b"Subject: Referral\r\n\r\nplain".to_vec(),
+        wants_dispatched: true,
+        source: Some(source.clone()),
+        now: 120,
+    }
+}
+
+fn delivered(id: &QueueId) -> InboundDone {
+    let mut mdn = message("<mdn1@b.example>", &["dr.alice@a.example"], 120);
+    mdn.kind = OutKind::Notification;
+    mdn.via = "mdn".into();
+    InboundDone {
+        id: id.clone(),
+        state: InboundState::Delivered,
+        reason: None,
+        deliveries: vec![
+            delivery("dr.bob@b.example", id),
+            delivery("carol@b.example", id),
+        ],
+        then: vec![mdn],
+        events: vec![NewEvent {
+            message: id.clone(),
+            rcpt: Some("Dr.Bob@b.example".into()),
+            kind: "delivered".into(),
+            detail: "mailbox".into(),
+            at: 120,
+        }],
+        now: 120,
+    }
+}
+
+#[tokio::test]
+async fn spool_lease_and_finish_commit_everything_together() {
+    let (_dir, store) = fresh();
+    let id = store.spool_inbound(received(100)).await.unwrap();
+    assert!(id.0.starts_with("i-") && id.0.len() == 18, "{id}");
+
+    let leased = store.lease_inbound(100, "w1", 400, 10).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, id);
+    assert_eq!(leased[0].body, received(100).body);
+    assert_eq!(leased[0].rcpts, ["dr.bob@b.example", "carol@b.example"]);
+    assert_eq!(leased[0].mail_from, "dr.alice@a.example");
+    assert_eq!(leased[0].state, InboundState::Spooled);
+    assert!(
+        store
+            .lease_inbound(200, "w2", 500, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still leased"
+    );
+
+    let queued = store.finish_inbound(delivered(&id)).await.unwrap();
+    assert_eq!(queued.len(), 1);
+
+    // All of it landed: mailboxes, the MDN with its recipient row, the timeline.
+    assert_eq!(
+        store
+            .mailbox("dr.bob@b.example", false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.mailbox("carol@b.example", false).await.unwrap().len(),
+        1
+    );
+    let mdn = store.outbound(&queued[0]).await.unwrap().unwrap();
+    assert_eq!(mdn.kind, OutKind::Notification);
+    assert_eq!(mdn.recipients[0].state, RcptState::Queued);
+    assert_eq!(store.lease_due(120, "w1", 700, 10).await.unwrap().len(), 1);
+    let kinds: Vec<_> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["received", "delivered"]);
+    assert!(
+        store
+            .lease_inbound(10_000, "w2", 10_400, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "finished"
+    );
+
+    // A second finish (a worker whose lease ran out) fails, and rolls back its own
+    // deliveries and MDNs with it: nothing is delivered twice.
+    let err = store.finish_inbound(delivered(&id)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                what: "spooled inbound message",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        store.mailbox("dr.bob@b.example", true).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.list_outbound(100).await.unwrap().len(), 1);
+    assert_eq!(store.events(&id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn quarantine_keeps_the_reason_and_lists_without_body() {
+    let (_dir, store) = fresh();
+    let first = store.spool_inbound(received(100)).await.unwrap();
+    let second = store.spool_inbound(received(110)).await.unwrap();
+    for (id, reason) in [(&first, "untrusted signer"), (&second, "cannot decrypt")] {
+        let done = InboundDone {
+            id: id.clone(),
+            state: InboundState::Quarantined,
+            reason: Some(reason.into()),
+            deliveries: vec![],
+            then: vec![],
+            events: vec![],
+            now: 130,
+        };
+        assert!(store.finish_inbound(done).await.unwrap().is_empty());
+    }
+    let listed = store.quarantined(10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, second, "newest first");
+    assert_eq!(listed[0].reason.as_deref(), Some("cannot decrypt"));
+    assert_eq!(listed[0].state, InboundState::Quarantined);
+    assert!(listed[0].body.is_empty());
+    assert_eq!(listed[0].rcpts.len(), 2);
+    assert_eq!(store.quarantined(1).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn inbound_lease_expires_and_unknown_finish_fails() {
+    let (_dir, store) = fresh();
+    let id = store.spool_inbound(received(100)).await.unwrap();
+    assert_eq!(
+        store.lease_inbound(100, "w1", 160, 10).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .lease_inbound(160, "w2", 220, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.lease_inbound(161, "w2", 221, 10).await.unwrap();
+    assert_eq!(again[0].id, id);
+
+    let err = store
+        .finish_inbound(delivered(&QueueId("i-0000000000000000".into())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(store
+        .mailbox("dr.bob@b.example", true)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_outbound(10).await.unwrap().is_empty());
+}

@@ -1,0 +1,33 @@
+//! Tests for the SQLite store, each on a fresh database file in a temporary directory
+//! (never in memory: WAL, the writer thread and the read pool are what is under test).
+//! Split by concern like the implementation.
+
+mod directory;
+mod inbound;
+mod mailbox;
+mod queue;
+mod writer;
+
+use super::SqliteStore;
+use crate::{NewOutbound, OutKind, UnixTime};
+
+/// A store on a fresh file; keep the directory alive as long as the store.
+fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hisp.db")).unwrap();
+    (dir, store)
+}
+
+/// A submitted message.
+fn message(message_id: &str, recipients: &[&str], now: UnixTime) -> NewOutbound {
+    NewOutbound {
+        sender: "Dr.Alice@Direct.A.example".into(),
+        message_id: message_id.into(),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        body: format!("Message-ID: {message_id}\r\n\r\nhello\r\n").into_bytes(),
+        wants_dispatched: true,
+        kind: OutKind::Message,
+        via: "smtp".into(),
+        now,
+    }
+}

@@ -1,0 +1,366 @@
+//! The outbound queue: enqueue, leases, recipient updates, tracking (overdue, MDN
+//! matching), listings and the queue-depth metric.
+
+use super::{fresh, message};
+use crate::{NewEvent, OutKind, QueueId, RcptState, RcptUpdate, Store, StoreError};
+
+fn update(id: &QueueId, rcpt: &str, state: RcptState, now: i64) -> RcptUpdate {
+    RcptUpdate {
+        message: id.clone(),
+        rcpt: rcpt.into(),
+        state,
+        attempts: 1,
+        next_attempt: now,
+        last_error: None,
+        deadline: None,
+        event: state.as_str().into(),
+        detail: String::new(),
+        now,
+    }
+}
+
+#[tokio::test]
+async fn enqueue_lease_relay_overdue_find_recipient() {
+    let (_dir, store) = fresh();
+    let rcpts = [
+        "Dr.Bob@B.example",
+        "dr.bob@b.example",
+        "carol@c.example",
+        "dave@B.EXAMPLE",
+    ];
+    let id = store
+        .enqueue(message("<m1@a.example>", &rcpts, 100))
+        .await
+        .unwrap();
+    assert!(id.0.starts_with("o-") && id.0.len() == 18, "{id}");
+
+    let stored = store.outbound(&id).await.unwrap().unwrap();
+    assert_eq!(stored.sender, "dr.alice@direct.a.example");
+    assert_eq!(stored.kind, OutKind::Message);
+    assert_eq!(stored.created, 100);
+    let body = store.outbound_body(&id).await.unwrap().unwrap();
+    assert_eq!(stored.size, body.len() as u64);
+    let names: Vec<_> = stored.recipients.iter().map(|r| r.rcpt.as_str()).collect();
+    assert_eq!(
+        names,
+        ["dr.bob@b.example", "carol@c.example", "dave@b.example"]
+    );
+    assert!(stored
+        .recipients
+        .iter()
+        .all(|r| r.state == RcptState::Queued
+            && r.attempts == 0
+            && r.next_attempt == 100
+            && r.wants_dispatched));
+    assert_eq!(store.queue_depth().await.unwrap(), 3);
+    assert_eq!(store.events(&id).await.unwrap()[0].kind, "submitted");
+
+    // Not due before `now`; then one lease per (message, domain), in submission order.
+    assert!(store.lease_due(99, "w1", 700, 10).await.unwrap().is_empty());
+    let leases = store.lease_due(100, "w1", 700, 10).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[0].domain, "b.example");
+    assert_eq!(leases[0].message_id, "<m1@a.example>");
+    let leased: Vec<_> = leases[0]
+        .recipients
+        .iter()
+        .map(|r| r.rcpt.as_str())
+        .collect();
+    assert_eq!(leased, ["dr.bob@b.example", "dave@b.example"]);
+    assert_eq!(leases[1].domain, "c.example");
+
+    // Sealed once per domain.
+    store
+        .store_sealed(&id, "B.example", b"sealed for b")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sealed(&id, "b.example").await.unwrap().unwrap(),
+        b"sealed for b"
+    );
+    assert_eq!(store.sealed(&id, "c.example").await.unwrap(), None);
+
+    let mut relayed = update(&id, "DR.BOB@b.example", RcptState::Relayed, 110);
+    relayed.deadline = Some(3710);
+    relayed.detail = "250 2.0.0 ok".into();
+    let mut retry = update(&id, "dave@b.example", RcptState::Queued, 110);
+    retry.next_attempt = 230;
+    retry.last_error = Some("451 4.3.0 try later".into());
+    let failed = update(&id, "carol@c.example", RcptState::Failed, 110);
+    store
+        .update_recipients(vec![relayed, retry, failed])
+        .await
+        .unwrap();
+
+    // Leases were released, but dave is not due again until 230.
+    assert!(store
+        .lease_due(200, "w2", 800, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.lease_due(230, "w2", 800, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].recipients[0].rcpt, "dave@b.example");
+    assert_eq!(again[0].recipients[0].attempts, 1);
+    assert_eq!(
+        again[0].recipients[0].last_error.as_deref(),
+        Some("451 4.3.0 try later")
+    );
+
+    assert!(
+        store.overdue(3710, 10).await.unwrap().is_empty(),
+        "deadline not yet passed"
+    );
+    let overdue = store.overdue(3711, 10).await.unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].rcpt, "dr.bob@b.example");
+
+    let found = store
+        .find_recipient("<m1@a.example>", "Dr.Bob@B.Example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.message.clone(), found.state, found.deadline),
+        (id.clone(), RcptState::Relayed, Some(3710))
+    );
+    assert_eq!(
+        store
+            .find_recipient("<other@a.example>", "dr.bob@b.example")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // relayed + queued count; processed counts while dispatched is awaited.
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+    store
+        .update_recipients(vec![update(
+            &id,
+            "dr.bob@b.example",
+            RcptState::Processed,
+            120,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+    store
+        .update_recipients(vec![update(
+            &id,
+            "dr.bob@b.example",
+            RcptState::Dispatched,
+            130,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+
+    let events = store.events(&id).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "relayed",
+            "queued",
+            "failed",
+            "processed",
+            "dispatched"
+        ]
+    );
+    assert_eq!(events[1].rcpt.as_deref(), Some("dr.bob@b.example"));
+    assert_eq!(events[1].detail, "250 2.0.0 ok");
+}
+
+#[tokio::test]
+async fn update_recipients_is_all_or_nothing() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message("<m@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    let good = update(&id, "bob@b.example", RcptState::Relayed, 110);
+    let unknown = update(&id, "nobody@b.example", RcptState::Relayed, 110);
+    let err = store
+        .update_recipients(vec![good, unknown])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                what: "recipient",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let stored = store.outbound(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.recipients[0].state,
+        RcptState::Queued,
+        "the good update rolled back too"
+    );
+    assert_eq!(store.events(&id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn lease_is_not_handed_out_twice_until_it_expires() {
+    let (_dir, store) = fresh();
+    store
+        .enqueue(message("<m@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    let first = store.lease_due(100, "node-1", 160, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .lease_due(120, "node-2", 180, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .lease_due(150, "node-1", 210, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not even to its owner"
+    );
+    assert!(
+        store
+            .lease_due(160, "node-2", 220, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expires after lease_until"
+    );
+    let second = store.lease_due(161, "node-2", 221, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].recipients, first[0].recipients);
+}
+
+#[tokio::test]
+async fn lease_due_takes_at_most_limit_groups_oldest_first() {
+    let (_dir, store) = fresh();
+    let late = store
+        .enqueue(message("<late@a.example>", &["x@b.example"], 50))
+        .await
+        .unwrap();
+    let early = store
+        .enqueue(message("<early@a.example>", &["y@b.example"], 10))
+        .await
+        .unwrap();
+    store
+        .enqueue(message("<mid@a.example>", &["z@b.example"], 30))
+        .await
+        .unwrap();
+    let leases = store.lease_due(100, "w", 200, 2).await.unwrap();
+    let ids: Vec<_> = leases.iter().map(|l| l.message.clone()).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], early);
+    assert!(!ids.contains(&late));
+    assert_eq!(store.lease_due(100, "w", 200, 2).await.unwrap().len(), 1);
+    assert!(store.lease_due(100, "w", 200, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn find_recipient_skips_notifications_and_prefers_the_newest() {
+    let (_dir, store) = fresh();
+    let old = store
+        .enqueue(message("<same@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    let new = store
+        .enqueue(message("<same@a.example>", &["bob@b.example"], 200))
+        .await
+        .unwrap();
+    let mut mdn = message("<same@a.example>", &["bob@b.example"], 300);
+    mdn.kind = OutKind::Notification;
+    store.enqueue(mdn).await.unwrap();
+    let found = store
+        .find_recipient("<same@a.example>", "bob@b.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.message, new);
+    assert_ne!(found.message, old);
+
+    let mut only_mdn = message("<mdn-only@a.example>", &["bob@b.example"], 300);
+    only_mdn.kind = OutKind::Notification;
+    store.enqueue(only_mdn).await.unwrap();
+    assert_eq!(
+        store
+            .find_recipient("<mdn-only@a.example>", "bob@b.example")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn list_outbound_newest_first_with_recipients_in_order() {
+    let (_dir, store) = fresh();
+    let a = store
+        .enqueue(message(
+            "<a@a.example>",
+            &["x@b.example", "w@c.example"],
+            10,
+        ))
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(message("<b@a.example>", &["y@b.example"], 20))
+        .await
+        .unwrap();
+    let c = store
+        .enqueue(message("<c@a.example>", &[], 20))
+        .await
+        .unwrap();
+    let all = store.list_outbound(10).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, [c, b, a.clone()]);
+    assert!(all[0].recipients.is_empty());
+    let rcpts: Vec<_> = all[2].recipients.iter().map(|r| r.rcpt.as_str()).collect();
+    assert_eq!(rcpts, ["x@b.example", "w@c.example"]);
+    assert_eq!(store.list_outbound(2).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .outbound(&QueueId("o-0000000000000000".into()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .outbound_body(&QueueId("o-0000000000000000".into()))
+            .await
+            .unwrap(),
+        None
+    );
+
+    store
+        .add_event(NewEvent {
+            message: a.clone(),
+            rcpt: None,
+            kind: "note".into(),
+            detail: "operator".into(),
+            at: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events(&a).await.unwrap()[0].kind,
+        "note",
+        "oldest first by time"
+    );
+}
+
+#[tokio::test]
+async fn store_sealed_for_unknown_message_is_not_found() {
+    let (_dir, store) = fresh();
+    let err = store
+        .store_sealed(&QueueId("o-0000000000000000".into()), "b.example", b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}

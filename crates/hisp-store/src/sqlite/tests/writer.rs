@@ -1,0 +1,208 @@
+//! The writer thread and the file: group commit, savepoint isolation inside a batch,
+//! durability across reopen, and refusing files we must not touch.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+
+use super::{fresh, message};
+use crate::sqlite::{directory, SqliteStore};
+use crate::{EntryKind, NewInbound, NewMailboxEntry, Store, StoreError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_batches_concurrent_enqueues() {
+    let (_dir, store) = fresh();
+    let before = store.commits();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..50 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for n in 0..4 {
+                let mid = format!("<{task}-{n}@a.example>");
+                store
+                    .enqueue(message(&mid, &["bob@b.example"], 100))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    let listed = store.list_outbound(1000).await.unwrap();
+    assert_eq!(listed.len(), 200);
+    let distinct: HashSet<_> = listed.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(distinct.len(), 200);
+    assert_eq!(store.queue_depth().await.unwrap(), 200);
+    let commits = store.commits() - before;
+    assert!(
+        commits < 200,
+        "200 enqueues took {commits} commits: no batching"
+    );
+}
+
+#[tokio::test]
+async fn failing_job_rolls_back_alone_in_its_batch() {
+    let (_dir, store) = fresh();
+    let writer = &store.inner.writer;
+
+    // Hold the writer inside a job so the next three queue up and form one batch.
+    let (started_tx, started) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let blocker = writer
+        .submit(move |_| {
+            started_tx.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        })
+        .unwrap();
+    started.recv().unwrap();
+    let before = store.commits();
+
+    let good = writer
+        .submit(|c| directory::set_user(c, "good@a.example", "h", 1))
+        .unwrap();
+    let bad = writer
+        .submit(|c| {
+            directory::set_user(c, "bad@a.example", "h", 1)?;
+            Err::<(), _>(StoreError::NotFound {
+                what: "test row",
+                id: "x".into(),
+            })
+        })
+        .unwrap();
+    let also_good = writer
+        .submit(|c| directory::set_user(c, "also@a.example", "h", 1))
+        .unwrap();
+    release.send(()).unwrap();
+
+    blocker.await.unwrap().unwrap();
+    good.await.unwrap().unwrap();
+    assert!(matches!(
+        bad.await.unwrap(),
+        Err(StoreError::NotFound {
+            what: "test row",
+            ..
+        })
+    ));
+    also_good.await.unwrap().unwrap();
+    // `before` was read while the blocker's batch was open: its commit, then the three
+    // together in one more.
+    assert_eq!(store.commits(), before + 2);
+    assert_eq!(
+        store.users().await.unwrap(),
+        ["also@a.example", "good@a.example"]
+    );
+    assert_eq!(
+        store.directory_version().await.unwrap(),
+        2,
+        "the bad job's bump rolled back"
+    );
+}
+
+#[tokio::test]
+async fn committed_data_survives_drop_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hisp.db");
+    let big = vec![0x5a_u8; 20 << 20];
+    let (out, inb, entry) = {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut msg = message("<durable@a.example>", &["bob@b.example"], 100);
+        msg.body = big.clone();
+        let out = store.enqueue(msg).await.unwrap();
+        let inb = store
+            .spool_inbound(NewInbound {
+                mail_from: "x@b.example".into(),
+                rcpts: vec!["alice@a.example".into()],
+                body: b"sealed".to_vec(),
+                peer: "127.0.0.1:1".into(),
+                now: 100,
+            })
+            .await
+            .unwrap();
+        let entry = store
+            .deliver(NewMailboxEntry {
+                owner: "alice@a.example".into(),
+                kind: EntryKind::Message,
+                message_id: "<in@b.example>".into(),
+                from: "x@b.example".into(),
+                subject: "s".into(),
+                body: b"plain".to_vec(),
+                wants_dispatched: false,
+                source: Some(inb.clone()),
+                now: 100,
+            })
+            .await
+            .unwrap();
+        store.set_user("alice@a.example", "h", 100).await.unwrap();
+        (out, inb, entry)
+    };
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.outbound_body(&out).await.unwrap().unwrap(), big);
+    assert_eq!(
+        store.outbound(&out).await.unwrap().unwrap().size,
+        big.len() as u64
+    );
+    assert_eq!(
+        store.lease_inbound(100, "w", 200, 10).await.unwrap()[0].id,
+        inb
+    );
+    assert!(store
+        .mailbox_entry("alice@a.example", entry)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.users().await.unwrap(), ["alice@a.example"]);
+    assert_eq!(store.directory_version().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn open_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("var").join("lib").join("hisp.db");
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(path.exists());
+    assert_eq!(store.path(), path);
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn open_refuses_a_newer_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hisp.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(
+        matches!(&err, StoreError::Open { reason, .. } if reason.contains("99")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn open_refuses_a_file_that_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hisp.db");
+    std::fs::write(&path, "this is not an SQLite database\n".repeat(200)).unwrap();
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn deleted_database_file_gives_errors_not_panics() {
+    let (dir, store) = fresh();
+    for name in ["hisp.db", "hisp.db-wal", "hisp.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    // No read connection was open yet: opening one must fail cleanly.
+    let err = store.users().await.unwrap_err();
+    assert!(matches!(err, StoreError::Database { .. }), "{err}");
+    // The writer still holds the unlinked file; whatever it answers, it answers.
+    let _ = store
+        .enqueue(message("<gone@a.example>", &["b@b.example"], 1))
+        .await;
+}

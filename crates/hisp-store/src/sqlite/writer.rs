@@ -1,0 +1,212 @@
+//! The single writer thread and its group commit. Every change goes through here: callers
+//! send a job and await a oneshot; the thread takes every job already waiting (up to
+//! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE … COMMIT` with a `SAVEPOINT` each, and
+//! answers them only after the commit, so one fsync makes a whole batch durable (STYLE §4:
+//! nothing is acknowledged before it is committed). Reads do not come here (`mod.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use rusqlite::{ffi, Connection};
+use tokio::sync::oneshot;
+
+use crate::{StoreError, StoreResult};
+
+/// The most jobs committed together. Bounds the time the first job of a batch waits for
+/// the last, and the size of a transaction.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// One unit of work for the writer thread.
+pub(super) trait Job: Send {
+    /// Run inside the batch transaction (within the job's savepoint) and keep the result.
+    /// Returns false when the job failed (its savepoint is then rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answer the caller: the kept result when the batch committed, else `batch_error`
+    /// (unless the job had already failed on its own, which is the more precise answer).
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>);
+}
+
+/// Why a whole batch failed.
+pub(super) struct BatchError {
+    what: &'static str,
+    source: rusqlite::Error,
+}
+
+impl BatchError {
+    fn to_store_error(&self) -> StoreError {
+        StoreError::Database {
+            what: self.what,
+            source: duplicate(&self.source),
+        }
+    }
+}
+
+/// A job built from a closure, answering over a oneshot.
+struct ClosureJob<T, F> {
+    work: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for ClosureJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>) {
+        let answer = match (self.result, batch_error) {
+            (Some(Err(own)), _) => Err(own),
+            (_, Some(batch)) => Err(batch.to_store_error()),
+            (Some(Ok(value)), None) => Ok(value),
+            // Not run although the batch committed: cannot happen; never claim success.
+            (None, None) => Err(StoreError::Closed),
+        };
+        // The caller may have stopped waiting (its SMTP session dropped); the work stands.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The handle to the writer thread. Dropping it closes the channel; the thread finishes the
+/// jobs already sent, commits them, and ends; the drop waits for that.
+pub(super) struct Writer {
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Start the thread, which owns `conn` from now on.
+    pub(super) fn spawn(conn: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&commits);
+        let thread = std::thread::Builder::new()
+            .name("hisp-store-writer".into())
+            .spawn(move || run(conn, queue, &counter))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            commits,
+        })
+    }
+
+    /// Queue a job; the receiver resolves after its batch committed (or failed).
+    pub(super) fn submit<T, F>(&self, work: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(ClosureJob {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
+        jobs.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(answer)
+    }
+
+    /// Write transactions committed so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // A panic on the writer thread has already failed its callers (dropped oneshots).
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread's loop: block for one job, take whatever else is already waiting, commit.
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_batch(&conn, &mut batch) {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for job in batch {
+                    job.finish(None);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(jobs = batch.len(), what = err.what, error = %err.source,
+                    "store write batch failed");
+                if !conn.is_autocommit() {
+                    // Best effort: if even ROLLBACK fails the connection reports it next time.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                for job in batch {
+                    job.finish(Some(&err));
+                }
+            }
+        }
+    }
+}
+
+/// Run a batch in one transaction. A job that fails is rolled back to its savepoint and
+/// fails alone; anything that endangers the transaction itself fails the whole batch.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchError> {
+    let fail = |what| move |source| BatchError { what, source };
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(fail("beginning a write transaction"))?;
+    for job in batch.iter_mut() {
+        conn.execute_batch("SAVEPOINT job")
+            .map_err(fail("opening a savepoint"))?;
+        if job.run(conn) {
+            conn.execute_batch("RELEASE job")
+                .map_err(fail("releasing a savepoint"))?;
+        } else if conn.is_autocommit() {
+            // Some errors (I/O, disk full, out of memory) make SQLite roll back the whole
+            // transaction: the jobs before this one are gone too, so they must not see `Ok`.
+            return Err(BatchError {
+                what: "writing a batch",
+                source: rusqlite::Error::SqliteFailure(
+                    ffi::Error::new(ffi::SQLITE_ABORT),
+                    Some("the transaction was rolled back by a failure in the same batch".into()),
+                ),
+            });
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                .map_err(fail("rolling back a failed job"))?;
+        }
+    }
+    conn.execute_batch("COMMIT")
+        .map_err(fail("committing a write batch"))
+}
+
+/// Copy an error for every job of a failed batch (`rusqlite::Error` is not `Clone`).
+fn duplicate(err: &rusqlite::Error) -> rusqlite::Error {
+    match err {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}
