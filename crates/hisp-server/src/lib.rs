@@ -3,5 +3,20 @@
 //! `hisp-direct`.
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
+pub mod context;
+pub mod daemon;
+pub mod directory;
+pub mod edge;
+pub mod http;
+pub mod inbound;
 pub mod instance;
+pub mod metrics;
+pub mod notify;
+pub mod outbound;
+pub mod pair;
+pub mod report;
+pub mod smtp_handler;
+pub mod tracker;
+pub mod users;

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod reply;
 pub mod server;
+mod tls;
 
 pub use reply::Reply;
 

@@ -203,6 +203,129 @@ impl Reply {
             "Message refused: bare LF or CR in the data (RFC 5321 §2.3.8)",
         )
     }
+
+    /// `220 <host> ESMTP Hisp`, the greeting (no enhanced status: RFC 2034 §3 leaves it out).
+    pub fn greeting(host: &str) -> Reply {
+        Reply::new(220, None, format!("{host} ESMTP Hisp"))
+    }
+    /// `250 <host>` for HELO (no extensions).
+    pub fn helo(host: &str) -> Reply {
+        Reply::new(250, None, host.to_string())
+    }
+    /// The multi-line `250` EHLO reply: our name, then one extension keyword per line.
+    pub fn ehlo(host: &str, client: &str, extensions: &[String]) -> Reply {
+        let mut lines = vec![format!("{host} Hello {client}")];
+        lines.extend(extensions.iter().cloned());
+        Reply {
+            code: 250,
+            status: None,
+            lines,
+        }
+    }
+    /// `221 2.0.0 <host> closing connection` after QUIT.
+    pub fn closing(host: &str) -> Reply {
+        Reply::new(221, Some((2, 0, 0)), format!("{host} closing connection"))
+    }
+    /// `354` go ahead with the message content.
+    pub fn start_data() -> Reply {
+        Reply::new(354, None, "Start mail input; end with <CRLF>.<CRLF>")
+    }
+    /// `220 2.0.0` go ahead with the TLS handshake (RFC 3207 §4).
+    pub fn ready_tls() -> Reply {
+        Reply::new(220, Some((2, 0, 0)), "Ready to start TLS")
+    }
+    /// `454 4.7.0` STARTTLS is not available on this listener.
+    pub fn tls_unavailable() -> Reply {
+        Reply::new(454, Some((4, 7, 0)), "TLS not available")
+    }
+    /// `252 2.5.0` VRFY is not answered (RFC 5321 §3.5.3), but mail will be tried.
+    pub fn cannot_vrfy() -> Reply {
+        Reply::new(
+            252,
+            Some((2, 5, 0)),
+            "Cannot VRFY user, but will accept message and attempt delivery",
+        )
+    }
+    /// `214 2.0.0` a pointer to the RFC.
+    pub fn help() -> Reply {
+        Reply::new(
+            214,
+            Some((2, 0, 0)),
+            "See RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)",
+        )
+    }
+    /// `502 5.5.1` the command is known but not offered here.
+    pub fn not_implemented(what: &str) -> Reply {
+        Reply::new(
+            502,
+            Some((5, 5, 1)),
+            format!("Command not implemented: {what}"),
+        )
+    }
+    /// `555 5.5.4` a MAIL/RCPT parameter we do not know (RFC 5321 §4.1.1.11).
+    pub fn unknown_param(name: &str) -> Reply {
+        Reply::new(
+            555,
+            Some((5, 5, 4)),
+            format!("Parameter not recognized or not implemented: {name}"),
+        )
+    }
+    /// `504 5.5.4` an AUTH mechanism we do not offer (RFC 4954 §6).
+    pub fn auth_mechanism(name: &str) -> Reply {
+        Reply::new(
+            504,
+            Some((5, 5, 4)),
+            format!("Unrecognized authentication type: {name}"),
+        )
+    }
+    /// `334 <base64>` a SASL challenge (RFC 4954 §4); empty for "send your response".
+    pub fn auth_challenge(base64: &str) -> Reply {
+        Reply::new(334, None, base64.to_string())
+    }
+    /// `501 5.0.0` the client cancelled the exchange with `*` (RFC 4954 §4).
+    pub fn auth_cancelled() -> Reply {
+        Reply::new(501, Some((5, 0, 0)), "Authentication cancelled")
+    }
+    /// `501 5.5.2` a SASL response that is not base64 or not well formed (RFC 4954 §4).
+    pub fn auth_malformed(what: &str) -> Reply {
+        Reply::new(
+            501,
+            Some((5, 5, 2)),
+            format!("Cannot decode the authentication response: {what}"),
+        )
+    }
+    /// `421 4.7.0` too many failed AUTH attempts, closing.
+    pub fn too_many_auth_failures(host: &str) -> Reply {
+        Reply::new(
+            421,
+            Some((4, 7, 0)),
+            format!("{host} too many authentication failures, closing connection"),
+        )
+    }
+    /// `421 4.3.2` no room for another session now.
+    pub fn busy(host: &str) -> Reply {
+        Reply::new(
+            421,
+            Some((4, 3, 2)),
+            format!("{host} too many connections, try again later"),
+        )
+    }
+    /// `421 4.3.2` the service is stopping.
+    pub fn shutting_down(host: &str) -> Reply {
+        Reply::new(
+            421,
+            Some((4, 3, 2)),
+            format!("{host} shutting down, try again later"),
+        )
+    }
+    /// `552 5.3.4` a line in the message content is longer than we take.
+    pub fn data_line_too_long(max: usize) -> Reply {
+        Reply::new(
+            552,
+            Some((5, 3, 4)),
+            format!("Message refused: line too long (maximum {max} octets)"),
+        )
+    }
 }
 
 impl fmt::Display for Reply {

@@ -1,202 +1,245 @@
-//! `hisp demo`: the Direct exchange end to end, in process, between two fresh health domains
-//! with their own test CAs: seal → open → `processed` MDN sealed, opened and matched to the
-//! original → `dispatched` MDN likewise (final-destination delivery was requested).
-//! Each step prints what happened; any failed check stops the demo with exit 1.
+//! `hisp demo`: two real daemons on loopback (instances made as `hisp init` makes them, in a
+//! temporary folder), a clinical message from `dr.alice` submitted over SMTP (STARTTLS, AUTH),
+//! relayed, opened and delivered at the peer, picked up over REST, and the timeline:
+//! submitted → relayed → processed → dispatched. Exit 0 when it all happened.
 
 use crate::files;
-use anyhow::{bail, Context, Result};
-use hisp_direct::alg::Profile;
-use hisp_direct::keys::Credential;
-use hisp_direct::mdn::{build_mdn, parse_mdn, Disposition, MdnSpec};
-use hisp_direct::notification::{same_message_id, NotificationRequest};
-use hisp_direct::open::{open, OpenOptions, Opened};
-use hisp_direct::pki::{self, LeafSpec};
-use hisp_direct::seal::{seal, SealOptions};
-use hisp_direct::trust::TrustAnchors;
-use std::time::Instant;
-
-struct Domain {
-    name: &'static str,
-    address: &'static str,
-    ca: openssl::x509::X509,
-    anchors: TrustAnchors,
-    cred: Credential,
-}
-
-fn domain(name: &'static str, address: &'static str, now: i64) -> Result<Domain> {
-    let ca = pki::new_root_ca(
-        &format!("Hisp Demo CA for {name}"),
-        now - 3600,
-        now + 86_400 * 365,
-        2048,
-    )?;
-    let leaf = pki::issue_leaf(
-        &ca,
-        &LeafSpec::address(address, now - 3600, now + 86_400 * 365),
-    )?;
-    let cred = Credential::new(leaf.cert, leaf.key, vec![])?;
-    Ok(Domain {
-        name,
-        address,
-        anchors: TrustAnchors::new(vec![ca.cert.clone()]),
-        ca: ca.cert,
-        cred,
-    })
-}
+use anyhow::{anyhow, bail, Context as _, Result};
+use hisp_server::clock::SystemClock;
+use hisp_server::edge;
+use hisp_server::pair::{two_peers, Peer};
+use hisp_smtp::{ClientConfig, Envelope};
+use hisp_store::{QueueId, RcptState, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Run the demo.
 pub fn run() -> Result<u8> {
-    let now = files::now();
-    println!("Hisp demo: a Direct exchange between two fresh health domains (in process)\n");
-    let mut alpha = domain(
-        "direct.alpha-clinic.example",
-        "dr.alice@direct.alpha-clinic.example",
-        now,
-    )?;
-    let mut beta = domain(
-        "direct.beta-hospital.example",
-        "dr.bob@direct.beta-hospital.example",
-        now,
-    )?;
-    // Each HISP trusts its own CA and its peer's, as operators exchange anchors.
-    alpha.anchors = TrustAnchors::new(vec![alpha.ca.clone(), beta.ca.clone()]);
-    beta.anchors = TrustAnchors::new(vec![beta.ca.clone(), alpha.ca.clone()]);
-    for d in [&alpha, &beta] {
-        let sha = hisp_direct::cert::sha256_hex(d.cred.cert());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = tempfile_dir()?;
+    let result = rt.block_on(demo(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("hisp-demo-{}-{}", std::process::id(), files::now()));
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    Ok(d)
+}
+
+async fn demo(root: &std::path::Path) -> Result<u8> {
+    println!("Hisp demo: two HISPs on loopback, a Direct message end to end\n");
+    let (mut a, mut b) = two_peers(root, files::now()).await?;
+    for p in [&a, &b] {
+        let c = &p.config;
         println!(
-            "[setup] {}: test CA + address-bound certificate for {} (sha256 {}…)",
-            d.name,
-            d.address,
-            &sha[..16]
+            "[setup] {}: relay {}, submission {}, http {}, user {}",
+            p.domain, c.smtp.relay_listen, c.smtp.submission_listen, c.http.listen, p.user
         );
     }
-    let msg_id = message_id(alpha.name)?;
-    let original = clinical_message(&alpha, &beta, &msg_id, now);
-    step(1, &format!("{} composes a referral ({} bytes, Message-ID {msg_id}) asking for final-destination delivery notification", alpha.address, original.len()));
-
-    let t = Instant::now();
-    let sealed = seal(
-        &original,
-        &alpha.cred,
-        &[beta.cred.cert()],
-        &SealOptions::new(now),
-    )?;
-    step(2, &format!("sealed: message/rfc822 wrapped, signed (sha256), encrypted (aes-256-cbc, RSA PKCS#1 v1.5) for {} → {} bytes in {:.1} ms", beta.address, sealed.len(), ms(t)));
-
-    let opened = open_at(&beta, sealed, now)?;
-    let inner = opened.trusted_inner().context("no inner message")?;
-    let v = &opened.verdict;
-    step(3, &format!(
-        "opened at {}: decrypted, signature valid, signer trusted (chain: {}), bound to {} → {} byte message",
-        beta.name,
-        v.chain.join(" → "),
-        v.binding.as_ref().map(|b| b.value()).unwrap_or("?"),
-        inner.len()
-    ));
-    if inner != original.as_slice() {
-        bail!("the unwrapped message differs from what was sent");
-    }
-    let request =
-        NotificationRequest::read(inner).context("the message is itself a notification")?;
-
-    for (n, disposition, label) in [
-        (4, Disposition::processed(), "processed"),
-        (5, Disposition::dispatched(), "dispatched"),
-    ] {
-        let final_dest = label == "dispatched" && request.final_destination_delivery;
-        let spec = mdn_spec(&beta, &alpha, &msg_id, disposition, final_dest, now)?;
-        let mdn = build_mdn(&spec);
-        let sealed_mdn = seal(
-            &mdn,
-            &beta.cred,
-            &[alpha.cred.cert()],
-            &SealOptions::new(now),
-        )?;
-        let back = open_at(&alpha, sealed_mdn, now)?;
-        let parsed = parse_mdn(back.trusted_inner().context("no MDN")?)?;
-        let matched = parsed
-            .correlation_id()
-            .is_some_and(|id| same_message_id(id, &msg_id));
-        if !matched || parsed.disposition.disposition_type.as_str() != label {
-            bail!("the {label} MDN does not match the original message");
-        }
-        step(
-            n,
-            &format!(
-            "{label} MDN from {} sealed, opened at {} (trusted, bound) and matched to {msg_id}{}",
-            beta.address,
-            alpha.name,
-            if final_dest { " (X-DIRECT-FINAL-DESTINATION-DELIVERY)" } else { "" }
-        ),
-        );
-    }
-    println!("\nTimeline for {msg_id}: submitted → sealed → opened → processed → dispatched  ✔");
-    println!("Next: `hisp init --domain YOUR.DOMAIN` writes a configuration with a test CA.");
+    println!("[setup] each trusts the other's CA, routes to the other's relay port, and holds its certificate");
+    let clock = Arc::new(SystemClock);
+    a.start(clock.clone()).await?;
+    b.start(clock).await?;
+    let outcome = exchange(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+    outcome?;
     Ok(0)
 }
 
-fn step(n: u32, text: &str) {
-    println!("[{n}] {text}");
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
-}
-
-fn open_at(d: &Domain, message: Vec<u8>, now: i64) -> Result<Opened> {
-    let profile = Profile::strict();
-    let opts = OpenOptions::new(std::slice::from_ref(&d.cred), &d.anchors, now, &profile);
-    let opened = open(message, &opts);
-    if !opened.verdict.ok() {
-        let reasons: Vec<String> = opened
-            .verdict
-            .errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        bail!("open at {} failed: {}", d.name, reasons.join("; "));
+async fn exchange(a: &Peer, b: &Peer) -> Result<()> {
+    let start = Instant::now();
+    let ms = |t: Instant| t.duration_since(start).as_millis();
+    let msg_id = format!("<{:016x}@{}>", rand_u64(), a.domain);
+    let message = clinical_message(&a.user, &b.user, &msg_id);
+    let env = Envelope {
+        mail_from: a.user.clone(),
+        rcpt_to: vec![b.user.clone()],
+        body_8bit: false,
+        declared_size: None,
+    };
+    let target = a.config.smtp.submission_listen.to_string();
+    let sent = hisp_smtp::client::submit(
+        &target,
+        &client_config(&a.config)?,
+        &a.user,
+        &a.password,
+        &env,
+        &message,
+    )
+    .await?;
+    let reply = sent.data_reply.ok_or_else(|| anyhow!("no reply to DATA"))?;
+    if !reply.is_positive() {
+        bail!("submission refused: {reply}");
     }
-    Ok(opened)
+    let queue_id = QueueId(
+        reply
+            .lines
+            .first()
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_default()
+            .to_string(),
+    );
+    println!(
+        "[1] {} submits a referral over SMTP submission (STARTTLS, AUTH PLAIN): {reply}",
+        a.user
+    );
+    let relayed = wait_state(a, &queue_id, RcptState::Relayed).await?;
+    println!(
+        "[2] relayed: {} sealed it and {} accepted it on its relay port (+{} ms)",
+        a.domain,
+        b.domain,
+        ms(relayed)
+    );
+    let (entry, at) = wait_mailbox(b).await?;
+    println!(
+        "[3] {} opened it (decrypted, signature valid, trusted, bound) into {}'s mailbox (+{} ms)",
+        b.domain,
+        b.user,
+        ms(at)
+    );
+    let processed = wait_state(a, &queue_id, RcptState::Processed).await?;
+    println!(
+        "[4] processed MDN from {} matched at {} (+{} ms)",
+        b.user,
+        a.domain,
+        ms(processed)
+    );
+    let http = b.config.http.listen.to_string();
+    let creds = (b.user.as_str(), b.password.as_str());
+    let fetched = edge::request(
+        &http,
+        "GET",
+        &format!("/api/v1/messages/{entry}"),
+        creds,
+        b"",
+    )
+    .await?;
+    let picked = edge::request(
+        &http,
+        "POST",
+        &format!("/api/v1/messages/{entry}/pickup"),
+        creds,
+        b"",
+    )
+    .await?;
+    if fetched.status != 200 || picked.status != 200 {
+        bail!(
+            "REST pickup failed: GET {} / POST {}",
+            fetched.status,
+            picked.status
+        );
+    }
+    println!(
+        "[5] {}'s edge fetched it over REST ({} bytes) and marked it picked up",
+        b.user,
+        fetched.body.len()
+    );
+    let dispatched = wait_state(a, &queue_id, RcptState::Dispatched).await?;
+    println!(
+        "[6] dispatched MDN matched at {} (+{} ms)",
+        a.domain,
+        ms(dispatched)
+    );
+    let events = a.store.events(&queue_id).await?;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    println!(
+        "\nTimeline of {queue_id} ({msg_id}) at {}: {}  ✔",
+        a.domain,
+        kinds.join(" → ")
+    );
+    Ok(())
 }
 
-fn message_id(domain: &str) -> Result<String> {
-    let mut r = [0u8; 12];
-    openssl::rand::rand_bytes(&mut r)?;
-    Ok(format!("<{}@{domain}>", hex::encode(r)))
+fn client_config(c: &hisp_server::config::Config) -> Result<ClientConfig> {
+    let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())?.build();
+    Ok(ClientConfig {
+        helo: format!(
+            "edge.{}",
+            c.domains
+                .first()
+                .map(|d| d.name.as_str())
+                .unwrap_or("localhost")
+        ),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(30),
+        data_timeout: Duration::from_secs(60),
+        tls: Arc::new(connector),
+        require_tls: true,
+        verify_tls: false,
+    })
 }
 
-fn clinical_message(from: &Domain, to: &Domain, id: &str, now: i64) -> Vec<u8> {
-    let date = hisp_direct::time::format_rfc5322(now);
+async fn wait_state(p: &Peer, id: &QueueId, want: RcptState) -> Result<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = p
+            .store
+            .outbound(id)
+            .await?
+            .ok_or_else(|| anyhow!("{id} is not in {}'s queue", p.domain))?;
+        let r = m
+            .recipients
+            .first()
+            .ok_or_else(|| anyhow!("{id} has no recipient"))?;
+        if r.state == want
+            || (want == RcptState::Relayed
+                && matches!(r.state, RcptState::Processed | RcptState::Dispatched))
+        {
+            return Ok(Instant::now());
+        }
+        if r.state.is_final() && r.state != want {
+            bail!(
+                "{id} for {} ended {}: {}",
+                r.rcpt,
+                r.state.as_str(),
+                r.last_error.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{id} still {} after 30 s (waiting for {}): {}",
+                r.state.as_str(),
+                want.as_str(),
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn wait_mailbox(p: &Peer) -> Result<(i64, Instant)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = p.store.mailbox(&p.user, false).await?.into_iter().next() {
+            return Ok((e.id, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            let q = p.store.quarantined(5).await?;
+            let why = q
+                .first()
+                .and_then(|m| m.reason.clone())
+                .unwrap_or_else(|| "nothing quarantined".into());
+            bail!("nothing reached {}'s mailbox in 30 s ({why})", p.user);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn clinical_message(from: &str, to: &str, id: &str) -> Vec<u8> {
+    let date = hisp_direct::time::format_rfc5322(files::now());
     format!(
-        "From: Dr Alice <{}>\r\nTo: Dr Bob <{}>\r\nSubject: Referral: cardiology consult\r\nDate: {date}\r\nMessage-ID: {id}\r\nMIME-Version: 1.0\r\nDisposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\nContent-Type: multipart/mixed; boundary=\"part\"\r\n\r\n--part\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDear Dr Bob, please see the attached summary of care (synthetic test patient).\r\n--part\r\nContent-Type: application/xml; name=\"summary.xml\"\r\nContent-Disposition: attachment; filename=\"summary.xml\"\r\n\r\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>Summary of care (test)</title></ClinicalDocument>\r\n--part--\r\n",
-        from.address, to.address
+        "From: Dr Alice <{from}>\r\nTo: Dr Bob <{to}>\r\nSubject: Referral: cardiology consult\r\nDate: {date}\r\nMessage-ID: {id}\r\nMIME-Version: 1.0\r\nDisposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\nContent-Type: multipart/mixed; boundary=\"part\"\r\n\r\n--part\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDear Dr Bob, please see the attached summary of care (synthetic test patient).\r\n--part\r\nContent-Type: application/xml; name=\"summary.xml\"\r\nContent-Disposition: attachment; filename=\"summary.xml\"\r\n\r\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>Summary of care (test)</title></ClinicalDocument>\r\n--part--\r\n"
     )
     .into_bytes()
-}
-
-fn mdn_spec(
-    from: &Domain,
-    to: &Domain,
-    original_id: &str,
-    d: Disposition,
-    final_dest: bool,
-    now: i64,
-) -> Result<MdnSpec> {
-    Ok(MdnSpec {
-        reporting_ua_name: from.name.to_string(),
-        reporting_ua_product: Some(format!("Hisp {}", env!("CARGO_PKG_VERSION"))),
-        from: from.address.to_string(),
-        to: to.address.to_string(),
-        message_id: message_id(from.name)?,
-        date: hisp_direct::time::format_rfc5322(now),
-        original_message_id: original_id.to_string(),
-        original_subject: Some("Referral: cardiology consult".into()),
-        original_recipient: None,
-        final_recipient: from.address.to_string(),
-        disposition: d,
-        error: None,
-        failure: None,
-        final_destination_delivery: final_dest,
-        text: None,
-    })
 }

@@ -2,6 +2,7 @@
 //! library crates and maps outcomes to exit statuses; the logic lives in the libraries.
 
 mod bench;
+mod cmd_admin;
 mod cmd_init;
 mod cmd_open;
 mod cmd_seal;
@@ -31,6 +32,24 @@ enum Command {
     Open(cmd_open::OpenArgs),
     /// Measure throughput and print it next to the machine's ceiling.
     Bench(bench::BenchArgs),
+    /// Run the daemon (or check its configuration with --check).
+    Serve(cmd_admin::ServeArgs),
+    /// Manage users (Direct addresses in local domains).
+    #[command(subcommand)]
+    User(cmd_admin::UserCmd),
+    /// Manage trust anchors.
+    #[command(subcommand)]
+    Anchor(cmd_admin::AnchorCmd),
+    /// Manage static routes.
+    #[command(subcommand)]
+    Route(cmd_admin::RouteCmd),
+    /// Manage static recipient certificates.
+    #[command(subcommand)]
+    Cert(cmd_admin::CertCmd),
+    /// Show the outbound queue with per-recipient state.
+    Queue(cmd_admin::QueueArgs),
+    /// Show the messages delivered to an address.
+    Mailbox(cmd_admin::MailboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +67,13 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd_seal::run(&a),
         Command::Open(a) => cmd_open::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Serve(a) => cmd_admin::serve(&a),
+        Command::User(c) => cmd_admin::user(&c),
+        Command::Anchor(c) => cmd_admin::anchor(&c),
+        Command::Route(c) => cmd_admin::route(&c),
+        Command::Cert(c) => cmd_admin::cert(&c),
+        Command::Queue(a) => cmd_admin::queue(&a),
+        Command::Mailbox(a) => cmd_admin::mailbox(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,114 @@
+//! What every part of the daemon shares: configuration, store, clock, metrics, the current
+//! directory snapshot, the SMTP client settings, and the wake-ups between workers.
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::directory::{Directory, DirectoryError};
+use crate::metrics::Metrics;
+use hisp_direct::alg::Profile;
+use hisp_direct::cert::{CertCache, ParsedCert};
+use hisp_store::Store;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use tokio::sync::Notify;
+
+/// Shared daemon state.
+pub struct Context<S: Store> {
+    /// The configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<S>,
+    /// "Now".
+    pub clock: SharedClock,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// Parsed peer certificates, kept across messages.
+    pub cert_cache: Arc<CertCache>,
+    /// How we deliver to other HISPs.
+    pub client: hisp_smtp::ClientConfig,
+    /// The profile for received mail.
+    pub profile: Profile,
+    /// Where our relay port actually listens (local domains route here).
+    pub relay_addr: SocketAddr,
+    /// This node's lease owner name.
+    pub node: String,
+    /// Wakes the delivery workers (new outbound work).
+    pub wake_outbound: Notify,
+    /// Wakes the inbound workers (new spooled mail).
+    pub wake_inbound: Notify,
+    directory: RwLock<Arc<Directory>>,
+}
+
+impl<S: Store> Context<S> {
+    /// Assemble the context around a loaded directory.
+    pub fn new(
+        config: Config,
+        store: Arc<S>,
+        clock: SharedClock,
+        directory: Directory,
+        client: hisp_smtp::ClientConfig,
+        relay_addr: SocketAddr,
+    ) -> Context<S> {
+        let profile = config.crypto.profile();
+        Context {
+            config,
+            store,
+            clock,
+            metrics: Metrics::default(),
+            cert_cache: Arc::new(CertCache::new(4096)),
+            client,
+            profile,
+            relay_addr,
+            node: format!("{}-{}", std::process::id(), rand::random::<u32>()),
+            wake_outbound: Notify::new(),
+            wake_inbound: Notify::new(),
+            directory: RwLock::new(Arc::new(directory)),
+        }
+    }
+
+    /// Now, per the daemon's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The current directory snapshot.
+    pub fn directory(&self) -> Arc<Directory> {
+        match self.directory.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuild the directory if the store says it changed; true when it did.
+    pub async fn refresh_directory(&self) -> Result<bool, DirectoryError> {
+        let version = self.store.directory_version().await?;
+        if version == self.directory().version {
+            return Ok(false);
+        }
+        let fresh = Arc::new(Directory::load(&self.config, self.store.as_ref()).await?);
+        match self.directory.write() {
+            Ok(mut d) => *d = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(true)
+    }
+
+    /// Certificates to encrypt to `address`: the static directory (discovery joins later).
+    pub fn recipient_certs(&self, address: &str) -> (Vec<Arc<ParsedCert>>, Vec<String>) {
+        self.directory().static_certs_for(address, self.now())
+    }
+
+    /// Where to deliver mail for `domain`: its static route, our own relay port for a local
+    /// domain, else `None` (MX lookup).
+    pub fn route_for(&self, domain: &str) -> Option<String> {
+        let dir = self.directory();
+        if let Some(r) = dir.route(domain) {
+            return Some(r.to_string());
+        }
+        let local = dir
+            .domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(domain));
+        local.then(|| self.relay_addr.to_string())
+    }
+}

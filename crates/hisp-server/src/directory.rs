@@ -1,0 +1,176 @@
+//! The daemon's view of who it is and whom it trusts: the local domains with their
+//! credentials and anchors (configuration plus `hisp anchor add`), static routes and static
+//! recipient certificates. Rebuilt whenever the store's directory version changes, so the
+//! operator commands take effect without a restart.
+
+use crate::config::Config;
+use hisp_direct::binding::check_binding_in;
+use hisp_direct::cert::ParsedCert;
+use hisp_direct::keys::{self, Credential};
+use hisp_direct::trust::{check_usage, TrustAnchors, Usage};
+use hisp_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A health domain this HISP serves.
+pub struct LocalDomain {
+    /// The domain, lower case.
+    pub name: String,
+    /// Its signing and decryption credential.
+    pub cred: Credential,
+    /// Anchors trusted for mail to and from it.
+    pub anchors: Arc<TrustAnchors>,
+}
+
+/// One snapshot of the directory.
+pub struct Directory {
+    /// Local domains.
+    pub domains: Vec<LocalDomain>,
+    routes: HashMap<String, String>,
+    static_certs: Vec<(String, Arc<ParsedCert>)>,
+    /// The store's directory version this snapshot reflects.
+    pub version: u64,
+}
+
+/// Why the directory could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// Key material in the configuration does not load.
+    #[error("domain {domain}: {reason}")]
+    Credential {
+        /// The domain.
+        domain: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Directory {
+    /// Build from the configuration and the store.
+    pub async fn load<S: Store>(config: &Config, store: &S) -> Result<Directory, DirectoryError> {
+        let version = store.directory_version().await?;
+        let stored_anchors = store.anchors().await?;
+        let mut domains = Vec::new();
+        for d in &config.domains {
+            let err = |reason: String| DirectoryError::Credential {
+                domain: d.name.clone(),
+                reason,
+            };
+            let key =
+                std::fs::read(&d.key).map_err(|e| err(format!("{}: {e}", d.key.display())))?;
+            let cert =
+                std::fs::read(&d.cert).map_err(|e| err(format!("{}: {e}", d.cert.display())))?;
+            let cred = keys::load_credential(Some(&cert), &key, d.key_password.as_deref())
+                .map_err(|e| err(e.to_string()))?;
+            let name = d.name.to_ascii_lowercase();
+            let mut anchors = Vec::new();
+            for a in &d.anchors {
+                let bytes = std::fs::read(a).map_err(|e| err(format!("{}: {e}", a.display())))?;
+                anchors.extend(keys::load_certs(&bytes).map_err(|e| err(e.to_string()))?);
+            }
+            for a in &stored_anchors {
+                let applies = a
+                    .domain
+                    .as_deref()
+                    .is_none_or(|x| x.eq_ignore_ascii_case(&name));
+                if let (true, Ok(c)) = (applies, openssl::x509::X509::from_der(&a.der)) {
+                    anchors.push(c);
+                }
+            }
+            domains.push(LocalDomain {
+                name,
+                cred,
+                anchors: Arc::new(TrustAnchors::new(anchors)),
+            });
+        }
+        let routes = store
+            .routes()
+            .await?
+            .into_iter()
+            .map(|r| (r.domain.to_ascii_lowercase(), r.target))
+            .collect();
+        let mut static_certs = Vec::new();
+        for c in store.certs().await? {
+            if let Ok(p) = ParsedCert::from_der(&c.der) {
+                static_certs.push((c.bound_to.to_ascii_lowercase(), Arc::new(p)));
+            }
+        }
+        Ok(Directory {
+            domains,
+            routes,
+            static_certs,
+            version,
+        })
+    }
+
+    /// The local domain an address belongs to.
+    pub fn local_domain(&self, address: &str) -> Option<&LocalDomain> {
+        let d = hisp_direct::mime::domain_of(address)?;
+        self.domains.iter().find(|x| x.name == d)
+    }
+
+    /// True when the address is in one of our domains.
+    pub fn is_local(&self, address: &str) -> bool {
+        self.local_domain(address).is_some()
+    }
+
+    /// The static next hop for a domain.
+    pub fn route(&self, domain: &str) -> Option<&str> {
+        self.routes
+            .get(&domain.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Every credential of ours (for opening: the message names the one it is for).
+    pub fn credentials(&self) -> Vec<Credential> {
+        self.domains.iter().map(|d| d.cred.clone()).collect()
+    }
+
+    /// Static certificates usable to encrypt to `address` at `now`, by the Applicability
+    /// Statement's rule: address-bound certificates if any exist (and only those, even when
+    /// none is usable), else domain-bound ones. Returns the usable ones and, for each
+    /// rejected one, why.
+    pub fn static_certs_for(&self, address: &str, now: i64) -> (Vec<Arc<ParsedCert>>, Vec<String>) {
+        let address = address.to_ascii_lowercase();
+        let domain = hisp_direct::mime::domain_of(&address).unwrap_or_default();
+        let by = |key: &str| -> Vec<&Arc<ParsedCert>> {
+            self.static_certs
+                .iter()
+                .filter(|(b, _)| b == key)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        let address_bound = by(&address);
+        let candidates = if address_bound.is_empty() {
+            by(&domain)
+        } else {
+            address_bound
+        };
+        let mut ok = Vec::new();
+        let mut rejected = Vec::new();
+        for c in candidates {
+            match usable(c, &address, now) {
+                Ok(()) => ok.push(c.clone()),
+                Err(why) => rejected.push(format!("{}: {why}", c.sha256_hex())),
+            }
+        }
+        (ok, rejected)
+    }
+}
+
+fn usable(c: &ParsedCert, address: &str, now: i64) -> Result<(), String> {
+    if c.not_before.is_some_and(|t| t > now) {
+        return Err("not yet valid".into());
+    }
+    if c.not_after.is_some_and(|t| t < now) {
+        return Err("expired".into());
+    }
+    check_usage(&c.x509, Usage::Encryption).map_err(|e| e.to_string())?;
+    check_binding_in(&c.bindings, address)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

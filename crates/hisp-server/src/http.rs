@@ -1,0 +1,279 @@
+//! The edge's REST API (first form, `/api/v1`), with the user's credentials in HTTP Basic:
+//! list the mailbox, fetch a message as RFC 5322, mark it picked up (which sends the
+//! `dispatched` MDN when the sender asked for final-destination delivery), submit a
+//! message, and follow an outbound message's timeline. Also `/metrics` and `/healthz`.
+
+use crate::context::Context;
+use crate::notify::{mdn, Received};
+use crate::smtp_handler::{check_password, prepare_submission, queue_submission};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use hisp_direct::mdn::Disposition;
+use hisp_smtp::AuthOutcome;
+use hisp_store::{EntryKind, NewOutbound, OutKind, QueueId, Store};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Shared state of the HTTP server.
+pub struct Http<S: Store> {
+    ctx: Arc<Context<S>>,
+    /// Verified (user, SHA-256 of password) pairs and when they lapse: Argon2 per request
+    /// would cost tens of milliseconds each.
+    verified: Mutex<HashMap<(String, [u8; 32]), i64>>,
+}
+
+/// The router.
+pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
+    let state = Arc::new(Http {
+        ctx,
+        verified: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/healthz", get(healthz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/api/v1/messages", get(list::<S>).post(submit::<S>))
+        .route("/api/v1/messages/:id", get(fetch::<S>))
+        .route("/api/v1/messages/:id/pickup", post(pickup::<S>))
+        .route("/api/v1/outbound/:id", get(outbound::<S>))
+        .with_state(state)
+}
+
+type St<S> = State<Arc<Http<S>>>;
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({ "error": msg }))).into_response()
+}
+
+async fn healthz<S: Store>(State(h): St<S>) -> Response {
+    match h.ctx.store.directory_version().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("store unavailable: {e}"),
+        ),
+    }
+}
+
+async fn metrics<S: Store>(State(h): St<S>) -> Response {
+    let depth = h.ctx.store.queue_depth().await.unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        h.ctx.metrics.render(depth),
+    )
+        .into_response()
+}
+
+/// The authenticated user, or the 401 to send.
+async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Response> {
+    let deny = || {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "authentication required (HTTP Basic, your Direct address and password)",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"hisp\""),
+        );
+        r
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(deny)?;
+    let encoded = value.strip_prefix("Basic ").ok_or_else(deny)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| deny())?;
+    let text = String::from_utf8(decoded).map_err(|_| deny())?;
+    let (name, password) = text.split_once(':').ok_or_else(deny)?;
+    let key = (
+        name.to_ascii_lowercase(),
+        openssl::sha::sha256(password.as_bytes()),
+    );
+    let now = h.ctx.now();
+    if h.verified
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).copied())
+        .is_some_and(|until| until > now)
+    {
+        return Ok(key.0);
+    }
+    match check_password(&h.ctx, name, password).await {
+        AuthOutcome::Accepted(u) => {
+            if let Ok(mut m) = h.verified.lock() {
+                m.retain(|_, until| *until > now);
+                m.insert(key, now + 300);
+            }
+            Ok(u)
+        }
+        AuthOutcome::TempFail => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "authentication unavailable, retry",
+        )),
+        AuthOutcome::Rejected => {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            Err(deny())
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list<S: Store>(
+    State(h): St<S>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let user = match user(&h, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match h.ctx.store.mailbox(&user, q.all).await {
+        Ok(items) => Json(
+            json!({ "messages": items.iter().map(crate::report::entry_json).collect::<Vec<_>>() }),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn fetch<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let user = match user(&h, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match h.ctx.store.mailbox_entry(&user, id).await {
+        Ok(Some(e)) => ([(header::CONTENT_TYPE, "message/rfc822")], e.body).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such message in your mailbox"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn pickup<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let user = match user(&h, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let ctx = &h.ctx;
+    let now = ctx.now();
+    let entry = match ctx.store.mark_picked_up(&user, id, now).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return error(
+                StatusCode::CONFLICT,
+                "no such message, or already picked up",
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut dispatched = false;
+    if entry.kind == EntryKind::Message && entry.wants_dispatched {
+        let r = Received {
+            rcpt: &user,
+            sender: &entry.from,
+            message_id: &entry.message_id,
+            subject: Some(&entry.subject),
+        };
+        let note: NewOutbound = mdn(
+            &ctx.config.server.hostname,
+            &r,
+            Disposition::dispatched(),
+            true,
+            now,
+        );
+        if let Err(e) = ctx.store.enqueue(note).await {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("picked up, but the dispatched MDN could not be queued: {e}"),
+            );
+        }
+        crate::metrics::Metrics::inc(&ctx.metrics.mdn_sent);
+        ctx.wake_outbound.notify_one();
+        dispatched = true;
+    }
+    Json(json!({ "id": id, "picked_up": true, "dispatched_mdn": dispatched })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SubmitQuery {
+    /// Envelope recipients; default: the To and Cc addresses.
+    #[serde(default)]
+    rcpt: Vec<String>,
+}
+
+async fn submit<S: Store>(
+    State(h): St<S>,
+    headers: HeaderMap,
+    Query(q): Query<SubmitQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let user = match user(&h, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let ctx = &h.ctx;
+    if body.len() > ctx.config.smtp.max_message_bytes {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
+    }
+    let mut rcpts = q.rcpt;
+    if rcpts.is_empty() {
+        rcpts = crate::inbound::recipients_of(&body);
+    }
+    if rcpts.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "no recipients: give rcpt= parameters or To/Cc headers",
+        );
+    }
+    let submitted = match prepare_submission(ctx, &user, body.to_vec()) {
+        Ok(s) => s,
+        Err(reply) => return error(StatusCode::UNPROCESSABLE_ENTITY, &reply.to_string()),
+    };
+    let new = NewOutbound {
+        sender: user,
+        message_id: submitted.message_id.clone(),
+        recipients: rcpts.iter().map(|r| r.to_ascii_lowercase()).collect(),
+        body: submitted.body,
+        wants_dispatched: submitted.wants_dispatched,
+        kind: OutKind::Message,
+        via: "rest".into(),
+        now: ctx.now(),
+    };
+    match queue_submission(ctx, new).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "queue_id": id, "message_id": submitted.message_id })),
+        )
+            .into_response(),
+        Err(reply) => error(StatusCode::SERVICE_UNAVAILABLE, &reply.to_string()),
+    }
+}
+
+async fn outbound<S: Store>(
+    State(h): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let user = match user(&h, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let id = QueueId(id);
+    let msg = match h.ctx.store.outbound(&id).await {
+        Ok(Some(m)) if m.sender.eq_ignore_ascii_case(&user) => m,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such message of yours"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let events = h.ctx.store.events(&id).await.unwrap_or_default();
+    Json(crate::report::message_json(&msg, &events)).into_response()
+}

@@ -1,0 +1,407 @@
+//! The outbound pipeline: lease due recipients per (message, domain), seal once per domain
+//! for every recipient certificate found, deliver over SMTP (static route, our own relay
+//! port for local domains, else MX), and record each recipient's outcome: relayed (then
+//! wait for the MDN), retry on the 2 min → doubling → 2 h schedule, or fail with a DSN to
+//! the sender at once on a permanent error, a missing certificate, or expiry.
+
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::notify::{dsn_for_sender, Failure, Original};
+use hisp_direct::keys::Credential;
+use hisp_direct::seal::{seal, SealOptions};
+use hisp_smtp::client::{deliver, resolve_mx, ClientError};
+use hisp_smtp::Envelope;
+use hisp_store::{Lease, OutKind, OutRecipient, RcptState, RcptUpdate, Store};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How long a leased group may take before another worker may retry it.
+const LEASE_SECS: i64 = 600;
+
+/// Run the delivery workers until `stop` flips.
+pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let workers = Arc::new(tokio::sync::Semaphore::new(
+        ctx.config.queue.delivery_workers,
+    ));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = ctx.now();
+        let free = workers.available_permits().max(1);
+        let leases = match ctx
+            .store
+            .lease_due(now, &ctx.node, now + LEASE_SECS, free)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lease outbound work");
+                Vec::new()
+            }
+        };
+        let idle = leases.is_empty();
+        for lease in leases {
+            let Ok(permit) = workers.clone().acquire_owned().await else {
+                return;
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                deliver_group(&ctx, lease).await;
+                drop(permit);
+                ctx.wake_outbound.notify_one();
+            });
+        }
+        if idle {
+            tokio::select! {
+                _ = ctx.wake_outbound.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// One delivery attempt for the leased recipients of one message in one domain.
+pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease) {
+    let now = ctx.now();
+    let expire = lease.created + ctx.config.queue.expire_after.as_secs() as i64;
+    if now >= expire {
+        let why = format!(
+            "no successful delivery within {}",
+            humantime::format_duration(ctx.config.queue.expire_after)
+        );
+        let fails = lease
+            .recipients
+            .iter()
+            .map(|r| fail(r, (5, 4, 7), &why, None))
+            .collect();
+        return finish(
+            ctx,
+            &lease,
+            Vec::new(),
+            fails,
+            Vec::new(),
+            RcptState::Expired,
+        )
+        .await;
+    }
+    let (sealed, rcpts, no_cert) = match sealed_for(ctx, &lease).await {
+        Ok(x) => x,
+        Err(why) => {
+            // Our own failure (store, key): try again later rather than fail the message.
+            let retry = lease
+                .recipients
+                .iter()
+                .map(|r| (r.clone(), why.clone()))
+                .collect();
+            return finish(
+                ctx,
+                &lease,
+                Vec::new(),
+                Vec::new(),
+                retry,
+                RcptState::Failed,
+            )
+            .await;
+        }
+    };
+    if rcpts.is_empty() {
+        return finish(
+            ctx,
+            &lease,
+            Vec::new(),
+            no_cert,
+            Vec::new(),
+            RcptState::Failed,
+        )
+        .await;
+    }
+    let (relayed, failed, retry) = attempt(ctx, &lease, &rcpts, &sealed).await;
+    let mut failed = failed;
+    failed.extend(no_cert);
+    finish(ctx, &lease, relayed, failed, retry, RcptState::Failed).await;
+}
+
+fn fail(r: &OutRecipient, status: (u8, u16, u16), why: &str, remote: Option<String>) -> Failure {
+    Failure {
+        rcpt: r.rcpt.clone(),
+        status,
+        reason: why.to_string(),
+        remote,
+    }
+}
+
+/// The sealed message for the lease's domain (made once and stored), the recipients it can
+/// reach, and the recipients without a usable certificate.
+async fn sealed_for<S: Store>(
+    ctx: &Context<S>,
+    lease: &Lease,
+) -> Result<(Vec<u8>, Vec<OutRecipient>, Vec<Failure>), String> {
+    let mut reachable = Vec::new();
+    let mut certs = Vec::new();
+    let mut no_cert = Vec::new();
+    for r in &lease.recipients {
+        let (found, rejected) = ctx.recipient_certs(&r.rcpt);
+        if found.is_empty() {
+            let detail = if rejected.is_empty() {
+                String::new()
+            } else {
+                format!(" (rejected: {})", rejected.join("; "))
+            };
+            no_cert.push(fail(
+                r,
+                (5, 7, 0),
+                &format!("no usable Direct certificate found for {}{detail}", r.rcpt),
+                None,
+            ));
+        } else {
+            certs.extend(found);
+            reachable.push(r.clone());
+        }
+    }
+    if reachable.is_empty() {
+        return Ok((Vec::new(), reachable, no_cert));
+    }
+    let store = &ctx.store;
+    if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
+        return Ok((s, reachable, no_cert));
+    }
+    let body = store
+        .outbound_body(&lease.message)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("message body missing")?;
+    let cred = sender_credential(ctx, &lease.sender)
+        .ok_or_else(|| format!("no credential for the sender {}", lease.sender))?;
+    let c = &ctx.config.crypto;
+    let mut opts = SealOptions::new(ctx.now());
+    opts.cipher = c.cipher.cipher();
+    opts.key_transport = c.key_transport();
+    opts.digest = c.digest();
+    let started = Instant::now();
+    let sealed = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&openssl::x509::X509Ref> = certs.iter().map(|c| c.x509.as_ref()).collect();
+        seal(&body, &cred, &refs, &opts)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot seal: {e}"))?;
+    ctx.metrics
+        .seal_seconds
+        .observe(started.elapsed().as_secs_f64());
+    store
+        .store_sealed(&lease.message, &lease.domain, &sealed)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((sealed, reachable, no_cert))
+}
+
+fn sender_credential<S: Store>(ctx: &Context<S>, sender: &str) -> Option<Credential> {
+    ctx.directory().local_domain(sender).map(|d| d.cred.clone())
+}
+
+type Outcome = (
+    Vec<(OutRecipient, String)>,
+    Vec<Failure>,
+    Vec<(OutRecipient, String)>,
+);
+
+/// Deliver to the first target that answers; sort recipients by the replies.
+async fn attempt<S: Store>(
+    ctx: &Context<S>,
+    lease: &Lease,
+    rcpts: &[OutRecipient],
+    sealed: &[u8],
+) -> Outcome {
+    let targets = match ctx.route_for(&lease.domain) {
+        Some(t) => vec![t],
+        None => match resolve_mx(&lease.domain).await {
+            Ok(t) => t,
+            Err(e) => return classify_error(rcpts, &e),
+        },
+    };
+    let env = Envelope {
+        mail_from: lease.sender.clone(),
+        rcpt_to: rcpts.iter().map(|r| r.rcpt.clone()).collect(),
+        body_8bit: false,
+        declared_size: Some(sealed.len() as u64),
+    };
+    let mut last_err = None;
+    for t in &targets {
+        match deliver(t, &ctx.client, &env, sealed).await {
+            Ok(d) => {
+                let mut out: Outcome = (Vec::new(), Vec::new(), Vec::new());
+                for r in rcpts {
+                    let reply = d
+                        .per_rcpt
+                        .iter()
+                        .find(|(a, _)| a.eq_ignore_ascii_case(&r.rcpt))
+                        .map(|(_, rep)| rep);
+                    let reply = match (reply, &d.data_reply) {
+                        (Some(rr), _) if !rr.is_positive() => rr.clone(),
+                        (_, Some(dr)) => dr.clone(),
+                        (Some(rr), None) => rr.clone(),
+                        (None, None) => hisp_smtp::Reply::new(451, Some((4, 4, 0)), "no reply"),
+                    };
+                    let text = format!("{t}: {reply}");
+                    if reply.is_positive() {
+                        out.0.push((r.clone(), text));
+                    } else if reply.is_permanent() {
+                        let st = reply.status.unwrap_or((5, 0, 0));
+                        out.1.push(fail(r, st, &text, Some(d.remote.clone())));
+                    } else {
+                        out.2.push((r.clone(), text));
+                    }
+                }
+                return out;
+            }
+            Err(e) if e.is_permanent() => return classify_error(rcpts, &e),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e) => classify_error(rcpts, &e),
+        None => (
+            Vec::new(),
+            Vec::new(),
+            rcpts
+                .iter()
+                .map(|r| (r.clone(), "no delivery target".into()))
+                .collect(),
+        ),
+    }
+}
+
+fn classify_error(rcpts: &[OutRecipient], e: &ClientError) -> Outcome {
+    let text = e.to_string();
+    if e.is_permanent() {
+        (
+            Vec::new(),
+            rcpts
+                .iter()
+                .map(|r| fail(r, (5, 4, 0), &text, None))
+                .collect(),
+            Vec::new(),
+        )
+    } else {
+        (
+            Vec::new(),
+            Vec::new(),
+            rcpts.iter().map(|r| (r.clone(), text.clone())).collect(),
+        )
+    }
+}
+
+/// Record the outcome of one attempt: state changes and timeline in one transaction, then a
+/// DSN to the sender for the failures (messages only, never for a notification).
+async fn finish<S: Store>(
+    ctx: &Context<S>,
+    lease: &Lease,
+    relayed: Vec<(OutRecipient, String)>,
+    failed: Vec<Failure>,
+    retry: Vec<(OutRecipient, String)>,
+    fail_state: RcptState,
+) {
+    let now = ctx.now();
+    let q = &ctx.config.queue;
+    let tracked = lease.kind == OutKind::Message;
+    let mut updates = Vec::new();
+    for (r, text) in &relayed {
+        Metrics::inc(&ctx.metrics.relayed);
+        ctx.metrics
+            .hop_latency
+            .observe((now - lease.created).max(0) as f64);
+        let deadline = tracked.then(|| now + q.mdn_timeout.as_secs() as i64);
+        updates.push(update(
+            lease,
+            r,
+            RcptState::Relayed,
+            r.attempts + 1,
+            now,
+            None,
+            deadline,
+            "relayed",
+            text,
+            now,
+        ));
+    }
+    for (r, text) in &retry {
+        Metrics::inc(&ctx.metrics.retried);
+        let attempts = r.attempts + 1;
+        let next = now + q.retry_delay(attempts).as_secs() as i64;
+        updates.push(update(
+            lease,
+            r,
+            RcptState::Queued,
+            attempts,
+            next,
+            Some(text.clone()),
+            None,
+            "retry",
+            text,
+            now,
+        ));
+    }
+    for f in &failed {
+        Metrics::inc(&ctx.metrics.failed);
+        if let Some(r) = lease.recipients.iter().find(|r| r.rcpt == f.rcpt) {
+            let kind = fail_state.as_str();
+            updates.push(update(
+                lease,
+                r,
+                fail_state,
+                r.attempts + 1,
+                now,
+                Some(f.reason.clone()),
+                None,
+                kind,
+                &f.reason,
+                now,
+            ));
+        }
+    }
+    if let Err(e) = ctx.store.update_recipients(updates).await {
+        tracing::error!(error = %e, queue_id = %lease.message, "cannot record a delivery outcome");
+        return;
+    }
+    if tracked && !failed.is_empty() {
+        let original = Original {
+            queue_id: &lease.message,
+            message_id: &lease.message_id,
+            sender: &lease.sender,
+        };
+        let dsn = dsn_for_sender(&ctx.config.server.hostname, &original, &failed, now);
+        match ctx.store.deliver(dsn).await {
+            Ok(_) => Metrics::inc(&ctx.metrics.dsn_sent),
+            Err(e) => tracing::error!(error = %e, "cannot deliver a DSN to the sender"),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update(
+    lease: &Lease,
+    r: &OutRecipient,
+    state: RcptState,
+    attempts: u32,
+    next_attempt: i64,
+    last_error: Option<String>,
+    deadline: Option<i64>,
+    event: &str,
+    detail: &str,
+    now: i64,
+) -> RcptUpdate {
+    RcptUpdate {
+        message: lease.message.clone(),
+        rcpt: r.rcpt.clone(),
+        state,
+        attempts,
+        next_attempt,
+        last_error,
+        deadline,
+        event: event.to_string(),
+        detail: detail.to_string(),
+        now,
+    }
+}

@@ -1,0 +1,243 @@
+//! What the two SMTP ports do with a session: the submission port authenticates users and
+//! queues their messages (the sender must own MAIL FROM and every From address); the relay
+//! port takes mail for our users from other HISPs and spools it sealed. Both answer `250`
+//! only after the store has committed the message.
+
+use crate::context::Context;
+use crate::metrics::Metrics;
+use hisp_direct::mime::{self, Entity};
+use hisp_direct::notification::NotificationRequest;
+use hisp_smtp::{AuthOutcome, Envelope, Handler, Reply, SessionInfo};
+use hisp_store::{NewInbound, NewOutbound, OutKind, Store};
+use std::sync::Arc;
+
+/// The submission port (RFC 6409).
+pub struct Submission<S: Store>(pub Arc<Context<S>>);
+
+/// The relay port (mail from other HISPs).
+pub struct Relay<S: Store>(pub Arc<Context<S>>);
+
+/// Check a user's password off the reactor (Argon2 is deliberately slow).
+pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &str) -> AuthOutcome {
+    let hash = match ctx.store.user_password_hash(user).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return AuthOutcome::Rejected,
+        Err(e) => {
+            tracing::warn!(error = %e, "user lookup failed");
+            return AuthOutcome::TempFail;
+        }
+    };
+    let password = password.to_string();
+    match tokio::task::spawn_blocking(move || crate::users::verify_password(&hash, &password)).await
+    {
+        Ok(true) => AuthOutcome::Accepted(user.to_ascii_lowercase()),
+        Ok(false) => AuthOutcome::Rejected,
+        Err(_) => AuthOutcome::TempFail,
+    }
+}
+
+/// A plausible address: `local@domain` with a domain name.
+fn valid_address(a: &str) -> bool {
+    match a.rsplit_once('@') {
+        Some((local, domain)) => !local.is_empty() && crate::config::is_domain_name(domain),
+        None => false,
+    }
+}
+
+impl<S: Store> Handler for Submission<S> {
+    async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
+        check_password(&self.0, user, password).await
+    }
+
+    async fn mail_from(&self, session: &SessionInfo, reverse_path: &str) -> Result<(), Reply> {
+        let user = session.user.as_deref().ok_or_else(Reply::auth_required)?;
+        if mime::same_address(user, reverse_path) {
+            Ok(())
+        } else {
+            Err(Reply::sender_not_owned(reverse_path))
+        }
+    }
+
+    async fn rcpt_to(
+        &self,
+        _: &SessionInfo,
+        _: &Envelope,
+        forward_path: &str,
+    ) -> Result<(), Reply> {
+        if valid_address(forward_path) {
+            Ok(())
+        } else {
+            Err(Reply::bad_args(&format!(
+                "<{forward_path}> is not an address"
+            )))
+        }
+    }
+
+    async fn data(
+        &self,
+        session: &SessionInfo,
+        env: &Envelope,
+        message: Vec<u8>,
+    ) -> Result<String, Reply> {
+        let user = session.user.as_deref().ok_or_else(Reply::auth_required)?;
+        let ctx = &self.0;
+        let submitted = prepare_submission(ctx, user, message)?;
+        let new = NewOutbound {
+            sender: user.to_ascii_lowercase(),
+            message_id: submitted.message_id,
+            recipients: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            body: submitted.body,
+            wants_dispatched: submitted.wants_dispatched,
+            kind: OutKind::Message,
+            via: "smtp".into(),
+            now: ctx.now(),
+        };
+        queue_submission(ctx, new).await
+    }
+}
+
+/// A submitted message checked and completed (Message-ID and Date added if missing,
+/// RFC 6409 §8).
+pub struct Submitted {
+    /// The message to queue.
+    pub body: Vec<u8>,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// The sender asked for final-destination delivery notification.
+    pub wants_dispatched: bool,
+}
+
+/// Check that every From mailbox is `user`, and complete the header.
+pub fn prepare_submission<S: Store>(
+    ctx: &Context<S>,
+    user: &str,
+    message: Vec<u8>,
+) -> Result<Submitted, Reply> {
+    let e = Entity::parse(&message);
+    let froms: Vec<String> = e
+        .headers
+        .get_all("From")
+        .iter()
+        .flat_map(|f| mime::parse_address_list(f))
+        .map(|m| m.address)
+        .collect();
+    if froms.is_empty() {
+        return Err(Reply::bad_message("no From address"));
+    }
+    if let Some(other) = froms.iter().find(|f| !mime::same_address(f, user)) {
+        return Err(Reply::from_not_owned(other));
+    }
+    let wants_dispatched =
+        NotificationRequest::read(&message).is_some_and(|r| r.final_destination_delivery);
+    let now = ctx.now();
+    let mut added = Vec::new();
+    let message_id = match e.headers.get("Message-ID").filter(|v| !v.is_empty()) {
+        Some(id) => id,
+        None => {
+            let id = crate::notify::new_message_id(&ctx.config.server.hostname, now);
+            added.extend_from_slice(format!("Message-ID: {id}\r\n").as_bytes());
+            id
+        }
+    };
+    if e.headers.get("Date").is_none() {
+        added.extend_from_slice(
+            format!("Date: {}\r\n", hisp_direct::time::format_rfc5322(now)).as_bytes(),
+        );
+    }
+    let body = if added.is_empty() {
+        message
+    } else {
+        added.extend_from_slice(&message);
+        added
+    };
+    Ok(Submitted {
+        body,
+        message_id,
+        wants_dispatched,
+    })
+}
+
+/// Queue a submission durably and wake the delivery workers.
+pub async fn queue_submission<S: Store>(
+    ctx: &Context<S>,
+    new: NewOutbound,
+) -> Result<String, Reply> {
+    match ctx.store.enqueue(new).await {
+        Ok(id) => {
+            Metrics::inc(&ctx.metrics.accepted_submission);
+            ctx.wake_outbound.notify_one();
+            Ok(id.0)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot queue a submitted message");
+            Err(Reply::storage_failure())
+        }
+    }
+}
+
+impl<S: Store> Handler for Relay<S> {
+    async fn authenticate(&self, _: &str, _: &str) -> AuthOutcome {
+        AuthOutcome::Rejected
+    }
+
+    async fn mail_from(&self, _: &SessionInfo, _: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    async fn rcpt_to(
+        &self,
+        _: &SessionInfo,
+        _: &Envelope,
+        forward_path: &str,
+    ) -> Result<(), Reply> {
+        let ctx = &self.0;
+        if !ctx.directory().is_local(forward_path) {
+            return Err(Reply::relay_denied(forward_path));
+        }
+        match ctx.store.user_password_hash(forward_path).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Reply::unknown_user(forward_path)),
+            Err(_) => Err(Reply::storage_failure()),
+        }
+    }
+
+    async fn data(
+        &self,
+        session: &SessionInfo,
+        env: &Envelope,
+        message: Vec<u8>,
+    ) -> Result<String, Reply> {
+        let ctx = &self.0;
+        // RFC 5321 §4.4: every hop adds its trace line (outside the S/MIME envelope, so the
+        // signature is unaffected).
+        let mut body = format!(
+            "Received: from {} ([{}]) by {} with {}; {}\r\n",
+            session.helo.as_deref().unwrap_or("unknown"),
+            session.peer.ip(),
+            ctx.config.server.hostname,
+            if session.tls { "ESMTPS" } else { "ESMTP" },
+            hisp_direct::time::format_rfc5322(ctx.now())
+        )
+        .into_bytes();
+        body.extend_from_slice(&message);
+        drop(message);
+        let new = NewInbound {
+            mail_from: env.mail_from.to_ascii_lowercase(),
+            rcpts: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            body,
+            peer: session.peer.to_string(),
+            now: ctx.now(),
+        };
+        match ctx.store.spool_inbound(new).await {
+            Ok(id) => {
+                Metrics::inc(&ctx.metrics.accepted_relay);
+                ctx.wake_inbound.notify_one();
+                Ok(id.0)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot spool an inbound message");
+                Err(Reply::storage_failure())
+            }
+        }
+    }
+}

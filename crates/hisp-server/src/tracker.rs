@@ -1,0 +1,272 @@
+//! The timely-and-reliable tracker (Direct Implementation Guide for Delivery Notification):
+//! received MDNs and DSNs move each outbound recipient to `processed`, `dispatched` or
+//! `failed`, repeats are dropped, and the notice is delivered to the sender's mailbox. A
+//! recipient still waiting when its deadline passes fails with a DSN to the sender.
+
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::notify::{dsn_for_sender, Failure, Original};
+use hisp_direct::dsn::{parse_dsn, Action};
+use hisp_direct::mdn::{parse_mdn, DispositionType};
+use hisp_direct::notification::{notification_kind, NotificationKind};
+use hisp_store::{
+    EntryKind, Inbound, InboundDone, InboundState, NewEvent, NewMailboxEntry, OutRecipient,
+    RcptState, RcptUpdate, Store,
+};
+use std::sync::Arc;
+
+/// What one notification says about one recipient.
+struct Report {
+    rcpt: String,
+    kind: &'static str,
+    state: RcptState,
+    detail: String,
+}
+
+/// Apply a received notification (already opened and trusted) and build the inbound
+/// outcome: the notice goes to the original sender's mailbox the first time only.
+pub async fn handle_notification<S: Store>(
+    ctx: &Context<S>,
+    msg: &Inbound,
+    inner: &[u8],
+    from: &str,
+    now: i64,
+) -> InboundDone {
+    let mut done = InboundDone {
+        id: msg.id.clone(),
+        state: InboundState::Delivered,
+        reason: None,
+        deliveries: Vec::new(),
+        then: Vec::new(),
+        events: Vec::new(),
+        now,
+    };
+    let (original_id, reports, entry_kind) = match read_reports(inner, from) {
+        Ok(x) => x,
+        Err(why) => {
+            done.state = InboundState::Quarantined;
+            done.reason = Some(why);
+            return done;
+        }
+    };
+    let mut updates = Vec::new();
+    let mut owner = None;
+    for rep in reports {
+        let found = ctx.store.find_recipient(&original_id, &rep.rcpt).await;
+        let Ok(Some(r)) = found else { continue };
+        let new = ctx
+            .store
+            .note_notification(&original_id, &rep.rcpt, rep.kind, now)
+            .await
+            .unwrap_or(false);
+        if !new {
+            Metrics::inc(&ctx.metrics.notifications_duplicate);
+            continue;
+        }
+        Metrics::inc(&ctx.metrics.mdn_received);
+        if let Some(u) = transition(ctx, &r, &rep, now) {
+            updates.push(u);
+        }
+        if owner.is_none() {
+            owner = ctx
+                .store
+                .outbound(&r.message)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.sender);
+        }
+    }
+    if let Err(e) = ctx.store.update_recipients(updates).await {
+        tracing::error!(error = %e, "cannot record a notification");
+    }
+    if let Some(owner) = owner {
+        let e = hisp_direct::mime::Entity::parse(inner);
+        done.deliveries.push(NewMailboxEntry {
+            owner,
+            kind: entry_kind,
+            message_id: e.headers.get("Message-ID").unwrap_or_default(),
+            from: from.to_string(),
+            subject: e.headers.get("Subject").unwrap_or_default(),
+            body: inner.to_vec(),
+            wants_dispatched: false,
+            source: Some(msg.id.clone()),
+            now,
+        });
+    }
+    done.events.push(NewEvent {
+        message: msg.id.clone(),
+        rcpt: None,
+        kind: "notification".into(),
+        detail: format!("about {original_id}"),
+        at: now,
+    });
+    done
+}
+
+/// The original Message-ID and per-recipient reports of an MDN or DSN.
+fn read_reports(inner: &[u8], from: &str) -> Result<(String, Vec<Report>, EntryKind), String> {
+    match notification_kind(inner) {
+        Some(NotificationKind::Mdn) => {
+            let m = parse_mdn(inner).map_err(|e| format!("unreadable MDN: {e}"))?;
+            let id = m
+                .correlation_id()
+                .ok_or("MDN without Original-Message-ID or In-Reply-To")?
+                .to_string();
+            let rcpt = if m.final_recipient.address.is_empty() {
+                from.to_string()
+            } else {
+                m.final_recipient.address.clone()
+            };
+            let (kind, state) = match m.disposition.disposition_type {
+                DispositionType::Processed => ("processed", RcptState::Processed),
+                DispositionType::Dispatched | DispositionType::Displayed => {
+                    ("dispatched", RcptState::Dispatched)
+                }
+                _ => ("failed", RcptState::Failed),
+            };
+            let detail = format!("{} MDN from {from}", m.disposition);
+            Ok((
+                id,
+                vec![Report {
+                    rcpt,
+                    kind,
+                    state,
+                    detail,
+                }],
+                EntryKind::Mdn,
+            ))
+        }
+        Some(NotificationKind::Dsn) => {
+            let d = parse_dsn(inner).map_err(|e| format!("unreadable DSN: {e}"))?;
+            let id = d
+                .correlation_id()
+                .ok_or("DSN without the original Message-ID")?
+                .to_string();
+            let reports = d
+                .recipients
+                .iter()
+                .filter(|r| r.action == Action::Failed)
+                .map(|r| Report {
+                    rcpt: r.final_recipient.address.clone(),
+                    kind: "dsn-failed",
+                    state: RcptState::Failed,
+                    detail: format!("DSN {} from {from}", r.status),
+                })
+                .collect();
+            Ok((id, reports, EntryKind::Dsn))
+        }
+        None => Err("not a notification".into()),
+    }
+}
+
+/// The state change a report causes, if any (states only move forward).
+fn transition<S: Store>(
+    ctx: &Context<S>,
+    r: &OutRecipient,
+    rep: &Report,
+    now: i64,
+) -> Option<RcptUpdate> {
+    let order = |s: RcptState| match s {
+        RcptState::Queued => 0,
+        RcptState::Relayed => 1,
+        RcptState::Processed => 2,
+        RcptState::Dispatched | RcptState::Failed | RcptState::Expired => 3,
+    };
+    if order(rep.state) <= order(r.state) && rep.state != RcptState::Failed || r.state.is_final() {
+        return None;
+    }
+    let deadline = match rep.state {
+        RcptState::Processed if r.wants_dispatched => {
+            Some(now + ctx.config.queue.mdn_timeout.as_secs() as i64)
+        }
+        _ => None,
+    };
+    let last_error = (rep.state == RcptState::Failed).then(|| rep.detail.clone());
+    Some(RcptUpdate {
+        message: r.message.clone(),
+        rcpt: r.rcpt.clone(),
+        state: rep.state,
+        attempts: r.attempts,
+        next_attempt: r.next_attempt,
+        last_error,
+        deadline,
+        event: rep.kind.to_string(),
+        detail: rep.detail.clone(),
+        now,
+    })
+}
+
+/// Fail recipients whose notification is overdue, with a DSN to each sender.
+pub async fn sweep_overdue<S: Store>(ctx: &Context<S>) {
+    let now = ctx.now();
+    let Ok(due) = ctx.store.overdue(now, 500).await else {
+        return;
+    };
+    for r in due {
+        let awaited = if r.state == RcptState::Processed {
+            "dispatched"
+        } else {
+            "processed"
+        };
+        let why = format!(
+            "no {awaited} MDN from {} within {}",
+            r.rcpt,
+            humantime::format_duration(ctx.config.queue.mdn_timeout)
+        );
+        let update = RcptUpdate {
+            message: r.message.clone(),
+            rcpt: r.rcpt.clone(),
+            state: RcptState::Failed,
+            attempts: r.attempts,
+            next_attempt: r.next_attempt,
+            last_error: Some(why.clone()),
+            deadline: None,
+            event: "timeout".into(),
+            detail: why.clone(),
+            now,
+        };
+        if ctx.store.update_recipients(vec![update]).await.is_err() {
+            continue;
+        }
+        Metrics::inc(&ctx.metrics.failed);
+        let Ok(Some(m)) = ctx.store.outbound(&r.message).await else {
+            continue;
+        };
+        let original = Original {
+            queue_id: &m.id,
+            message_id: &m.message_id,
+            sender: &m.sender,
+        };
+        let failure = Failure {
+            rcpt: r.rcpt.clone(),
+            status: (5, 4, 7),
+            reason: why,
+            remote: None,
+        };
+        if ctx
+            .store
+            .deliver(dsn_for_sender(
+                &ctx.config.server.hostname,
+                &original,
+                &[failure],
+                now,
+            ))
+            .await
+            .is_ok()
+        {
+            Metrics::inc(&ctx.metrics.dsn_sent);
+        }
+    }
+}
+
+/// Sweep for overdue notifications every 30 s (of the daemon's clock) until `stop` flips.
+pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        sweep_overdue(&ctx).await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

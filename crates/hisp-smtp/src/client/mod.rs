@@ -1,0 +1,387 @@
+//! The delivery client (RFC 5321 §3, §4.1): one message to one server, STARTTLS when
+//! offered (RFC 3207), MAIL/RCPT pipelined when offered (RFC 2920), SIZE and 8BITMIME
+//! declared when offered (RFC 1870, RFC 6152), per-recipient replies kept so the queue can
+//! retry or bounce each recipient on its own. Where to connect is the caller's (a static
+//! route, or [`resolve_mx`]); when to retry is the queue's.
+
+mod conn;
+mod mx;
+mod wire;
+
+pub use mx::resolve_mx;
+
+use std::io;
+
+use tracing::debug;
+
+use crate::{ClientConfig, Envelope, Reply};
+use conn::ClientConn;
+use wire::{dot_stuff, Extensions};
+
+/// The outcome of a delivery that reached the end of the dialogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Each recipient with the server's reply to its RCPT (2xx accepted; 4xx/5xx not).
+    pub per_rcpt: Vec<(String, Reply)>,
+    /// The reply after the content (`None` when no recipient was accepted, so no DATA).
+    /// It applies to every recipient accepted.
+    pub data_reply: Option<Reply>,
+    /// Whether the session ran over TLS.
+    pub tls: bool,
+    /// The address delivered to (`ip:port`).
+    pub remote: String,
+}
+
+/// Why a delivery did not happen. [`ClientError::is_permanent`] says whether to bounce.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The host name did not resolve to an address.
+    #[error("cannot resolve {name}: {source}")]
+    Resolve {
+        /// The name looked up.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The MX lookup failed (server failure, timeout, …).
+    #[error("MX lookup for {domain} failed: {source}")]
+    MxLookup {
+        /// The domain.
+        domain: String,
+        /// The resolver's error.
+        #[source]
+        source: hickory_resolver::error::ResolveError,
+    },
+    /// The domain does not exist (NXDOMAIN).
+    #[error("the domain {domain} does not exist")]
+    NoSuchDomain {
+        /// The domain.
+        domain: String,
+    },
+    /// The domain publishes a null MX: it accepts no mail (RFC 7505).
+    #[error("the domain {domain} accepts no mail (null MX)")]
+    NullMx {
+        /// The domain.
+        domain: String,
+    },
+    /// No address of the target accepted a connection.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// The `host:port` tried.
+        target: String,
+        /// The last address's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server did not answer in time.
+    #[error("timed out at {stage}")]
+    Timeout {
+        /// The command waited on.
+        stage: &'static str,
+    },
+    /// The greeting was not 220.
+    #[error("the server refused the session: {0}")]
+    Greeting(Reply),
+    /// The server refused a command that applies to all recipients (EHLO/HELO, MAIL,
+    /// DATA, the end of the content).
+    #[error("{stage} refused: {reply}")]
+    Rejected {
+        /// The command refused.
+        stage: &'static str,
+        /// The server's reply.
+        reply: Reply,
+    },
+    /// TLS is required but the server does not offer (or refused) STARTTLS.
+    #[error("{target} does not offer STARTTLS and TLS is required")]
+    TlsRequired {
+        /// The `host:port`.
+        target: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {target} failed: {source}")]
+    Tls {
+        /// The host name used for SNI.
+        target: String,
+        /// OpenSSL's error.
+        #[source]
+        source: openssl::ssl::Error,
+    },
+    /// The connection failed mid-dialogue.
+    #[error("connection failed at {stage}: {source}")]
+    Io {
+        /// The command under way.
+        stage: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The server's answer was not an SMTP reply.
+    #[error("malformed reply at {stage}: {line:?}")]
+    BadReply {
+        /// The command under way.
+        stage: &'static str,
+        /// The offending line (cut to 200 characters).
+        line: String,
+    },
+}
+
+impl ClientError {
+    /// True when retrying cannot help: a 5xx reply, a domain that does not exist or takes
+    /// no mail. Connection trouble, timeouts, TLS failures and 4xx are temporary.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Greeting(reply) | ClientError::Rejected { reply, .. } => {
+                reply.is_permanent()
+            }
+            ClientError::NoSuchDomain { .. } | ClientError::NullMx { .. } => true,
+            ClientError::Resolve { .. }
+            | ClientError::MxLookup { .. }
+            | ClientError::Connect { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::TlsRequired { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Io { .. }
+            | ClientError::BadReply { .. } => false,
+        }
+    }
+
+    /// Whether the connection is still in a state where QUIT makes sense.
+    fn dialogue_intact(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Greeting(_)
+                | ClientError::Rejected { .. }
+                | ClientError::TlsRequired { .. }
+        )
+    }
+}
+
+/// Delivers `message` for `envelope` to the server at `target` (`host:port`).
+pub async fn deliver(
+    target: &str,
+    cfg: &ClientConfig,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<Delivery, ClientError> {
+    transaction(target, cfg, None, envelope, message).await
+}
+
+/// Submit a message as a user (RFC 6409): as [`deliver`], with STARTTLS required and
+/// `AUTH PLAIN` (RFC 4616) before MAIL. For the demo, the benchmark and tests; the daemon
+/// itself only relays.
+pub async fn submit(
+    target: &str,
+    cfg: &ClientConfig,
+    user: &str,
+    password: &str,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<Delivery, ClientError> {
+    transaction(target, cfg, Some((user, password)), envelope, message).await
+}
+
+async fn transaction(
+    target: &str,
+    cfg: &ClientConfig,
+    auth: Option<(&str, &str)>,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<Delivery, ClientError> {
+    let mut conn = ClientConn::connect(target, cfg.connect_timeout).await?;
+    let outcome = dialogue(&mut conn, target, cfg, auth, envelope, message).await;
+    match &outcome {
+        Ok(d) => {
+            let accepted = d.per_rcpt.iter().filter(|(_, r)| r.is_positive()).count();
+            debug!(remote = %d.remote, tls = d.tls, accepted, "delivery dialogue done");
+            conn.quit(cfg.command_timeout).await;
+        }
+        Err(e) if e.dialogue_intact() => conn.quit(cfg.command_timeout).await,
+        Err(e) => debug!(cause = %e, "delivery failed, dropping the connection"),
+    }
+    outcome
+}
+
+async fn dialogue(
+    conn: &mut ClientConn,
+    target: &str,
+    cfg: &ClientConfig,
+    auth: Option<(&str, &str)>,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<Delivery, ClientError> {
+    let t = cfg.command_timeout;
+    let greeting = conn.read_reply(t, "greeting").await?;
+    if greeting.code != 220 {
+        return Err(ClientError::Greeting(greeting));
+    }
+    let mut ext = hello(conn, cfg).await?;
+    if ext.starttls {
+        conn.send(b"STARTTLS\r\n", t, "STARTTLS").await?;
+        let reply = conn.read_reply(t, "STARTTLS").await?;
+        if reply.code == 220 {
+            conn.start_tls(cfg, host_of(target)).await?;
+            ext = hello(conn, cfg).await?;
+        } else {
+            debug!(%reply, "STARTTLS refused");
+        }
+    }
+    if (cfg.require_tls || auth.is_some()) && !conn.is_tls() {
+        return Err(ClientError::TlsRequired {
+            target: target.to_string(),
+        });
+    }
+    if let Some((user, password)) = auth {
+        use base64::Engine;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        conn.send(format!("AUTH PLAIN {token}\r\n").as_bytes(), t, "AUTH")
+            .await?;
+        let reply = conn.read_reply(t, "AUTH").await?;
+        if reply.code != 235 {
+            return Err(ClientError::Rejected {
+                stage: "AUTH",
+                reply,
+            });
+        }
+    }
+
+    let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
+    if ext.size {
+        mail.push_str(&format!(" SIZE={}", message.len()));
+    }
+    if ext.eight_bit_mime && message.iter().any(|b| *b >= 0x80) {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    mail.push_str("\r\n");
+    let rcpts: Vec<String> = envelope
+        .rcpt_to
+        .iter()
+        .map(|r| format!("RCPT TO:<{r}>\r\n"))
+        .collect();
+
+    let mut per_rcpt = Vec::with_capacity(rcpts.len());
+    if ext.pipelining {
+        // RFC 2920 §3.1: MAIL and RCPT may go in one group; DATA waits, so it can be
+        // skipped when no recipient is accepted.
+        let group: String = std::iter::once(mail).chain(rcpts).collect();
+        conn.send(group.as_bytes(), t, "MAIL FROM").await?;
+        let reply = conn.read_reply(t, "MAIL FROM").await?;
+        let mail_ok = reply.is_positive();
+        for rcpt in &envelope.rcpt_to {
+            let r = conn.read_reply(t, "RCPT TO").await?;
+            per_rcpt.push((rcpt.clone(), r));
+        }
+        if !mail_ok {
+            return Err(ClientError::Rejected {
+                stage: "MAIL FROM",
+                reply,
+            });
+        }
+    } else {
+        conn.send(mail.as_bytes(), t, "MAIL FROM").await?;
+        let reply = conn.read_reply(t, "MAIL FROM").await?;
+        if !reply.is_positive() {
+            return Err(ClientError::Rejected {
+                stage: "MAIL FROM",
+                reply,
+            });
+        }
+        for (rcpt, line) in envelope.rcpt_to.iter().zip(&rcpts) {
+            conn.send(line.as_bytes(), t, "RCPT TO").await?;
+            per_rcpt.push((rcpt.clone(), conn.read_reply(t, "RCPT TO").await?));
+        }
+    }
+    let remote = conn.remote.to_string();
+    let tls = conn.is_tls();
+    if !per_rcpt.iter().any(|(_, r)| r.is_positive()) {
+        return Ok(Delivery {
+            per_rcpt,
+            data_reply: None,
+            tls,
+            remote,
+        });
+    }
+
+    conn.send(b"DATA\r\n", t, "DATA").await?;
+    let reply = conn.read_reply(t, "DATA").await?;
+    if reply.code != 354 {
+        return Err(ClientError::Rejected {
+            stage: "DATA",
+            reply,
+        });
+    }
+    conn.send(&dot_stuff(message), cfg.data_timeout, "message content")
+        .await?;
+    let reply = conn.read_reply(cfg.data_timeout, "end of data").await?;
+    if !reply.is_positive() {
+        return Err(ClientError::Rejected {
+            stage: "end of data",
+            reply,
+        });
+    }
+    Ok(Delivery {
+        per_rcpt,
+        data_reply: Some(reply),
+        tls,
+        remote,
+    })
+}
+
+/// EHLO, or HELO when EHLO is refused as unknown (RFC 5321 §3.2): the extensions offered.
+async fn hello(conn: &mut ClientConn, cfg: &ClientConfig) -> Result<Extensions, ClientError> {
+    let t = cfg.command_timeout;
+    conn.send(format!("EHLO {}\r\n", cfg.helo).as_bytes(), t, "EHLO")
+        .await?;
+    let reply = conn.read_reply(t, "EHLO").await?;
+    if reply.code == 250 {
+        return Ok(Extensions::from_ehlo(&reply));
+    }
+    if !reply.is_permanent() {
+        return Err(ClientError::Rejected {
+            stage: "EHLO",
+            reply,
+        });
+    }
+    conn.send(format!("HELO {}\r\n", cfg.helo).as_bytes(), t, "HELO")
+        .await?;
+    let reply = conn.read_reply(t, "HELO").await?;
+    if reply.code != 250 {
+        return Err(ClientError::Rejected {
+            stage: "HELO",
+            reply,
+        });
+    }
+    Ok(Extensions::default())
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed), for SNI.
+fn host_of(target: &str) -> &str {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_port_and_brackets() {
+        assert_eq!(host_of("mx.example:25"), "mx.example");
+        assert_eq!(host_of("[::1]:2525"), "::1");
+        assert_eq!(host_of("mx.example"), "mx.example");
+    }
+
+    #[test]
+    fn rfc5321_4_2_1_permanent_only_for_5xx_and_dead_domains() {
+        let rejected = |code| ClientError::Rejected {
+            stage: "MAIL FROM",
+            reply: Reply::new(code, None, "x"),
+        };
+        assert!(rejected(550).is_permanent());
+        assert!(!rejected(451).is_permanent());
+        assert!(ClientError::NullMx { domain: "d".into() }.is_permanent());
+        assert!(!ClientError::Timeout { stage: "DATA" }.is_permanent());
+    }
+}

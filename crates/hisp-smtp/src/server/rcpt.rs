@@ -1,0 +1,45 @@
+//! RCPT TO (RFC 5321 §4.1.1.3): one recipient at a time, each judged by the handler (on the
+//! relay port it must be one of ours), at most `max_recipients` per transaction (RFC 5321
+//! §4.5.3.1.8: answer 452 past the limit, the client sends the rest in another transaction).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Flow, Session, Txn};
+use crate::{Handler, Reply};
+
+impl<S, H> Session<S, H>
+where
+    H: Handler,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// RCPT TO: adds a recipient to the open transaction.
+    pub(super) async fn handle_rcpt(&mut self, forward_path: String) -> Flow {
+        let envelope = match &self.txn {
+            Txn::Mail(e) | Txn::Rcpt(e) => e,
+            Txn::NoHelo | Txn::Ready => {
+                return self.refuse(Reply::bad_sequence("need MAIL before RCPT"))
+            }
+        };
+        if envelope.rcpt_to.len() >= self.cfg.max_recipients {
+            return self.reply(Reply::too_many_recipients(self.cfg.max_recipients));
+        }
+        let verdict = self
+            .handler
+            .rcpt_to(&self.info, envelope, &forward_path)
+            .await;
+        if let Err(reply) = verdict {
+            return self.reply(reply);
+        }
+        self.txn = match std::mem::replace(&mut self.txn, Txn::Ready) {
+            Txn::Mail(mut e) | Txn::Rcpt(mut e) => {
+                // A repeated recipient is accepted once (no double delivery).
+                if !e.rcpt_to.contains(&forward_path) {
+                    e.rcpt_to.push(forward_path);
+                }
+                Txn::Rcpt(e)
+            }
+            other => other,
+        };
+        self.reply(Reply::ok())
+    }
+}

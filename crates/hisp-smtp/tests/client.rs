@@ -1,0 +1,260 @@
+//! The delivery client against our own server on loopback (byte-exact round trip through
+//! dot-stuffing and unstuffing, STARTTLS, pipelining, per-recipient replies) and against
+//! small scripted servers that misbehave on purpose (no EHLO, silence, refusal).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hisp_smtp::client::{deliver, ClientError};
+use support::{client_config, envelope, our_server, relay_config, TestHandler};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// A one-connection server answering each line by the first matching prefix in `script`
+/// (`("", reply)` sends the greeting); returns the lines it got.
+async fn scripted(
+    script: Vec<(&'static str, &'static str)>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (r, mut w) = socket.into_split();
+        let mut lines = BufReader::new(r).lines();
+        let mut got = Vec::new();
+        if let Some((_, greeting)) = script.iter().find(|(p, _)| p.is_empty()) {
+            w.write_all(greeting.as_bytes()).await.unwrap();
+        }
+        let mut in_data = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            got.push(line.clone());
+            if in_data {
+                if line == "." {
+                    in_data = false;
+                    w.write_all(b"250 stored\r\n").await.unwrap();
+                }
+                continue;
+            }
+            let upper = line.to_ascii_uppercase();
+            if let Some((_, reply)) = script
+                .iter()
+                .find(|(p, _)| !p.is_empty() && upper.starts_with(p))
+            {
+                w.write_all(reply.as_bytes()).await.unwrap();
+                in_data = reply.starts_with("354");
+                if upper.starts_with("QUIT") {
+                    break;
+                }
+            }
+        }
+        got
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn rfc5321_4_5_2_round_trip_through_our_client_and_server_is_byte_exact() {
+    let handler = TestHandler::new();
+    let addr = our_server(relay_config(), handler.clone()).await;
+    let message: &[u8] = b"From: a@b.test\r\nSubject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\r\n.\r\nend \xc3\xa9\r\n";
+    let env = envelope("a@b.test", &["b@mx.test", "c@mx.test"]);
+    let d = deliver(&addr.to_string(), &client_config(), &env, message)
+        .await
+        .unwrap();
+    assert!(d.tls, "STARTTLS was offered and must be used");
+    assert_eq!(d.remote, addr.to_string());
+    assert_eq!(d.per_rcpt.len(), 2);
+    assert!(d.per_rcpt.iter().all(|(_, r)| r.code == 250));
+    assert_eq!(d.data_reply.unwrap().code, 250);
+    let stored = handler.stored();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].message, message);
+    assert!(stored[0].session.tls);
+    assert!(
+        stored[0].envelope.body_8bit,
+        "8-bit content goes with BODY=8BITMIME"
+    );
+    assert_eq!(stored[0].envelope.declared_size, Some(message.len() as u64));
+    assert_eq!(stored[0].envelope.rcpt_to, env.rcpt_to);
+}
+
+#[tokio::test]
+async fn client_adds_the_final_crlf() {
+    let handler = TestHandler::new();
+    let addr = our_server(relay_config(), handler.clone()).await;
+    let env = envelope("", &["b@mx.test"]);
+    deliver(
+        &addr.to_string(),
+        &client_config(),
+        &env,
+        b"Subject: x\r\n\r\nno newline",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        handler.stored()[0].message,
+        b"Subject: x\r\n\r\nno newline\r\n"
+    );
+    assert_eq!(handler.stored()[0].envelope.mail_from, "");
+}
+
+#[tokio::test]
+async fn rfc5321_3_3_per_recipient_replies() {
+    let mut handler = TestHandler::with_user("x", "y");
+    handler.refuse_rcpt.push("nobody@mx.test".into());
+    let handler = Arc::new(handler);
+    let addr = our_server(relay_config(), handler.clone()).await;
+    let env = envelope("a@b.test", &["nobody@mx.test", "bob@mx.test"]);
+    let d = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap();
+    assert_eq!(d.per_rcpt[0].0, "nobody@mx.test");
+    assert_eq!(d.per_rcpt[0].1.code, 550);
+    assert_eq!(d.per_rcpt[0].1.status, Some((5, 1, 1)));
+    assert!(d.per_rcpt[0].1.is_permanent());
+    assert_eq!(d.per_rcpt[1].1.code, 250);
+    assert!(d.data_reply.is_some());
+    assert_eq!(handler.stored()[0].envelope.rcpt_to, vec!["bob@mx.test"]);
+
+    // No recipient accepted: no DATA.
+    let env = envelope("a@b.test", &["nobody@mx.test"]);
+    let d = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap();
+    assert!(d.data_reply.is_none());
+    assert_eq!(handler.stored().len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_5xx_are_permanent_4xx_temporary() {
+    let addr = our_server(relay_config(), TestHandler::new()).await;
+    let env = envelope("blocked@b.test", &["bob@mx.test"]);
+    let err = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Rejected {
+                stage: "MAIL FROM",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_permanent());
+
+    let mut handler = TestHandler::with_user("x", "y");
+    handler.fail_storage = true;
+    let addr = our_server(relay_config(), Arc::new(handler)).await;
+    let env = envelope("a@b.test", &["bob@mx.test"]);
+    let err = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Rejected {
+                stage: "end of data",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_permanent());
+}
+
+#[tokio::test]
+async fn connect_failure_is_temporary() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let env = envelope("a@b.test", &["bob@mx.test"]);
+    let err = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(!err.is_permanent());
+}
+
+#[tokio::test]
+async fn require_tls_against_a_server_without_starttls() {
+    let mut cfg = relay_config();
+    cfg.tls = None;
+    let addr = our_server(cfg, TestHandler::new()).await;
+    let mut client = client_config();
+    client.require_tls = true;
+    let env = envelope("a@b.test", &["bob@mx.test"]);
+    let err = deliver(&addr.to_string(), &client, &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::TlsRequired { .. }), "{err}");
+    // Without the requirement the same server takes the message in plaintext.
+    let d = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap();
+    assert!(!d.tls);
+}
+
+#[tokio::test]
+async fn rfc5321_3_2_helo_fallback_without_pipelining() {
+    let (addr, task) = scripted(vec![
+        ("", "220 stub ready\r\n"),
+        ("EHLO", "500 5.5.1 what?\r\n"),
+        ("HELO", "250 stub\r\n"),
+        ("MAIL", "250 ok\r\n"),
+        ("RCPT", "250 ok\r\n"),
+        ("DATA", "354 go\r\n"),
+        ("QUIT", "221 bye\r\n"),
+    ])
+    .await;
+    let env = envelope("a@b.test", &["b@stub.test", "c@stub.test"]);
+    let d = deliver(&addr.to_string(), &client_config(), &env, b".x\r\n")
+        .await
+        .unwrap();
+    assert!(!d.tls);
+    assert_eq!(d.data_reply.unwrap().lines, vec!["stored"]);
+    let got = task.await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            "EHLO client.test",
+            "HELO client.test",
+            "MAIL FROM:<a@b.test>",
+            "RCPT TO:<b@stub.test>",
+            "RCPT TO:<c@stub.test>",
+            "DATA",
+            "..x",
+            ".",
+            "QUIT"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn greeting_554_is_permanent_and_silence_times_out() {
+    let (addr, _task) =
+        scripted(vec![("", "554 5.7.1 go away\r\n"), ("QUIT", "221 bye\r\n")]).await;
+    let env = envelope("a@b.test", &["b@stub.test"]);
+    let err = deliver(&addr.to_string(), &client_config(), &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Greeting(_)), "{err}");
+    assert!(err.is_permanent());
+
+    let (addr, _task) = scripted(vec![]).await;
+    let mut client = client_config();
+    client.command_timeout = Duration::from_millis(200);
+    let err = deliver(&addr.to_string(), &client, &env, b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Timeout { stage: "greeting" }),
+        "{err}"
+    );
+    assert!(!err.is_permanent());
+}

@@ -1,0 +1,331 @@
+//! The operator's commands over a configuration: `serve`, `user add`, `anchor add`, `route
+//! add`, `cert add`, `queue`, `mailbox`. They work whether or not the daemon runs: they write
+//! the store, and a running daemon reloads its directory within seconds.
+
+use crate::files;
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Subcommand;
+use hisp_server::config::Config;
+use hisp_store::sqlite::SqliteStore;
+use hisp_store::{NewAnchor, NewStaticCert, Store};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `hisp serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit (0, or 1 naming each bad key).
+    #[arg(long)]
+    check: bool,
+}
+
+/// `hisp user …`
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a user (a Direct address in a local domain) or set its password.
+    Add {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The address.
+        address: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// `hisp anchor …`
+#[derive(Subcommand)]
+pub enum AnchorCmd {
+    /// Trust a CA (every certificate in the file) for one local domain or all.
+    Add {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// PEM or DER file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The local domain it applies to (default: all).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
+
+/// `hisp route …`
+#[derive(Subcommand)]
+pub enum RouteCmd {
+    /// Deliver mail for DOMAIN to HOST:PORT instead of its MX.
+    Add {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The destination domain.
+        domain: String,
+        /// `host:port`.
+        target: String,
+    },
+}
+
+/// `hisp cert …`
+#[derive(Subcommand)]
+pub enum CertCmd {
+    /// Add a recipient certificate, consulted before discovery.
+    Add {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// PEM or DER file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+/// Arguments of `hisp queue`.
+#[derive(clap::Args)]
+pub struct QueueArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Most messages shown, newest first.
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+}
+
+/// Arguments of `hisp mailbox`.
+#[derive(clap::Args)]
+pub struct MailboxArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// The local address.
+    address: String,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn load(path: &Path) -> Result<(Config, SqliteStore)> {
+    let cfg = Config::load(path)?;
+    let store = SqliteStore::open(&cfg.store_path())?;
+    Ok((cfg, store))
+}
+
+/// `hisp serve`.
+pub fn serve(a: &ServeArgs) -> Result<u8> {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(hisp_server::config::ConfigError::Invalid { path, problems }) => {
+            for p in problems {
+                eprintln!("{}: {p}", path.display());
+            }
+            return Ok(1);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    if a.check {
+        println!("{}: ok", a.config.display());
+        return Ok(0);
+    }
+    runtime()?.block_on(async move {
+        let clock = std::sync::Arc::new(hisp_server::clock::SystemClock);
+        let running = hisp_server::daemon::start(cfg, clock).await?;
+        eprintln!(
+            "hisp: serving: relay {}, submission {}, http {} (Ctrl-C to stop)",
+            running.relay, running.submission, running.http
+        );
+        wait_for_signal().await;
+        eprintln!("hisp: stopping");
+        running.shutdown().await;
+        Ok(0)
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `hisp user add`.
+pub fn user(cmd: &UserCmd) -> Result<u8> {
+    let UserCmd::Add {
+        config, address, ..
+    } = cmd;
+    let (cfg, store) = load(config)?;
+    let address = address.trim().to_ascii_lowercase();
+    let domain = hisp_direct::mime::domain_of(&address)
+        .ok_or_else(|| anyhow!("{address:?} is not an address"))?;
+    if !cfg
+        .domains
+        .iter()
+        .any(|d| d.name.eq_ignore_ascii_case(&domain))
+    {
+        bail!(
+            "{address} is not in a local domain ({})",
+            cfg.domains
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password on stdin");
+    }
+    let hash = hisp_server::users::hash_password(password)?;
+    runtime()?.block_on(store.set_user(&address, &hash, files::now()))?;
+    println!("user {address} saved");
+    Ok(0)
+}
+
+/// `hisp anchor add`.
+pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
+    let AnchorCmd::Add {
+        config,
+        file,
+        domain,
+    } = cmd;
+    let (_, store) = load(config)?;
+    let certs = files::certs(std::slice::from_ref(file), "anchor")?;
+    let rt = runtime()?;
+    for c in certs {
+        let p = hisp_direct::cert::ParsedCert::from_x509(c)?;
+        let new = NewAnchor {
+            domain: domain.clone(),
+            der: p.der.clone(),
+            sha256: p.sha256_hex(),
+            subject: p.subject.clone(),
+        };
+        let added = rt.block_on(store.add_anchor(new, files::now()))?;
+        let what = if added { "added" } else { "already present" };
+        println!("anchor {what}: {} ({})", p.subject, p.sha256_hex());
+    }
+    Ok(0)
+}
+
+/// `hisp route add`.
+pub fn route(cmd: &RouteCmd) -> Result<u8> {
+    let RouteCmd::Add {
+        config,
+        domain,
+        target,
+    } = cmd;
+    let (_, store) = load(config)?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !hisp_server::config::is_domain_name(&domain) {
+        bail!("{domain:?} is not a domain name");
+    }
+    let ok_target = target
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !ok_target {
+        bail!("{target:?} is not host:port");
+    }
+    runtime()?.block_on(store.set_route(&domain, target, files::now()))?;
+    println!("route {domain} -> {target}");
+    Ok(0)
+}
+
+/// `hisp cert add`.
+pub fn cert(cmd: &CertCmd) -> Result<u8> {
+    let CertCmd::Add { config, file } = cmd;
+    let (_, store) = load(config)?;
+    let rt = runtime()?;
+    for c in files::certs(std::slice::from_ref(file), "certificate")? {
+        let p = hisp_direct::cert::ParsedCert::from_x509(c)?;
+        if p.bindings.is_empty() {
+            bail!(
+                "{} binds no address or domain (no rfc822Name/dNSName SAN, no emailAddress)",
+                p.subject
+            );
+        }
+        for b in &p.bindings {
+            let new = NewStaticCert {
+                bound_to: b.value().to_string(),
+                der: p.der.clone(),
+                sha256: p.sha256_hex(),
+            };
+            rt.block_on(store.add_cert(new, files::now()))?;
+            println!(
+                "certificate for {} {}: {} ({})",
+                b.kind(),
+                b.value(),
+                p.subject,
+                p.sha256_hex()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `hisp queue`.
+pub fn queue(a: &QueueArgs) -> Result<u8> {
+    let (_, store) = load(&a.config)?;
+    runtime()?.block_on(async {
+        let messages = store.list_outbound(a.limit).await?;
+        if a.json {
+            let mut out = Vec::new();
+            for m in &messages {
+                let events = store.events(&m.id).await?;
+                out.push(hisp_server::report::message_json(m, &events));
+            }
+            println!("{}", serde_json::json!({ "messages": out }));
+        } else {
+            print!("{}", hisp_server::report::queue_text(&messages));
+        }
+        Ok(0)
+    })
+}
+
+/// `hisp mailbox`.
+pub fn mailbox(a: &MailboxArgs) -> Result<u8> {
+    let (_, store) = load(&a.config)?;
+    let owner = a.address.to_ascii_lowercase();
+    let entries = runtime()?.block_on(store.mailbox(&owner, true))?;
+    if a.json {
+        let items: Vec<_> = entries
+            .iter()
+            .map(hisp_server::report::entry_json)
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "address": owner, "messages": items })
+        );
+    } else {
+        print!("{}", hisp_server::report::mailbox_text(&owner, &entries));
+    }
+    Ok(0)
+}
