@@ -47,5 +47,32 @@ impl Clock for TokioClock {
     }
 }
 
+/// A clock that moves only when told to (tests of retries, expiry and timeouts).
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(start))
+    }
+
+    /// Move forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Set the time.
+    pub fn set(&self, t: i64) {
+        self.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;

@@ -93,6 +93,18 @@ pub async fn start_with<S: Store>(
     store: Arc<S>,
     clock: SharedClock,
 ) -> Result<Running<S>, DaemonError> {
+    start_with_options(config, store, clock, true).await
+}
+
+/// Start with a given store; without `workers` only the listeners run, and the queue moves
+/// when a test calls [`crate::outbound::tick`], [`crate::inbound::tick`] and
+/// [`crate::tracker::sweep_overdue`] (with a manual clock, for retries and timeouts).
+pub async fn start_with_options<S: Store>(
+    config: Config,
+    store: Arc<S>,
+    clock: SharedClock,
+    workers: bool,
+) -> Result<Running<S>, DaemonError> {
     let directory = Directory::load(&config, store.as_ref()).await?;
     let acceptor = Arc::new(tls_acceptor(&config)?);
     let relay_l = bind("smtp.relay_listen", config.smtp.relay_listen).await?;
@@ -143,9 +155,11 @@ pub async fn start_with<S: Store>(
             tracing::error!(error = %e, "HTTP listener failed");
         }
     });
-    tasks.spawn(crate::outbound::run(ctx.clone(), stop_rx.clone()));
-    tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));
-    tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
+    if workers {
+        tasks.spawn(crate::outbound::run(ctx.clone(), stop_rx.clone()));
+        tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));
+        tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
+    }
     tasks.spawn(refresh_directory(ctx.clone(), stop_rx));
     tracing::info!(%relay, %submission, %http, "hisp started");
     Ok(Running {

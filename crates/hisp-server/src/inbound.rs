@@ -59,6 +59,21 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
     }
 }
 
+/// Process whatever is spooled now, one message after another; returns how many.
+pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
+    let now = ctx.now();
+    let batch = ctx
+        .store
+        .lease_inbound(now, &ctx.node, now + LEASE_SECS, 64)
+        .await
+        .unwrap_or_default();
+    let n = batch.len();
+    for msg in batch {
+        process(ctx, msg).await;
+    }
+    n
+}
+
 /// Open one spooled message and commit what follows from it.
 pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
     let now = ctx.now();

@@ -43,6 +43,19 @@ impl Peer {
         Ok(())
     }
 
+    /// Start only the listeners: the queue moves when the caller ticks it.
+    pub async fn start_listeners(&mut self, clock: SharedClock) -> Result<(), PairError> {
+        let r = crate::daemon::start_with_options(
+            self.config.clone(),
+            self.store.clone(),
+            clock,
+            false,
+        )
+        .await?;
+        self.running = Some(r);
+        Ok(())
+    }
+
     /// Stop the daemon.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
