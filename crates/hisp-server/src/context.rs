@@ -26,6 +26,8 @@ pub struct Context<S: Store> {
     pub cert_cache: Arc<CertCache>,
     /// How we deliver to other HISPs.
     pub client: hisp_smtp::ClientConfig,
+    /// Idle SMTP sessions to peers, reused across deliveries.
+    pub pool: hisp_smtp::client::Pool,
     /// The profile for received mail.
     pub profile: Profile,
     /// Where our relay port actually listens (local domains route here).
@@ -57,6 +59,7 @@ impl<S: Store> Context<S> {
             metrics: Metrics::default(),
             cert_cache: Arc::new(CertCache::new(4096)),
             client,
+            pool: hisp_smtp::client::Pool::new(8, std::time::Duration::from_secs(30)),
             profile,
             relay_addr,
             node: format!("{}-{}", std::process::id(), rand::random::<u32>()),

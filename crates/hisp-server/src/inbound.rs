@@ -19,7 +19,7 @@ const LEASE_SECS: i64 = 600;
 
 /// Run the inbound workers until `stop` flips.
 pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let workers = Arc::new(tokio::sync::Semaphore::new(4));
+    let workers = Arc::new(tokio::sync::Semaphore::new(8));
     loop {
         if *stop.borrow() {
             return;
@@ -75,7 +75,7 @@ pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
 }
 
 /// Open one spooled message and commit what follows from it.
-pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
+pub async fn process<S: Store>(ctx: &Context<S>, mut msg: Inbound) {
     let now = ctx.now();
     let dir = ctx.directory();
     let Some(domain) = msg.rcpts.first().and_then(|r| dir.local_domain(r)) else {
@@ -85,7 +85,8 @@ pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
     let anchors = domain.anchors.clone();
     let profile = ctx.profile.clone();
     let sender = msg.mail_from.clone();
-    let body = msg.body.clone();
+    // The body moves into open, which decrypts it in place: one copy of a large message.
+    let body = std::mem::take(&mut msg.body);
     let started = Instant::now();
     let cache = ctx.cert_cache.clone();
     // Opening is CPU work (RSA, AES, SHA): keep it off the reactor threads.
@@ -103,8 +104,8 @@ pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
     ctx.metrics
         .open_seconds
         .observe(started.elapsed().as_secs_f64());
-    let v = &opened.verdict;
-    let Some(inner) = opened.trusted_inner() else {
+    let (v, inner) = opened.into_trusted_inner();
+    let Some(inner) = inner else {
         let reasons: Vec<String> = v
             .errors
             .iter()
@@ -113,8 +114,8 @@ pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
         return quarantine(ctx, &msg, reasons.join("; "), now).await;
     };
     let from = v.from.clone().unwrap_or_else(|| msg.mail_from.clone());
-    if notification_kind(inner).is_some() {
-        let done = tracker::handle_notification(ctx, &msg, inner, &from, now).await;
+    if notification_kind(&inner).is_some() {
+        let done = tracker::handle_notification(ctx, &msg, &inner, &from, now).await;
         return commit(ctx, done).await;
     }
     let done = deliver_message(ctx, &msg, inner, &from, now);
@@ -126,14 +127,14 @@ pub async fn process<S: Store>(ctx: &Context<S>, msg: Inbound) {
 fn deliver_message<S: Store>(
     ctx: &Context<S>,
     msg: &Inbound,
-    inner: &[u8],
+    inner: Vec<u8>,
     from: &str,
     now: i64,
 ) -> InboundDone {
-    let e = Entity::parse(inner);
+    let e = Entity::parse(&inner);
     let message_id = e.headers.get("Message-ID").unwrap_or_default();
     let subject = e.headers.get("Subject").unwrap_or_default();
-    let request = NotificationRequest::read(inner);
+    let request = NotificationRequest::read(&inner);
     let wants_dispatched = request
         .as_ref()
         .is_some_and(|r| r.final_destination_delivery);
@@ -147,14 +148,22 @@ fn deliver_message<S: Store>(
         events: Vec::new(),
         now,
     };
-    for rcpt in &msg.rcpts {
+    let mut body = Some(inner);
+    for (i, rcpt) in msg.rcpts.iter().enumerate() {
+        // The last recipient takes the buffer itself; earlier ones get copies.
+        let last = i + 1 == msg.rcpts.len();
+        let this = if last {
+            body.take().unwrap_or_default()
+        } else {
+            body.clone().unwrap_or_default()
+        };
         done.deliveries.push(NewMailboxEntry {
             owner: rcpt.clone(),
             kind: EntryKind::Message,
             message_id: message_id.clone(),
             from: from.to_string(),
             subject: subject.clone(),
-            body: inner.to_vec(),
+            body: this,
             wants_dispatched,
             source: Some(msg.id.clone()),
             now,

@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::notify::{dsn_for_sender, Failure, Original};
 use hisp_direct::keys::Credential;
 use hisp_direct::seal::{seal, SealOptions};
-use hisp_smtp::client::{deliver, resolve_mx, ClientError};
+use hisp_smtp::client::{resolve_mx, ClientError};
 use hisp_smtp::Envelope;
 use hisp_store::{Lease, OutKind, OutRecipient, RcptState, RcptUpdate, Store};
 use std::sync::Arc;
@@ -103,7 +103,7 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease) {
         )
         .await;
     }
-    let (sealed, rcpts, no_cert) = match sealed_for(ctx, &lease).await {
+    let (sealed, rcpts, no_cert, fresh) = match sealed_for(ctx, &lease).await {
         Ok(x) => x,
         Err(why) => {
             // Our own failure (store, key): try again later rather than fail the message.
@@ -135,6 +135,17 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease) {
         .await;
     }
     let (relayed, failed, retry) = attempt(ctx, &lease, &rcpts, &sealed).await;
+    if fresh && !retry.is_empty() {
+        // Kept for the retries only: a message delivered at once is never stored sealed.
+        if let Err(e) = ctx
+            .store
+            .store_sealed(&lease.message, &lease.domain, &sealed)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot keep the sealed form; it will be sealed again");
+        }
+    }
+    drop(sealed);
     let mut failed = failed;
     failed.extend(no_cert);
     finish(ctx, &lease, relayed, failed, retry, RcptState::Failed).await;
@@ -149,12 +160,12 @@ fn fail(r: &OutRecipient, status: (u8, u16, u16), why: &str, remote: Option<Stri
     }
 }
 
-/// The sealed message for the lease's domain (made once and stored), the recipients it can
-/// reach, and the recipients without a usable certificate.
+/// The sealed message for the lease's domain (kept from an earlier attempt, or made now:
+/// `fresh`), the recipients it can reach, and the recipients without a usable certificate.
 async fn sealed_for<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
-) -> Result<(Vec<u8>, Vec<OutRecipient>, Vec<Failure>), String> {
+) -> Result<(Vec<u8>, Vec<OutRecipient>, Vec<Failure>, bool), String> {
     let mut reachable = Vec::new();
     let mut certs = Vec::new();
     let mut no_cert = Vec::new();
@@ -178,11 +189,11 @@ async fn sealed_for<S: Store>(
         }
     }
     if reachable.is_empty() {
-        return Ok((Vec::new(), reachable, no_cert));
+        return Ok((Vec::new(), reachable, no_cert, false));
     }
     let store = &ctx.store;
     if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
-        return Ok((s, reachable, no_cert));
+        return Ok((s, reachable, no_cert, false));
     }
     let body = store
         .outbound_body(&lease.message)
@@ -207,11 +218,7 @@ async fn sealed_for<S: Store>(
     ctx.metrics
         .seal_seconds
         .observe(started.elapsed().as_secs_f64());
-    store
-        .store_sealed(&lease.message, &lease.domain, &sealed)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((sealed, reachable, no_cert))
+    Ok((sealed, reachable, no_cert, true))
 }
 
 fn sender_credential<S: Store>(ctx: &Context<S>, sender: &str) -> Option<Credential> {
@@ -246,7 +253,7 @@ async fn attempt<S: Store>(
     };
     let mut last_err = None;
     for t in &targets {
-        match deliver(t, &ctx.client, &env, sealed).await {
+        match ctx.pool.deliver(t, &ctx.client, &env, sealed).await {
             Ok(d) => {
                 let mut out: Outcome = (Vec::new(), Vec::new(), Vec::new());
                 for r in rcpts {

@@ -258,3 +258,53 @@ async fn greeting_554_is_permanent_and_silence_times_out() {
     );
     assert!(!err.is_permanent());
 }
+
+/// RFC 5321 §4.1.4: several transactions per session. The pool carries the second delivery
+/// on the first one's session, and replaces a session the server has closed.
+#[tokio::test]
+async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
+    let mut h = TestHandler::with_user("u", "p");
+    h.refuse_rcpt.push("nobody@mx.test".into());
+    let handler = std::sync::Arc::new(h);
+    let addr = our_server(relay_config(), handler.clone()).await;
+    let pool = hisp_smtp::client::Pool::new(4, std::time::Duration::from_secs(30));
+    let env = envelope("a@b.test", &["b@mx.test"]);
+    for i in 0..3 {
+        let msg = format!("Subject: {i}\r\n\r\nbody\r\n");
+        let d = pool
+            .deliver(&addr.to_string(), &client_config(), &env, msg.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(d.data_reply.unwrap().code, 250);
+    }
+    let stored = handler.stored();
+    assert_eq!(stored.len(), 3);
+    assert!(
+        stored.iter().all(|s| s.session.id == stored[0].session.id),
+        "one session for all three"
+    );
+    // A recipient refused: the transaction is reset and the session stays usable.
+    let none = envelope("a@b.test", &["nobody@mx.test"]);
+    let refused = pool
+        .deliver(&addr.to_string(), &client_config(), &none, b"x\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.per_rcpt[0].1.code, refused.data_reply),
+        (550, None)
+    );
+    pool.deliver(
+        &addr.to_string(),
+        &client_config(),
+        &env,
+        b"Subject: after\r\n\r\nx\r\n",
+    )
+    .await
+    .unwrap();
+    let stored = handler.stored();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(
+        stored[3].session.id, stored[0].session.id,
+        "still the same session after RSET"
+    );
+}

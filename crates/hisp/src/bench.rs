@@ -17,18 +17,21 @@ use std::time::{Duration, Instant};
 /// Arguments of `hisp bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// What to measure (only `seal-open` for now).
+    /// What to measure: `seal-open` (the core) or `exchange` (two daemons).
     #[arg(default_value = "seal-open")]
     what: String,
+    /// Messages per size for `exchange` (a tenth of it above 256 KiB).
+    #[arg(long, default_value_t = 500)]
+    messages: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Message sizes, e.g. 10k,1m,20m.
-    #[arg(long, default_value = "10k,1m,20m")]
-    sizes: String,
+    /// Message sizes, e.g. 10k,1m,20m (default 10k,1m,20m; exchange: 10k,1m).
+    #[arg(long)]
+    sizes: Option<String>,
     /// Size in MiB of the message whose open is measured for peak memory (0 = skip).
     #[arg(long, default_value_t = 100)]
     rss_mib: usize,
@@ -46,12 +49,19 @@ struct Party {
 
 /// Run the benchmark.
 pub fn run(a: &BenchArgs) -> Result<u8> {
+    if a.what == "exchange" {
+        let sizes = parse_sizes(a.sizes.as_deref().unwrap_or("10k,1m"))?;
+        return crate::bench_exchange::run(a.messages, &sizes, a.seconds);
+    }
     if a.what != "seal-open" {
-        bail!("unknown benchmark {:?}: try `hisp bench seal-open`", a.what);
+        bail!(
+            "unknown benchmark {:?}: try `hisp bench seal-open` or `hisp bench exchange`",
+            a.what
+        );
     }
     let dur = Duration::from_secs_f64(a.seconds.max(0.2));
     let n = a.threads.max(1);
-    let sizes = parse_sizes(&a.sizes)?;
+    let sizes = parse_sizes(a.sizes.as_deref().unwrap_or("10k,1m,20m"))?;
     let now = crate::files::now();
     let sender = party("bench-a.example", now)?;
     let receiver = party("bench-b.example", now)?;
@@ -276,7 +286,8 @@ fn parse_sizes(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn human(n: usize) -> String {
+/// `10 KiB`, `20 MiB`.
+pub fn human(n: usize) -> String {
     if n >= 1 << 20 {
         format!("{} MiB", n >> 20)
     } else {
@@ -286,12 +297,27 @@ fn human(n: usize) -> String {
 
 /// A message of about `size` bytes: headers and a base64 attachment, as clinical mail is.
 pub fn message(size: usize) -> Vec<u8> {
-    let mut m = b"From: a@bench-a.example\r\nTo: b@bench-b.example\r\nSubject: bench\r\nMessage-ID: <bench@bench-a.example>\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    message_for(
+        "a@bench-a.example",
+        "b@bench-b.example",
+        "<bench@bench-a.example>",
+        size,
+    )
+}
+
+/// [`message`] with the given sender, recipient and Message-ID.
+pub fn message_for(from: &str, to: &str, id: &str, size: usize) -> Vec<u8> {
+    let mut m = format!("From: {from}\r\nTo: {to}\r\nSubject: bench\r\nMessage-ID: {id}\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n").into_bytes();
     let raw: Vec<u8> = (0..size.saturating_sub(m.len()) * 3 / 4)
         .map(|i| (i * 31 % 251) as u8)
         .collect();
     hisp_direct::mime::base64::encode_lines(&raw, &mut m);
     m
+}
+
+/// RSA-2048 private operations per second on `threads` threads.
+pub fn rsa_private_op_rate(cred: &Credential, threads: usize, dur: Duration) -> Result<f64> {
+    rate(threads, dur, || rsa_private_op(cred))
 }
 
 fn peak_rss(mib: usize, sender: &Party, receiver: &Party, now: i64) -> Result<()> {

@@ -2,6 +2,7 @@
 //! library crates and maps outcomes to exit statuses; the logic lives in the libraries.
 
 mod bench;
+mod bench_exchange;
 mod cmd_admin;
 mod cmd_init;
 mod cmd_open;

@@ -58,6 +58,9 @@ fn rfc5652_6_2_any_of_our_credentials_that_is_a_recipient() {
     let o = open_as(sealed(MSG), &[p.alice.clone(), p.carol.clone()]);
     assert!(o.verdict.ok(), "{:?}", o.verdict.errors);
     assert_eq!(o.trusted_inner(), Some(MSG));
+    let (v, owned) = o.into_trusted_inner();
+    assert!(v.ok());
+    assert_eq!(owned.as_deref(), Some(MSG));
     let o = open_as(sealed(MSG), std::slice::from_ref(&p.alice));
     assert!(matches!(
         o.verdict.errors[0],

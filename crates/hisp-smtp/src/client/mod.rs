@@ -6,9 +6,11 @@
 
 mod conn;
 mod mx;
+mod pool;
 mod wire;
 
 pub use mx::resolve_mx;
+pub use pool::Pool;
 
 use std::io;
 
@@ -189,45 +191,66 @@ async fn transaction(
     envelope: &Envelope,
     message: &[u8],
 ) -> Result<Delivery, ClientError> {
-    let mut conn = ClientConn::connect(target, cfg.connect_timeout).await?;
-    let outcome = dialogue(&mut conn, target, cfg, auth, envelope, message).await;
-    match &outcome {
-        Ok(d) => {
-            let accepted = d.per_rcpt.iter().filter(|(_, r)| r.is_positive()).count();
-            debug!(remote = %d.remote, tls = d.tls, accepted, "delivery dialogue done");
-            conn.quit(cfg.command_timeout).await;
-        }
-        Err(e) if e.dialogue_intact() => conn.quit(cfg.command_timeout).await,
-        Err(e) => debug!(cause = %e, "delivery failed, dropping the connection"),
-    }
+    let mut session = open_session(target, cfg, auth).await?;
+    let outcome = send_mail(&mut session, cfg, envelope, message).await;
+    finish(session, cfg, &outcome, false).await;
     outcome
 }
 
-async fn dialogue(
-    conn: &mut ClientConn,
+/// A connection past the greeting, EHLO, STARTTLS and AUTH: ready for transactions.
+pub(crate) struct Session {
+    pub(crate) conn: ClientConn,
+    ext: Extensions,
+}
+
+/// Close a session after a transaction, or hand it back when `keep` and it is reusable.
+pub(crate) async fn finish(
+    mut session: Session,
+    cfg: &ClientConfig,
+    outcome: &Result<Delivery, ClientError>,
+    keep: bool,
+) -> Option<Session> {
+    match outcome {
+        Ok(d) => {
+            let accepted = d.per_rcpt.iter().filter(|(_, r)| r.is_positive()).count();
+            debug!(remote = %d.remote, tls = d.tls, accepted, "delivery dialogue done");
+            if keep {
+                return Some(session);
+            }
+            session.conn.quit(cfg.command_timeout).await;
+        }
+        Err(e) if e.dialogue_intact() => session.conn.quit(cfg.command_timeout).await,
+        Err(e) => debug!(cause = %e, "delivery failed, dropping the connection"),
+    }
+    None
+}
+
+/// Connect, read the greeting, EHLO, STARTTLS when offered (then EHLO again), AUTH.
+pub(crate) async fn open_session(
     target: &str,
     cfg: &ClientConfig,
     auth: Option<(&str, &str)>,
-    envelope: &Envelope,
-    message: &[u8],
-) -> Result<Delivery, ClientError> {
+) -> Result<Session, ClientError> {
+    let mut conn = ClientConn::connect(target, cfg.connect_timeout).await?;
     let t = cfg.command_timeout;
     let greeting = conn.read_reply(t, "greeting").await?;
     if greeting.code != 220 {
+        conn.quit(t).await;
         return Err(ClientError::Greeting(greeting));
     }
-    let mut ext = hello(conn, cfg).await?;
+    let mut ext = hello(&mut conn, cfg).await?;
     if ext.starttls {
         conn.send(b"STARTTLS\r\n", t, "STARTTLS").await?;
         let reply = conn.read_reply(t, "STARTTLS").await?;
         if reply.code == 220 {
             conn.start_tls(cfg, host_of(target)).await?;
-            ext = hello(conn, cfg).await?;
+            ext = hello(&mut conn, cfg).await?;
         } else {
             debug!(%reply, "STARTTLS refused");
         }
     }
     if (cfg.require_tls || auth.is_some()) && !conn.is_tls() {
+        conn.quit(t).await;
         return Err(ClientError::TlsRequired {
             target: target.to_string(),
         });
@@ -240,13 +263,26 @@ async fn dialogue(
             .await?;
         let reply = conn.read_reply(t, "AUTH").await?;
         if reply.code != 235 {
+            conn.quit(t).await;
             return Err(ClientError::Rejected {
                 stage: "AUTH",
                 reply,
             });
         }
     }
+    Ok(Session { conn, ext })
+}
 
+/// One transaction (MAIL, RCPT…, DATA) on an open session. When no recipient is accepted
+/// the transaction is reset (RSET) so the session can carry the next one.
+pub(crate) async fn send_mail(
+    session: &mut Session,
+    cfg: &ClientConfig,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<Delivery, ClientError> {
+    let t = cfg.command_timeout;
+    let (conn, ext) = (&mut session.conn, &session.ext);
     let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
     if ext.size {
         mail.push_str(&format!(" SIZE={}", message.len()));
@@ -296,6 +332,8 @@ async fn dialogue(
     let remote = conn.remote.to_string();
     let tls = conn.is_tls();
     if !per_rcpt.iter().any(|(_, r)| r.is_positive()) {
+        conn.send(b"RSET\r\n", t, "RSET").await?;
+        conn.read_reply(t, "RSET").await?;
         return Ok(Delivery {
             per_rcpt,
             data_reply: None,

@@ -44,6 +44,14 @@ where
         let deadline = Instant::now() + self.cfg.data_timeout;
         let max_line = self.cfg.max_data_line;
         let mut reader = DataReader::new(self.cfg.max_message_size, max_line);
+        if let Some(size) = envelope.declared_size {
+            // RFC 1870: the client said how big; allocate once instead of doubling (which
+            // briefly holds two copies of a large message).
+            let cap = usize::try_from(size)
+                .unwrap_or(0)
+                .min(self.cfg.max_message_size);
+            reader.reserve(cap + cap / 16);
+        }
         loop {
             match self.conn.read_line(max_line, deadline, None).await {
                 Ok(Line::Ready(n)) => {
@@ -99,6 +107,11 @@ pub(crate) struct DataReader {
 }
 
 impl DataReader {
+    /// Make room for `n` message bytes.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.message.reserve(n);
+    }
+
     /// A reader for at most `max_size` message bytes in lines of at most `max_line` bytes.
     pub(crate) fn new(max_size: usize, max_line: usize) -> DataReader {
         DataReader {

@@ -74,6 +74,9 @@ pub async fn serve_with_limit<H: Handler>(
                         continue;
                     }
                 };
+                // Replies are small and come in lock-step with commands: without NODELAY,
+                // Nagle and the peer's delayed ACK stall each exchange by ~40 ms.
+                let _ = socket.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Non-blocking write: a full server must not wait on a slow peer.
                     let _ = socket.try_write(&Reply::busy(&cfg.hostname).to_bytes());

@@ -1,0 +1,216 @@
+//! `hisp bench exchange`: two daemons on loopback, N messages from alpha to beta, each one
+//! exchange = message + `processed` MDN (sealed, relayed over SMTP with STARTTLS, spooled
+//! with a durable commit, opened, delivered, answered, opened, matched). Prints exchanges/s
+//! at saturation beside the RSA ceiling measured in the same run (one exchange costs four
+//! RSA-2048 private operations), and the hop latency (submission at alpha to delivery into
+//! the mailbox at beta) at half that load. Submissions go straight into alpha's queue so
+//! the figure is the exchange, not the users' logins.
+
+use crate::bench::rsa_private_op_rate;
+use anyhow::{bail, Result};
+use hisp_server::clock::SystemClock;
+use hisp_server::pair::{two_peers, Peer};
+use hisp_server::smtp_handler::queue_submission;
+use hisp_store::{NewOutbound, OutKind, QueueId, RcptState, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run the exchange benchmark.
+pub fn run(messages: usize, sizes: &[usize], seconds: f64) -> Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let root = std::env::temp_dir().join(format!("hisp-bench-exchange-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let result = rt.block_on(bench(&root, messages, sizes, seconds));
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn bench(
+    root: &std::path::Path,
+    messages: usize,
+    sizes: &[usize],
+    seconds: f64,
+) -> Result<u8> {
+    let (mut a, mut b) = two_peers(root, crate::files::now()).await?;
+    let clock = Arc::new(SystemClock);
+    a.start(clock.clone()).await?;
+    b.start(clock).await?;
+    let cred = a
+        .daemon()
+        .and_then(|d| d.ctx.directory().domains.first().map(|x| x.cred.clone()));
+    let Some(cred) = cred else {
+        bail!("no credential")
+    };
+    let dur = Duration::from_secs_f64(seconds.max(0.5));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let rsa =
+        tokio::task::spawn_blocking(move || rsa_private_op_rate(&cred, threads, dur)).await??;
+    println!(
+        "hisp bench exchange: two daemons on loopback (STARTTLS, durable commits), {threads} cores"
+    );
+    println!("  ceiling: RSA-2048 private ops/s {rsa:.0} ({threads} threads) => {:.0} exchanges/s at 4 ops each", rsa / 4.0);
+    println!("\n  size      messages  exchanges/s  of ceiling   elapsed");
+    let mut first_rate = None;
+    for &size in sizes {
+        let n = if size > 256 * 1024 {
+            (messages / 10).max(10)
+        } else {
+            messages
+        };
+        let (rate, elapsed) = saturate(&a, &b, size, n).await?;
+        first_rate.get_or_insert(rate);
+        println!(
+            "  {:<8} {n:>9}  {rate:>11.1}  {:>9.1}%  {:>7.2} s",
+            crate::bench::human(size),
+            rate / (rsa / 4.0) * 100.0,
+            elapsed
+        );
+    }
+    if let Some(rate) = first_rate {
+        let size = sizes.first().copied().unwrap_or(10 * 1024);
+        let (p50, p99, count) = latency(&a, &b, size, rate / 2.0, (messages / 2).max(20)).await?;
+        println!(
+            "\n  hop latency at half load ({:.0} msg/s, {count} messages of {}): p50 {:.1} ms, p99 {:.1} ms",
+            rate / 2.0,
+            crate::bench::human(size),
+            p50,
+            p99
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    Ok(0)
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn new_message(a: &Peer, b: &Peer, size: usize, i: usize) -> NewOutbound {
+    let id = format!("<bench-{i}-{:x}@{}>", rand_u64(), a.domain);
+    let body = crate::bench::message_for(&a.user, &b.user, &id, size);
+    NewOutbound {
+        sender: a.user.clone(),
+        message_id: id,
+        recipients: vec![b.user.clone()],
+        body,
+        wants_dispatched: false,
+        kind: OutKind::Message,
+        via: "bench".into(),
+        now: crate::files::now(),
+    }
+}
+
+/// Queue `n` messages at once and wait until every one is `processed` at alpha.
+async fn saturate(a: &Peer, b: &Peer, size: usize, n: usize) -> Result<(f64, f64)> {
+    let Some(d) = a.daemon() else {
+        bail!("alpha is not running")
+    };
+    let msgs: Vec<NewOutbound> = (0..n).map(|i| new_message(a, b, size, i)).collect();
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for m in msgs {
+        match queue_submission(&d.ctx, m).await {
+            Ok(id) => ids.push(QueueId(id)),
+            Err(r) => bail!("cannot queue: {r}"),
+        }
+    }
+    wait_all(a, &ids, RcptState::Processed, Duration::from_secs(600)).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drain_mailbox(b).await?;
+    Ok((n as f64 / elapsed, elapsed))
+}
+
+async fn wait_all(p: &Peer, ids: &[QueueId], want: RcptState, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut pending: Vec<&QueueId> = ids.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let state = p.store.outbound(id).await?.and_then(|m| {
+                m.recipients
+                    .first()
+                    .map(|r| (r.state, r.last_error.clone()))
+            });
+            match state {
+                Some((s, _)) if s == want || s == RcptState::Dispatched => {}
+                Some((s, err)) if s.is_final() => {
+                    bail!("{id} ended {}: {}", s.as_str(), err.unwrap_or_default())
+                }
+                _ => still.push(id),
+            }
+        }
+        pending = still;
+        if Instant::now() > deadline {
+            bail!("{} message(s) not {} in time", pending.len(), want.as_str());
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Mark everything in beta's mailbox picked up, so later polls stay small.
+async fn drain_mailbox(b: &Peer) -> Result<usize> {
+    let entries = b.store.mailbox(&b.user, false).await?;
+    for e in &entries {
+        b.store
+            .mark_picked_up(&b.user, e.id, crate::files::now())
+            .await?;
+    }
+    Ok(entries.len())
+}
+
+/// Submit at `rate` per second and time each message from queueing at alpha to its arrival
+/// in the mailbox at beta; returns (p50 ms, p99 ms, count).
+async fn latency(
+    a: &Peer,
+    b: &Peer,
+    size: usize,
+    rate: f64,
+    n: usize,
+) -> Result<(f64, f64, usize)> {
+    let Some(d) = a.daemon() else {
+        bail!("alpha is not running")
+    };
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut lat = Vec::with_capacity(n);
+    let mut next = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut i = 0;
+    while lat.len() < n {
+        if i < n && Instant::now() >= next {
+            let m = new_message(a, b, size, 1_000_000 + i);
+            sent.insert(m.message_id.clone(), Instant::now());
+            if let Err(r) = queue_submission(&d.ctx, m).await {
+                bail!("cannot queue: {r}");
+            }
+            i += 1;
+            next += gap;
+        }
+        for e in b.store.mailbox(&b.user, false).await? {
+            if let Some(t) = sent.remove(&e.message_id) {
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            b.store
+                .mark_picked_up(&b.user, e.id, crate::files::now())
+                .await?;
+        }
+        if Instant::now() > deadline {
+            bail!("latency run did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    lat.sort_by(|x, y| x.total_cmp(y));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Ok((pct(0.50), pct(0.99), lat.len()))
+}
