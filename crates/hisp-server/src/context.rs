@@ -32,7 +32,7 @@ pub struct Context<S: Store> {
     pub profile: Profile,
     /// Where our relay port actually listens (local domains route here).
     pub relay_addr: SocketAddr,
-    /// This node's lease owner name.
+    /// This node's lease owner name (the configured host name).
     pub node: String,
     /// Wakes the delivery workers (new outbound work).
     pub wake_outbound: Notify,
@@ -52,6 +52,7 @@ impl<S: Store> Context<S> {
         relay_addr: SocketAddr,
     ) -> Context<S> {
         let profile = config.crypto.profile();
+        let node = config.server.hostname.clone();
         Context {
             config,
             store,
@@ -62,7 +63,8 @@ impl<S: Store> Context<S> {
             pool: hisp_smtp::client::Pool::new(8, std::time::Duration::from_secs(30)),
             profile,
             relay_addr,
-            node: format!("{}-{}", std::process::id(), rand::random::<u32>()),
+            // Stable across restarts, so a restarted daemon can take back its own leases.
+            node,
             wake_outbound: Notify::new(),
             wake_inbound: Notify::new(),
             directory: RwLock::new(Arc::new(directory)),

@@ -118,6 +118,12 @@ pub async fn start_with_options<S: Store>(
     );
     let client = client_config(&config)?;
     let ctx = Arc::new(Context::new(config, store, clock, directory, client, relay));
+    // Work a killed predecessor had leased is ours again now, not in ten minutes.
+    match ctx.store.release_leases(&ctx.node).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "took back leases held before a restart"),
+        Err(e) => return Err(e.into()),
+    }
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let host = ctx.config.server.hostname.clone();

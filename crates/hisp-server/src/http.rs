@@ -29,6 +29,8 @@ pub struct Http<S: Store> {
 
 /// The router.
 pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
+    // Submissions may be as large as SMTP allows (axum's default body limit is 2 MiB).
+    let limit = axum::extract::DefaultBodyLimit::max(ctx.config.smtp.max_message_bytes + 64 * 1024);
     let state = Arc::new(Http {
         ctx,
         verified: Mutex::new(HashMap::new()),
@@ -40,6 +42,7 @@ pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
         .route("/api/v1/messages/:id", get(fetch::<S>))
         .route("/api/v1/messages/:id/pickup", post(pickup::<S>))
         .route("/api/v1/outbound/:id", get(outbound::<S>))
+        .layer(limit)
         .with_state(state)
 }
 
@@ -204,17 +207,50 @@ async fn pickup<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i6
     Json(json!({ "id": id, "picked_up": true, "dispatched_mdn": dispatched })).into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct SubmitQuery {
-    /// Envelope recipients; default: the To and Cc addresses.
-    #[serde(default)]
-    rcpt: Vec<String>,
+/// The `rcpt` parameters of a query string (repeatable, percent-encoded).
+fn rcpt_params(query: Option<&str>) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "rcpt")
+        .map(|(_, v)| percent_decode(v))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn submit<S: Store>(
     State(h): St<S>,
     headers: HeaderMap,
-    Query(q): Query<SubmitQuery>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
     let user = match user(&h, &headers).await {
@@ -225,7 +261,7 @@ async fn submit<S: Store>(
     if body.len() > ctx.config.smtp.max_message_bytes {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
     }
-    let mut rcpts = q.rcpt;
+    let mut rcpts = rcpt_params(query.as_deref());
     if rcpts.is_empty() {
         rcpts = crate::inbound::recipients_of(&body);
     }
@@ -276,4 +312,14 @@ async fn outbound<S: Store>(
     };
     let events = h.ctx.store.events(&id).await.unwrap_or_default();
     Json(crate::report::message_json(&msg, &events)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3986_repeated_and_encoded_rcpt_parameters() {
+        let q = Some("rcpt=a%40b.example&x=1&rcpt=c@d.example&rcpt=");
+        assert_eq!(super::rcpt_params(q), ["a@b.example", "c@d.example"]);
+        assert!(super::rcpt_params(None).is_empty());
+    }
 }

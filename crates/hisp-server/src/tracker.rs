@@ -51,7 +51,15 @@ pub async fn handle_notification<S: Store>(
     };
     let mut updates = Vec::new();
     let mut owner = None;
+    let notifier_domain = hisp_direct::mime::domain_of(from);
     for rep in reports {
+        // A HISP speaks only for its own domain: the signer is bound to `from`, so a report
+        // about a recipient elsewhere is ignored (else one trusted peer could confirm or
+        // fail deliveries to any other).
+        if hisp_direct::mime::domain_of(&rep.rcpt) != notifier_domain {
+            tracing::warn!(notifier = %from, about = %rep.rcpt, "notification about another domain's recipient ignored");
+            continue;
+        }
         let found = ctx.store.find_recipient(&original_id, &rep.rcpt).await;
         let Ok(Some(r)) = found else { continue };
         let new = ctx

@@ -151,6 +151,10 @@ pub trait Store: Send + Sync + 'static {
         lease_until: UnixTime,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<Lease>>> + Send;
+    /// Release every lease held by `owner` (outbound and inbound): a daemon restarting under
+    /// the same name takes back the work its killed predecessor had in hand, at once instead
+    /// of when the leases expire. Returns how many were released.
+    fn release_leases(&self, owner: &str) -> impl Future<Output = StoreResult<usize>> + Send;
     /// Apply state changes to recipients (releasing their leases) and append the matching
     /// timeline events, all in one transaction.
     fn update_recipients(

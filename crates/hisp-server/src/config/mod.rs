@@ -114,9 +114,30 @@ pub enum ConfigError {
 impl Config {
     /// Parse TOML text (no validation of referenced files).
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        // serde_path_to_error names the dotted key of a value that does not parse
+        // (`queue.retry_first`), which the TOML error alone only shows as a line excerpt.
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let mut reason = inner.message().trim().to_string();
+            let found = inner
+                .span()
+                .and_then(|r| text.get(r))
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() < 200);
+            if let Some(v) = found.filter(|v| !reason.contains(*v)) {
+                reason.push_str(&format!(" (found {v})"));
+            }
+            let message = if key.is_empty() || key == "." {
+                inner.to_string()
+            } else {
+                format!("{key}: {reason}")
+            };
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }
         })
     }
 

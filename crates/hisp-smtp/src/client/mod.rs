@@ -304,6 +304,14 @@ pub(crate) async fn send_mail(
         let group: String = std::iter::once(mail).chain(rcpts).collect();
         conn.send(group.as_bytes(), t, "MAIL FROM").await?;
         let reply = conn.read_reply(t, "MAIL FROM").await?;
+        if reply.code == 421 {
+            // The server is closing (shutting down, or it timed an idle session out): no
+            // RCPT replies will follow.
+            return Err(ClientError::Rejected {
+                stage: "MAIL FROM",
+                reply,
+            });
+        }
         let mail_ok = reply.is_positive();
         for rcpt in &envelope.rcpt_to {
             let r = conn.read_reply(t, "RCPT TO").await?;

@@ -44,14 +44,10 @@ where
         let deadline = Instant::now() + self.cfg.data_timeout;
         let max_line = self.cfg.max_data_line;
         let mut reader = DataReader::new(self.cfg.max_message_size, max_line);
-        if let Some(size) = envelope.declared_size {
-            // RFC 1870: the client said how big; allocate once instead of doubling (which
-            // briefly holds two copies of a large message).
-            let cap = usize::try_from(size)
-                .unwrap_or(0)
-                .min(self.cfg.max_message_size);
-            reader.reserve(cap + cap / 16);
-        }
+        reader.declared = envelope
+            .declared_size
+            .and_then(|s| usize::try_from(s).ok())
+            .map(|s| s.min(self.cfg.max_message_size));
         loop {
             match self.conn.read_line(max_line, deadline, None).await {
                 Ok(Line::Ready(n)) => {
@@ -104,14 +100,14 @@ pub(crate) struct DataReader {
     too_big: bool,
     line_too_long: bool,
     bare_newline: bool,
+    /// The SIZE the client declared (RFC 1870), capped at the limit.
+    pub(crate) declared: Option<usize>,
 }
 
-impl DataReader {
-    /// Make room for `n` message bytes.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.message.reserve(n);
-    }
+/// Content a client must actually send before its declared SIZE is believed.
+const BELIEVE_SIZE_AFTER: usize = 1 << 20;
 
+impl DataReader {
     /// A reader for at most `max_size` message bytes in lines of at most `max_line` bytes.
     pub(crate) fn new(max_size: usize, max_line: usize) -> DataReader {
         DataReader {
@@ -122,6 +118,7 @@ impl DataReader {
             too_big: false,
             line_too_long: false,
             bare_newline: false,
+            declared: None,
         }
     }
 
@@ -160,9 +157,21 @@ impl DataReader {
             // Keep reading to the terminator, but keep nothing: the message is refused.
             self.message = Vec::new();
         } else {
+            self.grow_for(line.len());
             self.message.extend_from_slice(line);
         }
         false
+    }
+
+    /// Once a client has sent a real megabyte, grow straight to its declared size instead of
+    /// doubling (which briefly holds two copies of a large message); a declared size alone,
+    /// before any content, reserves nothing.
+    fn grow_for(&mut self, more: usize) {
+        let spare = self.message.capacity() - self.message.len();
+        let (len, declared) = (self.message.len(), self.declared.unwrap_or(0));
+        if spare < more && len >= BELIEVE_SIZE_AFTER && declared > len + more {
+            self.message.reserve_exact(declared + declared / 64 - len);
+        }
     }
 
     /// Notes a line that was too long and was thrown away.

@@ -91,6 +91,27 @@ impl Store for SqliteStore {
         self.read(move |c| queue::sealed(c, &id, &domain)).await
     }
 
+    async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
+        let owner = owner.to_owned();
+        self.write(move |c| {
+            let what = "releasing leases";
+            let a = c
+                .execute(
+                    "UPDATE recipients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+                    [&owner],
+                )
+                .map_err(super::db(what))?;
+            let b = c
+                .execute(
+                    "UPDATE inbound SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+                    [&owner],
+                )
+                .map_err(super::db(what))?;
+            Ok(a + b)
+        })
+        .await
+    }
+
     async fn lease_due(
         &self,
         now: UnixTime,

@@ -239,6 +239,36 @@ async fn lease_is_not_handed_out_twice_until_it_expires() {
     assert_eq!(second[0].recipients, first[0].recipients);
 }
 
+/// A daemon restarted under the same name takes its leases back at once; another node's
+/// leases stay.
+#[tokio::test]
+async fn release_leases_frees_only_the_owners_leases() {
+    let (_dir, store) = fresh();
+    store
+        .enqueue(message("<m1@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    store
+        .enqueue(message("<m2@a.example>", &["bob@c.example"], 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lease_due(100, "node-1", 700, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.lease_due(100, "node-2", 700, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.release_leases("node-1").await.unwrap(), 1);
+    let again = store.lease_due(101, "node-1", 701, 10).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "node-1's work is free again; node-2's is not"
+    );
+}
+
 #[tokio::test]
 async fn lease_due_takes_at_most_limit_groups_oldest_first() {
     let (_dir, store) = fresh();
