@@ -53,6 +53,7 @@ impl<S: Store> Context<S> {
     ) -> Context<S> {
         let profile = config.crypto.profile();
         let node = config.server.hostname.clone();
+        let idle_sessions = config.queue.delivery_workers;
         Context {
             config,
             store,
@@ -60,7 +61,7 @@ impl<S: Store> Context<S> {
             metrics: Metrics::default(),
             cert_cache: Arc::new(CertCache::new(4096)),
             client,
-            pool: hisp_smtp::client::Pool::new(8, std::time::Duration::from_secs(30)),
+            pool: hisp_smtp::client::Pool::new(idle_sessions, std::time::Duration::from_secs(30)),
             profile,
             relay_addr,
             // Stable across restarts, so a restarted daemon can take back its own leases.

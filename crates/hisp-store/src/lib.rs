@@ -185,8 +185,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
-    /// Recipients not yet in a final state (`queued`, `relayed`, `processed` awaiting
-    /// dispatched), for the queue-depth metric.
+    /// Recipients still in hand: `queued`, or waiting for a notification (`relayed` or
+    /// `processed` with a deadline), for the queue-depth metric.
     fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
     // ----- timeline ---------------------------------------------------------------------------

@@ -128,31 +128,34 @@ async fn saturate(a: &Peer, b: &Peer, size: usize, n: usize) -> Result<(f64, f64
     Ok((n as f64 / elapsed, elapsed))
 }
 
+/// Wait until alpha has nothing left in flight (every recipient processed, or final), then
+/// check each message once. Polling one count keeps the harness off the CPU it measures.
 async fn wait_all(p: &Peer, ids: &[QueueId], want: RcptState, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let mut pending: Vec<&QueueId> = ids.iter().collect();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            let state = p.store.outbound(id).await?.and_then(|m| {
-                m.recipients
-                    .first()
-                    .map(|r| (r.state, r.last_error.clone()))
-            });
-            match state {
-                Some((s, _)) if s == want || s == RcptState::Dispatched => {}
-                Some((s, err)) if s.is_final() => {
-                    bail!("{id} ended {}: {}", s.as_str(), err.unwrap_or_default())
-                }
-                _ => still.push(id),
-            }
-        }
-        pending = still;
+    while p.store.queue_depth().await? > 0 {
         if Instant::now() > deadline {
-            bail!("{} message(s) not {} in time", pending.len(), want.as_str());
+            bail!(
+                "{} recipient(s) still in flight after {:?}",
+                p.store.queue_depth().await?,
+                limit
+            );
         }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in ids {
+        let r = p
+            .store
+            .outbound(id)
+            .await?
+            .and_then(|m| m.recipients.first().cloned());
+        match r {
+            Some(r) if r.state == want || r.state == RcptState::Dispatched => {}
+            Some(r) => bail!(
+                "{id} ended {}: {}",
+                r.state.as_str(),
+                r.last_error.unwrap_or_default()
+            ),
+            None => bail!("{id} vanished"),
         }
     }
     Ok(())

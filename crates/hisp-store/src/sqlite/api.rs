@@ -97,7 +97,8 @@ impl Store for SqliteStore {
             let what = "releasing leases";
             let a = c
                 .execute(
-                    "UPDATE recipients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+                    "UPDATE recipients SET lease_owner = NULL, lease_until = NULL, next_attempt = 0 \
+                     WHERE lease_owner = ?1",
                     [&owner],
                 )
                 .map_err(super::db(what))?;

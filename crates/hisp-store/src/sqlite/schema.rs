@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -172,6 +172,14 @@ CREATE TABLE notifications (
 );
 ";
 
+/// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
+/// as mailboxes and queues grow (delivery de-duplication, unread listings).
+const SCHEMA_V2: &str = "
+CREATE INDEX mailbox_message ON mailbox (owner, message_id);
+CREATE INDEX mailbox_unpicked ON mailbox (owner, id) WHERE picked_up IS NULL;
+CREATE INDEX recipients_waiting ON recipients (state) WHERE deadline IS NOT NULL;
+";
+
 /// Build a [`StoreError::Open`] for `path`.
 pub(super) fn open_error(path: &Path, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Open {
@@ -250,6 +258,7 @@ fn migrate(conn: &Connection, path: &Path) -> StoreResult<()> {
 fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()> {
     let step = match version {
         0 => SCHEMA_V1,
+        1 => SCHEMA_V2,
         _ => {
             return Err(open_error(
                 path,

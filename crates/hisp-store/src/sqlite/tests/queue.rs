@@ -132,17 +132,12 @@ async fn enqueue_lease_relay_overdue_find_recipient() {
         None
     );
 
-    // relayed + queued count; processed counts while dispatched is awaited.
+    // relayed + queued count; processed counts while dispatched is awaited (the daemon gives
+    // it a deadline then).
     assert_eq!(store.queue_depth().await.unwrap(), 2);
-    store
-        .update_recipients(vec![update(
-            &id,
-            "dr.bob@b.example",
-            RcptState::Processed,
-            120,
-        )])
-        .await
-        .unwrap();
+    let mut processed = update(&id, "dr.bob@b.example", RcptState::Processed, 120);
+    processed.deadline = Some(3720);
+    store.update_recipients(vec![processed]).await.unwrap();
     assert_eq!(store.queue_depth().await.unwrap(), 2);
     store
         .update_recipients(vec![update(
@@ -236,7 +231,15 @@ async fn lease_is_not_handed_out_twice_until_it_expires() {
     );
     let second = store.lease_due(161, "node-2", 221, 10).await.unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!(second[0].recipients, first[0].recipients);
+    let key = |l: &crate::Lease| {
+        l.recipients
+            .iter()
+            .map(|r| (r.rcpt.clone(), r.attempts))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key(&second[0]), key(&first[0]));
+    // While leased, a recipient is due only when its lease runs out.
+    assert_eq!(second[0].recipients[0].next_attempt, 160);
 }
 
 /// A daemon restarted under the same name takes its leases back at once; another node's
