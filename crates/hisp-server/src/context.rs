@@ -9,8 +9,9 @@ use hisp_direct::alg::Profile;
 use hisp_direct::cert::{CertCache, ParsedCert};
 use hisp_store::Store;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// Shared daemon state.
 pub struct Context<S: Store> {
@@ -38,6 +39,14 @@ pub struct Context<S: Store> {
     pub wake_outbound: Notify,
     /// Wakes the inbound workers (new spooled mail).
     pub wake_inbound: Notify,
+    /// Delivery slots (`queue.delivery_workers`), shared by the queue workers and the
+    /// deliveries started the moment a message is queued.
+    pub delivery_slots: Arc<Semaphore>,
+    /// The workers run: relayed mail is opened before `250` and new work is delivered at
+    /// once. Off when a test steps the queue by hand.
+    pub immediate: bool,
+    /// The last lease batch was full: more work may be due when a slot frees.
+    pub backlog: AtomicBool,
     directory: RwLock<Arc<Directory>>,
 }
 
@@ -50,6 +59,7 @@ impl<S: Store> Context<S> {
         directory: Directory,
         client: hisp_smtp::ClientConfig,
         relay_addr: SocketAddr,
+        immediate: bool,
     ) -> Context<S> {
         let profile = config.crypto.profile();
         let node = config.server.hostname.clone();
@@ -68,6 +78,9 @@ impl<S: Store> Context<S> {
             node,
             wake_outbound: Notify::new(),
             wake_inbound: Notify::new(),
+            delivery_slots: Arc::new(Semaphore::new(idle_sessions)),
+            immediate,
+            backlog: AtomicBool::new(false),
             directory: RwLock::new(Arc::new(directory)),
         }
     }
@@ -99,6 +112,21 @@ impl<S: Store> Context<S> {
         Ok(true)
     }
 
+    /// Whether `address` is one of our users (asked of the store once per directory
+    /// snapshot).
+    pub async fn is_user(&self, address: &str) -> Result<bool, hisp_store::StoreError> {
+        let address = address.to_ascii_lowercase();
+        let dir = self.directory();
+        if dir.known_user(&address) {
+            return Ok(true);
+        }
+        let found = self.store.user_password_hash(&address).await?.is_some();
+        if found {
+            dir.remember_user(address);
+        }
+        Ok(found)
+    }
+
     /// Certificates to encrypt to `address`: the static directory (discovery joins later).
     pub fn recipient_certs(&self, address: &str) -> (Vec<Arc<ParsedCert>>, Vec<String>) {
         self.directory().static_certs_for(address, self.now())
@@ -117,4 +145,22 @@ impl<S: Store> Context<S> {
             .any(|d| d.name.eq_ignore_ascii_case(domain));
         local.then(|| self.relay_addr.to_string())
     }
+}
+
+/// Messages up to this size are sealed and opened on the reactor thread that has them.
+const INLINE_CPU_BYTES: usize = 256 * 1024;
+
+/// Run crypto for a message of `bytes`: small ones right here (a fraction of a
+/// millisecond, and the runtime has one thread per core, so handing the work to another
+/// thread only adds two context switches), larger ones on the blocking pool so they do
+/// not stall the other sessions on this thread. `None` if the work panicked.
+pub async fn crypto<T, F>(bytes: usize, work: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if bytes <= INLINE_CPU_BYTES {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok();
+    }
+    tokio::task::spawn_blocking(work).await.ok()
 }

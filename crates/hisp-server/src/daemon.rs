@@ -117,7 +117,9 @@ pub async fn start_with_options<S: Store>(
         local(&http_l, config.http.listen),
     );
     let client = client_config(&config)?;
-    let ctx = Arc::new(Context::new(config, store, clock, directory, client, relay));
+    let ctx = Arc::new(Context::new(
+        config, store, clock, directory, client, relay, workers,
+    ));
     // Work a killed predecessor had leased is ours again now, not in ten minutes.
     match ctx.store.release_leases(&ctx.node).await {
         Ok(0) => {}

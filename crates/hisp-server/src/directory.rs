@@ -9,8 +9,8 @@ use hisp_direct::cert::ParsedCert;
 use hisp_direct::keys::{self, Credential};
 use hisp_direct::trust::{check_usage, TrustAnchors, Usage};
 use hisp_store::{Store, StoreError};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// A health domain this HISP serves.
 pub struct LocalDomain {
@@ -30,7 +30,14 @@ pub struct Directory {
     static_certs: Vec<(String, Arc<ParsedCert>)>,
     /// The store's directory version this snapshot reflects.
     pub version: u64,
+    /// Addresses the store confirmed are users: every relayed RCPT asks, and a reload
+    /// (any change to users bumps the version) starts afresh. Unknown addresses are not
+    /// kept, so probing for them cannot grow it.
+    known_users: Mutex<HashSet<String>>,
 }
+
+/// The most confirmed users a snapshot remembers (then it starts over).
+const MAX_KNOWN_USERS: usize = 100_000;
 
 /// Why the directory could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +111,7 @@ impl Directory {
             routes,
             static_certs,
             version,
+            known_users: Mutex::default(),
         })
     }
 
@@ -116,6 +124,22 @@ impl Directory {
     /// True when the address is in one of our domains.
     pub fn is_local(&self, address: &str) -> bool {
         self.local_domain(address).is_some()
+    }
+
+    /// Whether `address` (lower case) is known to be a user, without asking the store.
+    pub fn known_user(&self, address: &str) -> bool {
+        let known = self.known_users.lock();
+        known.is_ok_and(|k| k.contains(address))
+    }
+
+    /// Remember that the store confirmed `address` (lower case) as a user.
+    pub fn remember_user(&self, address: String) {
+        if let Ok(mut known) = self.known_users.lock() {
+            if known.len() >= MAX_KNOWN_USERS {
+                known.clear();
+            }
+            known.insert(address);
+        }
     }
 
     /// The static next hop for a domain.

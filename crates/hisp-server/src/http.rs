@@ -194,14 +194,13 @@ async fn pickup<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i6
             true,
             now,
         );
-        if let Err(e) = ctx.store.enqueue(note).await {
+        if let Err(e) = crate::outbound::queue(ctx, note).await {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("picked up, but the dispatched MDN could not be queued: {e}"),
             );
         }
         crate::metrics::Metrics::inc(&ctx.metrics.mdn_sent);
-        ctx.wake_outbound.notify_one();
         dispatched = true;
     }
     Json(json!({ "id": id, "picked_up": true, "dispatched_mdn": dispatched })).into_response()

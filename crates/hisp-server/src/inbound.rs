@@ -11,9 +11,13 @@ use hisp_direct::mdn::Disposition;
 use hisp_direct::mime::{self, Entity};
 use hisp_direct::notification::{notification_kind, NotificationRequest};
 use hisp_direct::open::{open, OpenOptions};
-use hisp_store::{EntryKind, Inbound, InboundDone, InboundState, NewEvent, NewMailboxEntry, Store};
+use hisp_store::{
+    Committed, EntryKind, Inbound, InboundDone, InboundState, NewEvent, NewInbound,
+    NewMailboxEntry, QueueId, Store, StoreError, StoreResult,
+};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 const LEASE_SECS: i64 = 600;
 
@@ -60,7 +64,7 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
 }
 
 /// Process whatever is spooled now, one message after another; returns how many.
-pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
+pub async fn tick<S: Store>(ctx: &Arc<Context<S>>) -> usize {
     let now = ctx.now();
     let batch = ctx
         .store
@@ -75,31 +79,86 @@ pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
 }
 
 /// Open one spooled message and commit what follows from it.
-pub async fn process<S: Store>(ctx: &Context<S>, mut msg: Inbound) {
+pub async fn process<S: Store>(ctx: &Arc<Context<S>>, mut msg: Inbound) {
+    let Some((done, _)) = outcome(ctx, &mut msg, false).await else {
+        return;
+    };
+    let (done, permit) = lease_notifications(ctx, done);
+    let (id, delivered) = (done.id.clone(), delivered(&done));
+    match ctx.store.finish_inbound(done).await {
+        Ok(committed) => after_commit(ctx, delivered, committed, permit),
+        // The lease expires and another attempt is made: nothing is lost.
+        Err(e) => tracing::error!(error = %e, queue_id = %id, "cannot record an inbound outcome"),
+    }
+}
+
+/// Process a message from the relay port before answering: open it and commit it with
+/// its outcome in one transaction (no spool, no second read). The sealed form is kept
+/// only if it is quarantined. `Err` means nothing was committed (the peer gets `451`).
+pub async fn receive<S: Store>(ctx: &Arc<Context<S>>, new: NewInbound) -> StoreResult<QueueId> {
+    let id = QueueId::fresh('i');
+    let mut msg = Inbound {
+        id: id.clone(),
+        mail_from: new.mail_from,
+        rcpts: new.rcpts,
+        body: new.body,
+        state: InboundState::Spooled,
+        reason: None,
+        received: new.now,
+    };
+    let Some((done, sealed)) = outcome(ctx, &mut msg, true).await else {
+        return Err(StoreError::Closed);
+    };
+    let record = NewInbound {
+        mail_from: msg.mail_from,
+        rcpts: msg.rcpts,
+        body: sealed.unwrap_or_default(),
+        peer: new.peer,
+        now: new.now,
+    };
+    let (done, permit) = lease_notifications(ctx, done);
+    let delivered = delivered(&done);
+    let committed = ctx.store.record_inbound(record, done).await?;
+    after_commit(ctx, delivered, committed, permit);
+    Ok(id)
+}
+
+/// What opening `msg` leads to, and, when `keep_sealed` and it is quarantined, the
+/// sealed message to keep with it. `None` when opening itself failed (a bug).
+async fn outcome<S: Store>(
+    ctx: &Context<S>,
+    msg: &mut Inbound,
+    keep_sealed: bool,
+) -> Option<(InboundDone, Option<Vec<u8>>)> {
     let now = ctx.now();
     let dir = ctx.directory();
     let Some(domain) = msg.rcpts.first().and_then(|r| dir.local_domain(r)) else {
-        return quarantine(ctx, &msg, "no recipient in a local domain".into(), now).await;
+        let sealed = keep_sealed.then(|| std::mem::take(&mut msg.body));
+        let why = "no recipient in a local domain".to_string();
+        return Some((quarantine(ctx, msg, why, now), sealed));
     };
     let creds = dir.credentials();
     let anchors = domain.anchors.clone();
     let profile = ctx.profile.clone();
     let sender = msg.mail_from.clone();
-    // The body moves into open, which decrypts it in place: one copy of a large message.
+    // The body moves into open, which decrypts it in place: one copy of a large message
+    // (two when the sealed form must survive a failure).
     let body = std::mem::take(&mut msg.body);
+    let mut sealed = keep_sealed.then(|| body.clone());
     let started = Instant::now();
     let cache = ctx.cert_cache.clone();
-    // Opening is CPU work (RSA, AES, SHA): keep it off the reactor threads.
-    let opened = tokio::task::spawn_blocking(move || {
+    let opened = crate::context::crypto(body.len(), move || {
         let mut opts = OpenOptions::new(&creds, &anchors, now, &profile);
         opts.cert_cache = Some(&cache);
         opts.envelope_sender = (!sender.is_empty()).then_some(sender.as_str());
         open(body, &opts)
     })
     .await;
-    let Ok(opened) = opened else {
-        // A panic in open would be a bug; the lease lapses and the message is retried.
-        return tracing::error!(queue_id = %msg.id, "open task failed");
+    let Some(opened) = opened else {
+        // A panic in open would be a bug: a spooled message's lease lapses and it is
+        // retried; a relayed one gets 451 and its sender retries.
+        tracing::error!(queue_id = %msg.id, "open task failed");
+        return None;
     };
     ctx.metrics
         .open_seconds
@@ -111,15 +170,69 @@ pub async fn process<S: Store>(ctx: &Context<S>, mut msg: Inbound) {
             .iter()
             .map(|e| format!("{}: {e}", e.kind()))
             .collect();
-        return quarantine(ctx, &msg, reasons.join("; "), now).await;
+        return Some((quarantine(ctx, msg, reasons.join("; "), now), sealed));
     };
     let from = v.from.clone().unwrap_or_else(|| msg.mail_from.clone());
-    if notification_kind(&inner).is_some() {
-        let done = tracker::handle_notification(ctx, &msg, &inner, &from, now).await;
-        return commit(ctx, done).await;
+    let done = if notification_kind(&inner).is_some() {
+        let done = tracker::handle_notification(ctx, msg, &inner, &from, now).await;
+        // A notification that cannot be read is quarantined after all.
+        if done.state != InboundState::Quarantined {
+            sealed = None;
+        }
+        done
+    } else {
+        sealed = None;
+        deliver_message(ctx, msg, inner, &from, now)
+    };
+    Some((done, sealed))
+}
+
+/// When the workers run and a delivery slot is free, have the MDNs this outcome queues
+/// leased to us in the same commit, to be sent at once.
+fn lease_notifications<S: Store>(
+    ctx: &Context<S>,
+    mut done: InboundDone,
+) -> (InboundDone, Option<OwnedSemaphorePermit>) {
+    if !ctx.immediate || done.then.is_empty() {
+        return (done, None);
     }
-    let done = deliver_message(ctx, &msg, inner, &from, now);
-    commit(ctx, done).await;
+    let permit = ctx.delivery_slots.clone().try_acquire_owned().ok();
+    if permit.is_some() {
+        done.lease_then = Some(crate::outbound::lease_to(ctx));
+    }
+    (done, permit)
+}
+
+/// Messages (not notices) an outcome puts in mailboxes.
+fn delivered(done: &InboundDone) -> usize {
+    let messages = done.deliveries.iter();
+    messages.filter(|d| d.kind == EntryKind::Message).count()
+}
+
+/// Count what was committed and send the notifications it queued.
+fn after_commit<S: Store>(
+    ctx: &Arc<Context<S>>,
+    delivered: usize,
+    committed: Committed,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let m = &ctx.metrics;
+    let counts = [
+        (&m.delivered, delivered),
+        (&m.mdn_sent, committed.queued.len()),
+        (&m.mdn_received, committed.notices_new),
+        (&m.notifications_duplicate, committed.notices_repeated),
+    ];
+    for (counter, n) in counts {
+        Metrics::add(counter, n);
+    }
+    if committed.queued.is_empty() {
+        return;
+    }
+    match permit {
+        Some(p) => crate::outbound::deliver_now(ctx, committed.queued, p),
+        None => ctx.wake_outbound.notify_one(),
+    }
 }
 
 /// Mailbox entries for every recipient and a `processed` MDN for each (Direct IG §3.1),
@@ -146,6 +259,8 @@ fn deliver_message<S: Store>(
         deliveries: Vec::new(),
         then: Vec::new(),
         events: Vec::new(),
+        notices: Vec::new(),
+        lease_then: None,
         now,
     };
     let mut body = Some(inner);
@@ -199,43 +314,19 @@ fn event(msg: &Inbound, rcpt: Option<&str>, kind: &str, detail: &str, now: i64) 
     }
 }
 
-async fn quarantine<S: Store>(ctx: &Context<S>, msg: &Inbound, reason: String, now: i64) {
+fn quarantine<S: Store>(ctx: &Context<S>, msg: &Inbound, reason: String, now: i64) -> InboundDone {
     tracing::info!(queue_id = %msg.id, reason = %reason, "inbound message quarantined");
     Metrics::inc(&ctx.metrics.quarantined);
-    let done = InboundDone {
+    InboundDone {
         id: msg.id.clone(),
         state: InboundState::Quarantined,
-        reason: Some(reason.clone()),
+        events: vec![event(msg, None, "quarantined", &reason, now)],
+        reason: Some(reason),
         deliveries: Vec::new(),
         then: Vec::new(),
-        events: vec![event(msg, None, "quarantined", &reason, now)],
+        notices: Vec::new(),
+        lease_then: None,
         now,
-    };
-    commit(ctx, done).await;
-}
-
-async fn commit<S: Store>(ctx: &Context<S>, done: InboundDone) {
-    let delivered = done
-        .deliveries
-        .iter()
-        .filter(|d| d.kind == EntryKind::Message)
-        .count();
-    let mdns = done.then.len();
-    let id = done.id.clone();
-    match ctx.store.finish_inbound(done).await {
-        Ok(queued) => {
-            for _ in 0..delivered {
-                Metrics::inc(&ctx.metrics.delivered);
-            }
-            for _ in 0..mdns {
-                Metrics::inc(&ctx.metrics.mdn_sent);
-            }
-            if !queued.is_empty() {
-                ctx.wake_outbound.notify_one();
-            }
-        }
-        // The lease expires and another attempt is made: nothing is lost.
-        Err(e) => tracing::error!(error = %e, queue_id = %id, "cannot record an inbound outcome"),
     }
 }
 

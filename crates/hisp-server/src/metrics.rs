@@ -81,6 +81,11 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Add `n` to a counter.
+    pub fn add(c: &AtomicU64, n: usize) {
+        c.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The exposition text, with the current queue depth.
     pub fn render(&self, queue_depth: u64) -> String {
         let mut out = String::with_capacity(4096);

@@ -11,27 +11,37 @@ use hisp_direct::keys::Credential;
 use hisp_direct::seal::{seal, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError};
 use hisp_smtp::Envelope;
-use hisp_store::{Lease, OutKind, OutRecipient, RcptState, RcptUpdate, Store};
+use hisp_store::{
+    Lease, LeaseTo, NewOutbound, OutKind, OutRecipient, QueueId, Queued, RcptState, RcptUpdate,
+    Store, StoreResult,
+};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a leased group may take before another worker may retry it.
 const LEASE_SECS: i64 = 600;
 
 /// Run the delivery workers until `stop` flips.
 pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let workers = Arc::new(tokio::sync::Semaphore::new(
-        ctx.config.queue.delivery_workers,
-    ));
     loop {
         if *stop.borrow() {
             return;
         }
+        // Hold a slot before leasing, so nothing leased waits for one.
+        let Ok(first) = ctx.delivery_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = ctx.delivery_slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
         let now = ctx.now();
-        let free = workers.available_permits().max(1);
+        let want = permits.len();
         let leases = match ctx
             .store
-            .lease_due(now, &ctx.node, now + LEASE_SECS, free)
+            .lease_due(now, &ctx.node, now + LEASE_SECS, want)
             .await
         {
             Ok(l) => l,
@@ -40,18 +50,20 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
                 Vec::new()
             }
         };
+        // A full batch means more may be due: finishing deliveries wake the loop again.
+        ctx.backlog.store(leases.len() == want, Ordering::Relaxed);
         let idle = leases.is_empty();
-        for lease in leases {
-            let Ok(permit) = workers.clone().acquire_owned().await else {
-                return;
-            };
+        for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                deliver_group(&ctx, lease).await;
+                deliver_group(&ctx, lease, None).await;
                 drop(permit);
-                ctx.wake_outbound.notify_one();
+                if ctx.backlog.load(Ordering::Relaxed) {
+                    ctx.wake_outbound.notify_one();
+                }
             });
         }
+        drop(permits);
         if idle {
             tokio::select! {
                 _ = ctx.wake_outbound.notified() => {}
@@ -60,6 +72,50 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
             }
         }
     }
+}
+
+/// The lease a message queued for immediate delivery is taken under.
+pub fn lease_to<S: Store>(ctx: &Context<S>) -> LeaseTo {
+    LeaseTo {
+        owner: ctx.node.clone(),
+        until: ctx.now() + LEASE_SECS,
+    }
+}
+
+/// Queue a message and, when the workers run and a delivery slot is free, deliver it at
+/// once: it is queued leased to us, so the queue takes it over only if this fails.
+pub async fn queue<S: Store>(ctx: &Arc<Context<S>>, msg: NewOutbound) -> StoreResult<QueueId> {
+    let permit = ctx
+        .immediate
+        .then(|| ctx.delivery_slots.clone().try_acquire_owned().ok())
+        .flatten();
+    let Some(permit) = permit else {
+        let id = ctx.store.enqueue(msg).await?;
+        ctx.wake_outbound.notify_one();
+        return Ok(id);
+    };
+    let queued = ctx.store.enqueue_leased(msg, lease_to(ctx)).await?;
+    let id = queued.id.clone();
+    deliver_now(ctx, vec![queued], permit);
+    Ok(id)
+}
+
+/// Deliver messages just queued leased to us, with their bodies in hand, in one slot.
+pub fn deliver_now<S: Store>(
+    ctx: &Arc<Context<S>>,
+    queued: Vec<Queued>,
+    permit: OwnedSemaphorePermit,
+) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        for q in queued {
+            let body = Arc::new(q.body);
+            for lease in q.leases {
+                deliver_group(&ctx, lease, Some(body.clone())).await;
+            }
+        }
+        drop(permit);
+    });
 }
 
 /// Lease whatever is due now and deliver it, one group after another; returns how many
@@ -74,13 +130,14 @@ pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
         .unwrap_or_default();
     let n = leases.len();
     for lease in leases {
-        deliver_group(ctx, lease).await;
+        deliver_group(ctx, lease, None).await;
     }
     n
 }
 
-/// One delivery attempt for the leased recipients of one message in one domain.
-pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease) {
+/// One delivery attempt for the leased recipients of one message in one domain; `body` is
+/// the submitted message when the caller has it (else it is read from the store).
+pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Option<Arc<Vec<u8>>>) {
     let now = ctx.now();
     let expire = lease.created + ctx.config.queue.expire_after.as_secs() as i64;
     if now >= expire {
@@ -103,7 +160,7 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease) {
         )
         .await;
     }
-    let (sealed, rcpts, no_cert, fresh) = match sealed_for(ctx, &lease).await {
+    let (sealed, rcpts, no_cert, fresh) = match sealed_for(ctx, &lease, body).await {
         Ok(x) => x,
         Err(why) => {
             // Our own failure (store, key): try again later rather than fail the message.
@@ -165,6 +222,7 @@ fn fail(r: &OutRecipient, status: (u8, u16, u16), why: &str, remote: Option<Stri
 async fn sealed_for<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
+    body: Option<Arc<Vec<u8>>>,
 ) -> Result<(Vec<u8>, Vec<OutRecipient>, Vec<Failure>, bool), String> {
     let mut reachable = Vec::new();
     let mut certs = Vec::new();
@@ -192,14 +250,20 @@ async fn sealed_for<S: Store>(
         return Ok((Vec::new(), reachable, no_cert, false));
     }
     let store = &ctx.store;
-    if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
-        return Ok((s, reachable, no_cert, false));
-    }
-    let body = store
-        .outbound_body(&lease.message)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("message body missing")?;
+    let body = match body {
+        // Just queued: never sealed before.
+        Some(b) => b,
+        None => {
+            if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
+                return Ok((s, reachable, no_cert, false));
+            }
+            let body = store.outbound_body(&lease.message).await;
+            Arc::new(
+                body.map_err(|e| e.to_string())?
+                    .ok_or("message body missing")?,
+            )
+        }
+    };
     let cred = sender_credential(ctx, &lease.sender)
         .ok_or_else(|| format!("no credential for the sender {}", lease.sender))?;
     let c = &ctx.config.crypto;
@@ -208,12 +272,12 @@ async fn sealed_for<S: Store>(
     opts.key_transport = c.key_transport();
     opts.digest = c.digest();
     let started = Instant::now();
-    let sealed = tokio::task::spawn_blocking(move || {
+    let sealed = crate::context::crypto(body.len(), move || {
         let refs: Vec<&openssl::x509::X509Ref> = certs.iter().map(|c| c.x509.as_ref()).collect();
         seal(&body, &cred, &refs, &opts)
     })
     .await
-    .map_err(|e| e.to_string())?
+    .ok_or("sealing failed unexpectedly")?
     .map_err(|e| format!("cannot seal: {e}"))?;
     ctx.metrics
         .seal_seconds

@@ -85,8 +85,17 @@ pub enum PairError {
     Io(String),
 }
 
-/// A free loopback port (bound and released: a tiny race is acceptable for tests and demos).
+/// A free loopback port for a listener, below the kernel's ephemeral range (32768 and up
+/// on Linux), so the local end of some outgoing connection cannot be holding it when a
+/// stopped daemon binds it again. Bound and released: a tiny race with another process is
+/// acceptable for tests and demos.
 pub fn free_port() -> Result<u16, PairError> {
+    for _ in 0..200 {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| PairError::Io(e.to_string()))?;
     l.local_addr()

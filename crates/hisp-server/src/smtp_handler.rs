@@ -1,7 +1,7 @@
 //! What the two SMTP ports do with a session: the submission port authenticates users and
 //! queues their messages (the sender must own MAIL FROM and every From address); the relay
-//! port takes mail for our users from other HISPs and spools it sealed. Both answer `250`
-//! only after the store has committed the message.
+//! port takes mail for our users from other HISPs and opens it at once (or spools it
+//! sealed). Both answer `250` only after the store has committed the message.
 
 use crate::context::Context;
 use crate::metrics::Metrics;
@@ -10,6 +10,9 @@ use hisp_direct::notification::NotificationRequest;
 use hisp_smtp::{AuthOutcome, Envelope, Handler, Reply, SessionInfo};
 use hisp_store::{NewInbound, NewOutbound, OutKind, Store};
 use std::sync::Arc;
+
+/// The largest relayed message opened before `250` (larger ones are spooled first).
+const INLINE_MAX: usize = 4 << 20;
 
 /// The submission port (RFC 6409).
 pub struct Submission<S: Store>(pub Arc<Context<S>>);
@@ -157,15 +160,14 @@ pub fn prepare_submission<S: Store>(
     })
 }
 
-/// Queue a submission durably and wake the delivery workers.
+/// Queue a submission durably (and start delivering it).
 pub async fn queue_submission<S: Store>(
-    ctx: &Context<S>,
+    ctx: &Arc<Context<S>>,
     new: NewOutbound,
 ) -> Result<String, Reply> {
-    match ctx.store.enqueue(new).await {
+    match crate::outbound::queue(ctx, new).await {
         Ok(id) => {
             Metrics::inc(&ctx.metrics.accepted_submission);
-            ctx.wake_outbound.notify_one();
             Ok(id.0)
         }
         Err(e) => {
@@ -194,9 +196,9 @@ impl<S: Store> Handler for Relay<S> {
         if !ctx.directory().is_local(forward_path) {
             return Err(Reply::relay_denied(forward_path));
         }
-        match ctx.store.user_password_hash(forward_path).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Reply::unknown_user(forward_path)),
+        match ctx.is_user(forward_path).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Reply::unknown_user(forward_path)),
             Err(_) => Err(Reply::storage_failure()),
         }
     }
@@ -228,14 +230,23 @@ impl<S: Store> Handler for Relay<S> {
             peer: session.peer.to_string(),
             now: ctx.now(),
         };
-        match ctx.store.spool_inbound(new).await {
+        // With the workers running, mail up to INLINE_MAX is opened and committed with
+        // its outcome before `250`; larger mail (and all of it in hand-stepped tests) is
+        // spooled for the inbound workers, so a big message is not held twice in memory.
+        let result = if ctx.immediate && new.body.len() <= INLINE_MAX {
+            crate::inbound::receive(ctx, new).await
+        } else {
+            let spooled = ctx.store.spool_inbound(new).await;
+            ctx.wake_inbound.notify_one();
+            spooled
+        };
+        match result {
             Ok(id) => {
                 Metrics::inc(&ctx.metrics.accepted_relay);
-                ctx.wake_inbound.notify_one();
                 Ok(id.0)
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot spool an inbound message");
+                tracing::error!(error = %e, "cannot accept an inbound message");
                 Err(Reply::storage_failure())
             }
         }

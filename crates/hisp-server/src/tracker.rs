@@ -10,7 +10,7 @@ use hisp_direct::dsn::{parse_dsn, Action};
 use hisp_direct::mdn::{parse_mdn, DispositionType};
 use hisp_direct::notification::{notification_kind, NotificationKind};
 use hisp_store::{
-    EntryKind, Inbound, InboundDone, InboundState, NewEvent, NewMailboxEntry, OutRecipient,
+    EntryKind, Inbound, InboundDone, InboundState, NewEvent, NewMailboxEntry, Notice, OutRecipient,
     RcptState, RcptUpdate, Store,
 };
 use std::sync::Arc;
@@ -23,8 +23,10 @@ struct Report {
     detail: String,
 }
 
-/// Apply a received notification (already opened and trusted) and build the inbound
-/// outcome: the notice goes to the original sender's mailbox the first time only.
+/// Read a received notification (already opened and trusted) and build the inbound
+/// outcome: a notice per recipient it reports on, and the notification for the original
+/// sender's mailbox. The store applies the notices with the outcome, each once, so a
+/// repeat changes nothing and is not delivered again.
 pub async fn handle_notification<S: Store>(
     ctx: &Context<S>,
     msg: &Inbound,
@@ -39,6 +41,8 @@ pub async fn handle_notification<S: Store>(
         deliveries: Vec::new(),
         then: Vec::new(),
         events: Vec::new(),
+        notices: Vec::new(),
+        lease_then: None,
         now,
     };
     let (original_id, reports, entry_kind) = match read_reports(inner, from) {
@@ -49,7 +53,6 @@ pub async fn handle_notification<S: Store>(
             return done;
         }
     };
-    let mut updates = Vec::new();
     let mut owner = None;
     let notifier_domain = hisp_direct::mime::domain_of(from);
     for rep in reports {
@@ -62,31 +65,8 @@ pub async fn handle_notification<S: Store>(
         }
         let found = ctx.store.find_recipient(&original_id, &rep.rcpt).await;
         let Ok(Some(r)) = found else { continue };
-        let new = ctx
-            .store
-            .note_notification(&original_id, &rep.rcpt, rep.kind, now)
-            .await
-            .unwrap_or(false);
-        if !new {
-            Metrics::inc(&ctx.metrics.notifications_duplicate);
-            continue;
-        }
-        Metrics::inc(&ctx.metrics.mdn_received);
-        if let Some(u) = transition(ctx, &r, &rep, now) {
-            updates.push(u);
-        }
-        if owner.is_none() {
-            owner = ctx
-                .store
-                .outbound(&r.message)
-                .await
-                .ok()
-                .flatten()
-                .map(|m| m.sender);
-        }
-    }
-    if let Err(e) = ctx.store.update_recipients(updates).await {
-        tracing::error!(error = %e, "cannot record a notification");
+        done.notices.push(notice(ctx, &original_id, &r, rep, now));
+        owner.get_or_insert(r.sender);
     }
     if let Some(owner) = owner {
         let e = hisp_direct::mime::Entity::parse(inner);
@@ -168,41 +148,31 @@ fn read_reports(inner: &[u8], from: &str) -> Result<(String, Vec<Report>, EntryK
     }
 }
 
-/// The state change a report causes, if any (states only move forward).
-fn transition<S: Store>(
+/// The notice a report makes: the state it moves to, and a new deadline when
+/// `processed` arrives and `dispatched` is still awaited (the store moves states only
+/// forward).
+fn notice<S: Store>(
     ctx: &Context<S>,
+    original_id: &str,
     r: &OutRecipient,
-    rep: &Report,
+    rep: Report,
     now: i64,
-) -> Option<RcptUpdate> {
-    let order = |s: RcptState| match s {
-        RcptState::Queued => 0,
-        RcptState::Relayed => 1,
-        RcptState::Processed => 2,
-        RcptState::Dispatched | RcptState::Failed | RcptState::Expired => 3,
-    };
-    if order(rep.state) <= order(r.state) && rep.state != RcptState::Failed || r.state.is_final() {
-        return None;
-    }
+) -> Notice {
     let deadline = match rep.state {
         RcptState::Processed if r.wants_dispatched => {
             Some(now + ctx.config.queue.mdn_timeout.as_secs() as i64)
         }
         _ => None,
     };
-    let last_error = (rep.state == RcptState::Failed).then(|| rep.detail.clone());
-    Some(RcptUpdate {
+    Notice {
+        original_message_id: original_id.to_string(),
         message: r.message.clone(),
         rcpt: r.rcpt.clone(),
+        kind: rep.kind.to_string(),
         state: rep.state,
-        attempts: r.attempts,
-        next_attempt: r.next_attempt,
-        last_error,
         deadline,
-        event: rep.kind.to_string(),
-        detail: rep.detail.clone(),
-        now,
-    })
+        detail: rep.detail,
+    }
 }
 
 /// Fail recipients whose notification is overdue, with a DSN to each sender.

@@ -122,6 +122,15 @@ pub trait Store: Send + Sync + 'static {
     // ----- outbound queue --------------------------------------------------------------------
     /// Durably queue a submitted message with one `queued` row per recipient, due now.
     fn enqueue(&self, msg: NewOutbound) -> impl Future<Output = StoreResult<QueueId>> + Send;
+    /// Queue a message as `enqueue` does, with every recipient leased to `lease.owner` in
+    /// the same transaction: the caller delivers it at once with the leases and the body
+    /// handed back, and the queue takes over if it does not (the lease runs out, or is
+    /// released at restart).
+    fn enqueue_leased(
+        &self,
+        msg: NewOutbound,
+        lease: LeaseTo,
+    ) -> impl Future<Output = StoreResult<Queued>> + Send;
     /// The submitted (plain) message.
     fn outbound_body(
         &self,
@@ -212,7 +221,15 @@ pub trait Store: Send + Sync + 'static {
     fn finish_inbound(
         &self,
         done: InboundDone,
-    ) -> impl Future<Output = StoreResult<Vec<QueueId>>> + Send;
+    ) -> impl Future<Output = StoreResult<Committed>> + Send;
+    /// Record a message received and processed before `250`, with its outcome, in one
+    /// transaction (`done.id` names it): the spool, lease and finish of the slow path in
+    /// one commit. `msg.body` (the sealed message) is kept only when not empty.
+    fn record_inbound(
+        &self,
+        msg: NewInbound,
+        done: InboundDone,
+    ) -> impl Future<Output = StoreResult<Committed>> + Send;
     /// Quarantined inbound messages, newest first.
     fn quarantined(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<Inbound>>> + Send;
 

@@ -7,6 +7,15 @@ pub type UnixTime = i64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(pub String);
 
+impl QueueId {
+    /// A fresh id: the prefix (`o` outbound, `i` inbound), a dash, 16 random hex digits.
+    /// Callers that must name a message before it is stored (its timeline events, its
+    /// mailbox entries) make the id themselves.
+    pub fn fresh(prefix: char) -> QueueId {
+        QueueId(format!("{prefix}-{:016x}", rand::random::<u64>()))
+    }
+}
+
 impl std::fmt::Display for QueueId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -197,6 +206,8 @@ pub struct OutRecipient {
     pub deadline: Option<UnixTime>,
     /// Last change.
     pub updated: UnixTime,
+    /// The sender of its message (whose mailbox gets the notifications about it).
+    pub sender: String,
 }
 
 /// An outbound message with its recipients.
@@ -235,6 +246,28 @@ pub struct Lease {
     pub domain: String,
     /// The leased recipients with their attempt counts.
     pub recipients: Vec<OutRecipient>,
+}
+
+/// A lease to take on work as it is queued, so the worker that queues it can deliver it
+/// at once without reading it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTo {
+    /// The lease owner (the node).
+    pub owner: String,
+    /// Until when.
+    pub until: UnixTime,
+}
+
+/// A message just queued: its id, and when it was queued leased, its leases (one per
+/// recipient domain) and the body handed back, ready for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The message.
+    pub id: QueueId,
+    /// The leases taken (empty when not leased).
+    pub leases: Vec<Lease>,
+    /// The submitted body (empty when not leased).
+    pub body: Vec<u8>,
 }
 
 /// A change to one recipient (its lease is released).
@@ -368,8 +401,46 @@ pub struct InboundDone {
     pub then: Vec<NewOutbound>,
     /// Timeline events (on the inbound id).
     pub events: Vec<NewEvent>,
+    /// What received notifications say about our outbound recipients (an MDN or DSN).
+    /// When there are notices and every one is a repeat, `deliveries` are skipped: the
+    /// sender already has that notification.
+    pub notices: Vec<Notice>,
+    /// Lease the `then` messages as they are queued (see [`Queued`]).
+    pub lease_then: Option<LeaseTo>,
     /// When.
     pub now: UnixTime,
+}
+
+/// What a received notification says about one outbound recipient. Applied in the
+/// transaction of the inbound outcome that carries it, once per (original Message-ID,
+/// recipient, kind); the state only moves forward (`failed` from any state not final).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The original Message-ID the notification quotes (the de-duplication key).
+    pub original_message_id: String,
+    /// Our queue id of that message.
+    pub message: QueueId,
+    /// The recipient it is about.
+    pub rcpt: String,
+    /// `processed`, `dispatched`, `failed` or `dsn-failed` (the timeline event too).
+    pub kind: String,
+    /// The state it moves the recipient to.
+    pub state: RcptState,
+    /// The new deadline (`dispatched` still awaited), else none.
+    pub deadline: Option<UnixTime>,
+    /// For the timeline, and the last error when it failed.
+    pub detail: String,
+}
+
+/// What committing an inbound outcome did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The notifications it queued (leased, with bodies, when asked).
+    pub queued: Vec<Queued>,
+    /// Notices applied for the first time.
+    pub notices_new: usize,
+    /// Notices already seen before (dropped).
+    pub notices_repeated: usize,
 }
 
 /// What a mailbox entry is.

@@ -55,7 +55,7 @@ where
 }
 
 /// The running daemon's context (panics when the peer is not started).
-pub fn ctx(p: &Peer) -> &hisp_server::context::Context<hisp_store::sqlite::SqliteStore> {
+pub fn ctx(p: &Peer) -> &Arc<hisp_server::context::Context<hisp_store::sqlite::SqliteStore>> {
     &p.daemon().expect("peer not started").ctx
 }
 

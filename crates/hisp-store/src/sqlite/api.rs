@@ -4,9 +4,9 @@
 
 use super::{directory, inbound, mailbox, queue, timeline, SqliteStore};
 use crate::{
-    Anchor, Event, Inbound, InboundDone, Lease, MailboxEntry, NewAnchor, NewEvent, NewInbound,
-    NewMailboxEntry, NewOutbound, NewStaticCert, OutMessage, OutRecipient, QueueId, RcptUpdate,
-    Route, StaticCert, Store, StoreResult, UnixTime,
+    Anchor, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry, NewAnchor,
+    NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert, OutMessage, OutRecipient,
+    QueueId, Queued, RcptUpdate, Route, StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -72,6 +72,18 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, msg: NewOutbound) -> StoreResult<QueueId> {
         self.write(move |c| queue::enqueue(c, &msg)).await
+    }
+
+    async fn enqueue_leased(&self, msg: NewOutbound, lease: LeaseTo) -> StoreResult<Queued> {
+        self.write(move |c| {
+            let (id, leases) = queue::enqueue_leased(c, &msg, &lease)?;
+            Ok(Queued {
+                id,
+                leases,
+                body: msg.body,
+            })
+        })
+        .await
     }
 
     async fn outbound_body(&self, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
@@ -182,8 +194,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_inbound(&self, done: InboundDone) -> StoreResult<Vec<QueueId>> {
-        self.write(move |c| inbound::finish(c, &done)).await
+    async fn finish_inbound(&self, done: InboundDone) -> StoreResult<Committed> {
+        self.write(move |c| inbound::finish(c, done)).await
+    }
+
+    async fn record_inbound(&self, msg: NewInbound, done: InboundDone) -> StoreResult<Committed> {
+        self.write(move |c| inbound::record(c, &msg, done)).await
     }
 
     async fn quarantined(&self, limit: usize) -> StoreResult<Vec<Inbound>> {

@@ -1,12 +1,16 @@
-//! The inbound spool (DESIGN §2 "Inbound"): a message received on the relay port is kept
-//! sealed, with its envelope, before `250`; workers lease it, open it, and finish it in one
-//! transaction with its mailbox deliveries and the MDNs it triggers. Opening is not here.
+//! The inbound spool (DESIGN §2 "Inbound"): a message received on the relay port is either
+//! processed at once and recorded with its outcome (`record`), or kept sealed, with its
+//! envelope, before `250`; workers lease it, open it, and finish it in one transaction with
+//! its mailbox deliveries and the MDNs it triggers. Opening is not here.
 
 use rusqlite::{params, Connection, Row};
 
-use super::{collect, db, fold, mailbox, new_id, parse_name, queue, sql_len, sql_limit, timeline};
+use super::{
+    collect, db, fold, mailbox, new_id, parse_name, queue, sql_len, sql_limit, timeline, tracking,
+};
 use crate::{
-    Inbound, InboundDone, InboundState, NewInbound, QueueId, StoreError, StoreResult, UnixTime,
+    Committed, Inbound, InboundDone, InboundState, NewInbound, QueueId, Queued, StoreError,
+    StoreResult, UnixTime,
 };
 
 /// The columns [`inbound_row`] reads, from `inbound`.
@@ -49,25 +53,52 @@ fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreR
 
 /// Spool a received message and note it on its timeline.
 pub(super) fn spool(conn: &Connection, msg: &NewInbound) -> StoreResult<QueueId> {
-    let what = "spooling an inbound message";
     let id = new_id('i');
+    insert(conn, &id, msg, InboundState::Spooled, None)?;
+    Ok(id)
+}
+
+/// Record a message received and processed at once (before `250`): the inbound row in its
+/// final state, with everything `done` says, in one transaction. The sealed body is kept
+/// only when `msg.body` is not empty (the daemon keeps it for quarantined mail).
+pub(super) fn record(
+    conn: &Connection,
+    msg: &NewInbound,
+    done: InboundDone,
+) -> StoreResult<Committed> {
+    insert(conn, &done.id, msg, done.state, done.reason.as_deref())?;
+    apply(conn, done)
+}
+
+fn insert(
+    conn: &Connection,
+    id: &QueueId,
+    msg: &NewInbound,
+    state: InboundState,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    let what = "spooling an inbound message";
     conn.prepare_cached(
-        "INSERT INTO inbound (id, mail_from, peer, state, received, updated, size) \
-         VALUES (?1, ?2, ?3, 'spooled', ?4, ?4, ?5)",
+        "INSERT INTO inbound (id, mail_from, peer, state, reason, received, updated, size) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )
     .map_err(db(what))?
     .execute(params![
         id.0,
         fold(&msg.mail_from),
         msg.peer,
+        state.as_str(),
+        reason,
         msg.now,
         sql_len(msg.body.len())
     ])
     .map_err(db(what))?;
-    conn.prepare_cached("INSERT INTO inbound_bodies (inbound, body) VALUES (?1, ?2)")
-        .map_err(db(what))?
-        .execute(params![id.0, msg.body.as_slice()])
-        .map_err(db(what))?;
+    if !msg.body.is_empty() {
+        conn.prepare_cached("INSERT INTO inbound_bodies (inbound, body) VALUES (?1, ?2)")
+            .map_err(db(what))?
+            .execute(params![id.0, msg.body.as_slice()])
+            .map_err(db(what))?;
+    }
     let mut rcpt_insert = conn
         .prepare_cached("INSERT INTO inbound_rcpts (inbound, position, rcpt) VALUES (?1, ?2, ?3)")
         .map_err(db(what))?;
@@ -83,8 +114,7 @@ pub(super) fn spool(conn: &Connection, msg: &NewInbound) -> StoreResult<QueueId>
         "received",
         &format!("from {}", msg.peer),
         msg.now,
-    )?;
-    Ok(id)
+    )
 }
 
 /// Lease spooled messages whose lease is free or expired, oldest first, with their bodies.
@@ -114,21 +144,12 @@ pub(super) fn lease(
     Ok(leased)
 }
 
-/// Record the outcome with everything it causes. The state changes last, and only from
-/// `spooled`: a second finish (a worker whose lease ran out) fails with `NotFound` and its
-/// deliveries and MDNs roll back with it, so nothing is delivered twice.
-pub(super) fn finish(conn: &Connection, done: &InboundDone) -> StoreResult<Vec<QueueId>> {
+/// Record the outcome with everything it causes. The state changes first, and only from
+/// `spooled`: a second finish (a worker whose lease ran out) fails with `NotFound` before
+/// anything else is written, so nothing is delivered twice. A delivered message's sealed
+/// body is no longer needed.
+pub(super) fn finish(conn: &Connection, done: InboundDone) -> StoreResult<Committed> {
     let what = "finishing an inbound message";
-    for entry in &done.deliveries {
-        mailbox::deliver(conn, entry)?;
-    }
-    let mut queued = Vec::with_capacity(done.then.len());
-    for msg in &done.then {
-        queued.push(queue::enqueue(conn, msg)?);
-    }
-    for event in &done.events {
-        timeline::add_event(conn, event)?;
-    }
     let changed = conn
         .prepare_cached(
             "UPDATE inbound SET state = ?2, reason = ?3, updated = ?4, \
@@ -148,7 +169,51 @@ pub(super) fn finish(conn: &Connection, done: &InboundDone) -> StoreResult<Vec<Q
             id: done.id.0.clone(),
         });
     }
-    Ok(queued)
+    if done.state == InboundState::Delivered {
+        conn.prepare_cached("DELETE FROM inbound_bodies WHERE inbound = ?1")
+            .map_err(db(what))?
+            .execute([&done.id.0])
+            .map_err(db(what))?;
+    }
+    apply(conn, done)
+}
+
+/// Notices, deliveries, queued notifications (leased when asked) and events of an
+/// outcome. A notification seen before is not delivered to the sender again.
+fn apply(conn: &Connection, done: InboundDone) -> StoreResult<Committed> {
+    let mut committed = Committed::default();
+    for notice in &done.notices {
+        if tracking::apply(conn, notice, done.now)? {
+            committed.notices_new += 1;
+        } else {
+            committed.notices_repeated += 1;
+        }
+    }
+    let repeat = !done.notices.is_empty() && committed.notices_new == 0;
+    for entry in done.deliveries.iter().filter(|_| !repeat) {
+        mailbox::deliver(conn, entry)?;
+    }
+    for msg in done.then {
+        committed.queued.push(match &done.lease_then {
+            Some(lease) => {
+                let (id, leases) = queue::enqueue_leased(conn, &msg, lease)?;
+                Queued {
+                    id,
+                    leases,
+                    body: msg.body,
+                }
+            }
+            None => Queued {
+                id: queue::enqueue(conn, &msg)?,
+                leases: Vec::new(),
+                body: Vec::new(),
+            },
+        });
+    }
+    for event in &done.events {
+        timeline::add_event(conn, event)?;
+    }
+    Ok(committed)
 }
 
 /// Quarantined messages, newest first, without bodies.

@@ -24,6 +24,7 @@ mod mailbox;
 mod queue;
 mod schema;
 mod timeline;
+mod tracking;
 mod writer;
 
 #[cfg(test)]
@@ -178,7 +179,7 @@ pub(super) fn domain_of(address: &str) -> String {
 
 /// A fresh queue id: the prefix (`o` or `i`), a dash, 16 random hex digits.
 pub(super) fn new_id(prefix: char) -> QueueId {
-    QueueId(format!("{prefix}-{:016x}", rand::random::<u64>()))
+    QueueId::fresh(prefix)
 }
 
 /// Convert a caller's `limit` for SQL (`LIMIT` takes an i64).

@@ -10,13 +10,13 @@ use super::{
     collect, db, domain_of, fold, new_id, parse_name, sql_len, sql_limit, timeline, unsigned,
 };
 use crate::{
-    Lease, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId, RcptState, RcptUpdate,
+    Lease, LeaseTo, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId, RcptState, RcptUpdate,
     StoreError, StoreResult, UnixTime,
 };
 
 /// The columns [`out_recipient`] reads, from `recipients r JOIN messages m`.
 const RCPT_COLUMNS: &str = "r.message, r.rcpt, r.domain, r.state, r.attempts, r.next_attempt, \
-     r.last_error, m.wants_dispatched, r.deadline, r.updated";
+     r.last_error, m.wants_dispatched, r.deadline, r.updated, m.sender";
 
 /// The columns [`out_message`] reads, from `messages`.
 const MESSAGE_COLUMNS: &str = "id, sender, message_id, kind, created, size";
@@ -44,6 +44,7 @@ fn out_recipient(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutRecipient>> {
         wants_dispatched: row.get(7)?,
         deadline: row.get(8)?,
         updated: row.get(9)?,
+        sender: row.get(10)?,
     }))
 }
 
@@ -65,6 +66,43 @@ fn out_message(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutMessage>> {
 /// Queue a message: the message, its body, one `queued` row per distinct recipient (due
 /// at once), and a `submitted` event. Shared by `enqueue` and `finish_inbound`.
 pub(super) fn enqueue(conn: &Connection, msg: &NewOutbound) -> StoreResult<QueueId> {
+    insert(conn, msg, None)
+}
+
+/// Queue a message with its recipients already leased to `lease.owner`, and return the
+/// leases, one per domain, as `lease_due` would have made them.
+pub(super) fn enqueue_leased(
+    conn: &Connection,
+    msg: &NewOutbound,
+    lease: &LeaseTo,
+) -> StoreResult<(QueueId, Vec<Lease>)> {
+    let what = "enqueueing a leased message";
+    let id = insert(conn, msg, Some(lease))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.message = ?1 ORDER BY r.seq"
+        ))
+        .map_err(db(what))?;
+    let mut leases: Vec<Lease> = Vec::new();
+    for r in collect(&mut stmt, [&id.0], what, out_recipient)? {
+        match leases.iter_mut().find(|l| l.domain == r.domain) {
+            Some(l) => l.recipients.push(r),
+            None => leases.push(Lease {
+                message: id.clone(),
+                message_id: msg.message_id.clone(),
+                sender: fold(&msg.sender),
+                kind: msg.kind,
+                created: msg.now,
+                domain: r.domain.clone(),
+                recipients: vec![r],
+            }),
+        }
+    }
+    Ok((id, leases))
+}
+
+fn insert(conn: &Connection, msg: &NewOutbound, lease: Option<&LeaseTo>) -> StoreResult<QueueId> {
     let what = "enqueueing a message";
     let id = new_id('o');
     conn.prepare_cached(
@@ -88,17 +126,31 @@ pub(super) fn enqueue(conn: &Connection, msg: &NewOutbound) -> StoreResult<Queue
         .execute(params![id.0, msg.body.as_slice()])
         .map_err(db(what))?;
     // Duplicates (in any case) collapse on UNIQUE (message, rcpt); seq keeps the order.
+    // A leased row is due when its lease runs out, as `lease_due` leaves it.
+    let (owner, due) = match lease {
+        Some(l) => (Some(l.owner.as_str()), l.until),
+        None => (None, msg.now),
+    };
     let mut rcpt_insert = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO recipients \
-             (message, rcpt, domain, state, attempts, next_attempt, updated) \
-             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?4)",
+             (message, rcpt, domain, state, attempts, next_attempt, updated, lease_owner, \
+              lease_until) \
+             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?7)",
         )
         .map_err(db(what))?;
     for rcpt in &msg.recipients {
         let rcpt = fold(rcpt);
         rcpt_insert
-            .execute(params![id.0, rcpt, domain_of(&rcpt), msg.now])
+            .execute(params![
+                id.0,
+                rcpt,
+                domain_of(&rcpt),
+                due,
+                msg.now,
+                owner,
+                lease.map(|l| l.until)
+            ])
             .map_err(db(what))?;
     }
     timeline::insert(conn, &id.0, None, "submitted", &msg.via, msg.now)?;
@@ -240,15 +292,22 @@ pub(super) fn lease_due(
 }
 
 /// Apply recipient updates (releasing leases) and append their events. An unknown
-/// recipient fails the whole call, so nothing is half-applied.
+/// recipient fails the whole call, so nothing is half-applied. A delivery outcome
+/// (`queued` for a retry, or `relayed`) for a recipient a notification has already moved
+/// past `relayed` leaves the state alone (its event is still recorded): the peer's
+/// `processed` MDN can overtake our own record of its `250`, and must not be undone by it.
 pub(super) fn update_recipients(conn: &Connection, updates: &[RcptUpdate]) -> StoreResult<()> {
     let what = "updating recipients";
     let mut stmt = conn
         .prepare_cached(
             "UPDATE recipients SET state = ?3, attempts = ?4, next_attempt = ?5, last_error = ?6, \
              deadline = ?7, updated = ?8, lease_owner = NULL, lease_until = NULL \
-             WHERE message = ?1 AND rcpt = ?2",
+             WHERE message = ?1 AND rcpt = ?2 AND NOT (?3 IN ('queued', 'relayed') \
+             AND state IN ('processed', 'dispatched'))",
         )
+        .map_err(db(what))?;
+    let mut exists = conn
+        .prepare_cached("SELECT 1 FROM recipients WHERE message = ?1 AND rcpt = ?2")
         .map_err(db(what))?;
     for update in updates {
         let rcpt = fold(&update.rcpt);
@@ -264,7 +323,12 @@ pub(super) fn update_recipients(conn: &Connection, updates: &[RcptUpdate]) -> St
                 update.now,
             ])
             .map_err(db(what))?;
-        if changed == 0 {
+        // Dropped as overtaken, the attempt still happened: its event stays on the timeline.
+        if changed == 0
+            && !exists
+                .exists(params![update.message.0, rcpt])
+                .map_err(db(what))?
+        {
             return Err(StoreError::NotFound {
                 what: "recipient",
                 id: format!("{} {rcpt}", update.message),

@@ -23,17 +23,15 @@ use std::time::{Duration, Instant};
 /// How long a daemon may take to bind its listeners (debug build, busy 2-core machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A loopback port nobody listens on now, never handed out twice by this process. (Another
-/// process may still take it before the daemon binds it; the daemon then fails to start and
-/// says which listener, which [`Daemon::start`] reports.)
+/// A loopback port nobody listens on now, never handed out twice by this process, below
+/// the ephemeral range so no outgoing connection holds it when a restarted daemon binds it
+/// again. (Another process may still take it before the daemon binds it; the daemon then
+/// fails to start and says which listener, which [`Daemon::start`] reports.)
 pub fn free_port() -> u16 {
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("cannot bind a loopback port")
-            .port();
+        let port = hisp_server::pair::free_port().expect("cannot find a free loopback port");
         if given.lock().unwrap().insert(port) {
             return port;
         }

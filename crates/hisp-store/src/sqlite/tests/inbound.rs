@@ -1,10 +1,11 @@
 //! The inbound spool: spooling, leasing, and `finish_inbound` committing the outcome, the
-//! mailbox deliveries and the MDNs together (or none of them).
+//! mailbox deliveries and the MDNs together (or none of them); `record_inbound` doing all
+//! of it in one step.
 
 use super::{fresh, message};
 use crate::{
-    EntryKind, InboundDone, InboundState, NewEvent, NewInbound, NewMailboxEntry, OutKind, QueueId,
-    RcptState, Store, StoreError,
+    EntryKind, InboundDone, InboundState, LeaseTo, NewEvent, NewInbound, NewMailboxEntry, OutKind,
+    QueueId, RcptState, Store, StoreError,
 };
 
 fn received(now: i64) -> NewInbound {
@@ -51,6 +52,8 @@ fn delivered(id: &QueueId) -> InboundDone {
             detail: "mailbox".into(),
             at: 120,
         }],
+        notices: vec![],
+        lease_then: None,
         now: 120,
     }
 }
@@ -77,7 +80,7 @@ async fn spool_lease_and_finish_commit_everything_together() {
         "still leased"
     );
 
-    let queued = store.finish_inbound(delivered(&id)).await.unwrap();
+    let queued = store.finish_inbound(delivered(&id)).await.unwrap().queued;
     assert_eq!(queued.len(), 1);
 
     // All of it landed: mailboxes, the MDN with its recipient row, the timeline.
@@ -93,7 +96,8 @@ async fn spool_lease_and_finish_commit_everything_together() {
         store.mailbox("carol@b.example", false).await.unwrap().len(),
         1
     );
-    let mdn = store.outbound(&queued[0]).await.unwrap().unwrap();
+    assert!(queued[0].leases.is_empty() && queued[0].body.is_empty());
+    let mdn = store.outbound(&queued[0].id).await.unwrap().unwrap();
     assert_eq!(mdn.kind, OutKind::Notification);
     assert_eq!(mdn.recipients[0].state, RcptState::Queued);
     assert_eq!(store.lease_due(120, "w1", 700, 10).await.unwrap().len(), 1);
@@ -136,6 +140,90 @@ async fn spool_lease_and_finish_commit_everything_together() {
 }
 
 #[tokio::test]
+async fn record_commits_receipt_and_outcome_at_once_with_leased_mdns() {
+    let (_dir, store) = fresh();
+    let id = QueueId::fresh('i');
+    let mut done = delivered(&id);
+    done.lease_then = Some(LeaseTo {
+        owner: "w1".into(),
+        until: 700,
+    });
+    let mut msg = received(100);
+    msg.body.clear();
+    let queued = store.record_inbound(msg, done).await.unwrap().queued;
+
+    // The MDN comes back leased with its body, ready to deliver; the queue does not offer
+    // it to anyone else until the lease runs out.
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].leases.len(), 1);
+    assert_eq!(queued[0].leases[0].domain, "a.example");
+    assert_eq!(queued[0].leases[0].recipients[0].rcpt, "dr.alice@a.example");
+    assert_eq!(queued[0].leases[0].kind, OutKind::Notification);
+    assert!(!queued[0].body.is_empty());
+    assert!(store
+        .lease_due(699, "w2", 900, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.lease_due(701, "w2", 900, 10).await.unwrap().len(), 1);
+
+    assert_eq!(
+        store.mailbox("carol@b.example", false).await.unwrap().len(),
+        1
+    );
+    let kinds: Vec<_> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["received", "delivered"]);
+    // Nothing is left for the inbound workers.
+    assert!(store
+        .lease_inbound(100, "w1", 400, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same id twice is refused whole (a retransmission gets a new id).
+    let mut again = delivered(&id);
+    again.lease_then = None;
+    assert!(store.record_inbound(received(100), again).await.is_err());
+    assert_eq!(
+        store.mailbox("dr.bob@b.example", true).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn record_keeps_the_sealed_body_of_quarantined_mail() {
+    let (_dir, store) = fresh();
+    let id = QueueId::fresh('i');
+    let done = InboundDone {
+        id: id.clone(),
+        state: InboundState::Quarantined,
+        reason: Some("untrusted signer".into()),
+        deliveries: vec![],
+        then: vec![],
+        events: vec![],
+        notices: vec![],
+        lease_then: None,
+        now: 100,
+    };
+    assert!(store
+        .record_inbound(received(100), done)
+        .await
+        .unwrap()
+        .queued
+        .is_empty());
+    let listed = store.quarantined(10).await.unwrap();
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].reason.as_deref(), Some("untrusted signer"));
+    assert_eq!(listed[0].rcpts, ["dr.bob@b.example", "carol@b.example"]);
+}
+
+#[tokio::test]
 async fn quarantine_keeps_the_reason_and_lists_without_body() {
     let (_dir, store) = fresh();
     let first = store.spool_inbound(received(100)).await.unwrap();
@@ -148,9 +236,11 @@ async fn quarantine_keeps_the_reason_and_lists_without_body() {
             deliveries: vec![],
             then: vec![],
             events: vec![],
+            notices: vec![],
+            lease_then: None,
             now: 130,
         };
-        assert!(store.finish_inbound(done).await.unwrap().is_empty());
+        assert!(store.finish_inbound(done).await.unwrap().queued.is_empty());
     }
     let listed = store.quarantined(10).await.unwrap();
     assert_eq!(listed.len(), 2);

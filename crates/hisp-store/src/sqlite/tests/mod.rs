@@ -6,6 +6,7 @@ mod directory;
 mod inbound;
 mod mailbox;
 mod queue;
+mod tracking;
 mod writer;
 
 use super::SqliteStore;

@@ -2,7 +2,7 @@
 //! matching), listings and the queue-depth metric.
 
 use super::{fresh, message};
-use crate::{NewEvent, OutKind, QueueId, RcptState, RcptUpdate, Store, StoreError};
+use crate::{LeaseTo, NewEvent, OutKind, QueueId, RcptState, RcptUpdate, Store, StoreError};
 
 fn update(id: &QueueId, rcpt: &str, state: RcptState, now: i64) -> RcptUpdate {
     RcptUpdate {
@@ -269,6 +269,59 @@ async fn release_leases_frees_only_the_owners_leases() {
         again.len(),
         1,
         "node-1's work is free again; node-2's is not"
+    );
+}
+
+/// A message queued leased comes back as `lease_due` would have leased it (one lease per
+/// domain), stays out of everyone's reach while leased, and is due again when the lease
+/// runs out or its owner restarts.
+#[tokio::test]
+async fn enqueue_leased_hands_back_leases_and_body() {
+    let (_dir, store) = fresh();
+    let msg = message(
+        "<m1@a.example>",
+        &["bob@b.example", "carol@c.example", "Dave@B.example"],
+        100,
+    );
+    let body = msg.body.clone();
+    let lease = LeaseTo {
+        owner: "node-1".into(),
+        until: 700,
+    };
+    let queued = store.enqueue_leased(msg, lease).await.unwrap();
+    assert_eq!(queued.body, body);
+    let groups: Vec<(String, Vec<String>)> = queued
+        .leases
+        .iter()
+        .map(|l| {
+            let names = l.recipients.iter().map(|r| r.rcpt.clone()).collect();
+            (l.domain.clone(), names)
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (
+                "b.example".to_string(),
+                vec!["bob@b.example".to_string(), "dave@b.example".to_string()]
+            ),
+            ("c.example".to_string(), vec!["carol@c.example".to_string()])
+        ]
+    );
+    let l = &queued.leases[0];
+    assert_eq!(l.message, queued.id);
+    assert_eq!(l.sender, "dr.alice@direct.a.example");
+    assert_eq!((l.created, l.kind), (100, OutKind::Message));
+    assert_eq!(store.queue_depth().await.unwrap(), 3);
+    assert!(store
+        .lease_due(699, "node-2", 900, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release_leases("node-1").await.unwrap(), 3);
+    assert_eq!(
+        store.lease_due(101, "node-2", 900, 10).await.unwrap().len(),
+        2
     );
 }
 

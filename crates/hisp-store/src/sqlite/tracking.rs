@@ -1,0 +1,61 @@
+//! Received notifications applied to outbound recipients (the tracker's decisions, made
+//! atomic): each (original Message-ID, recipient, kind) counts once, and a recipient's
+//! state only moves forward, whatever order notifications arrive or commit in.
+
+use rusqlite::{params, Connection};
+
+use super::{db, fold, mailbox, timeline};
+use crate::{Notice, RcptState, StoreResult, UnixTime};
+
+/// How far along a state is; `failed` may still replace any state that is not final.
+fn rank(state: RcptState) -> i64 {
+    match state {
+        RcptState::Queued => 0,
+        RcptState::Relayed => 1,
+        RcptState::Processed => 2,
+        RcptState::Dispatched | RcptState::Failed | RcptState::Expired => 3,
+    }
+}
+
+/// Apply one notice; false when it was a repeat (nothing changes).
+pub(super) fn apply(conn: &Connection, notice: &Notice, now: UnixTime) -> StoreResult<bool> {
+    let what = "applying a notification";
+    let rcpt = fold(&notice.rcpt);
+    if !mailbox::note_notification(conn, &notice.original_message_id, &rcpt, &notice.kind, now)? {
+        return Ok(false);
+    }
+    let failed = notice.state == RcptState::Failed;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE recipients SET state = ?3, deadline = ?4, updated = ?5, \
+             last_error = CASE WHEN ?6 THEN ?7 ELSE last_error END, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE message = ?1 AND rcpt = ?2 \
+             AND state NOT IN ('dispatched', 'failed', 'expired') \
+             AND (?6 OR CASE state WHEN 'queued' THEN 0 WHEN 'relayed' THEN 1 \
+                  WHEN 'processed' THEN 2 ELSE 3 END < ?8)",
+        )
+        .map_err(db(what))?
+        .execute(params![
+            notice.message.0,
+            rcpt,
+            notice.state.as_str(),
+            notice.deadline,
+            now,
+            failed,
+            notice.detail,
+            rank(notice.state),
+        ])
+        .map_err(db(what))?;
+    if changed > 0 {
+        timeline::insert(
+            conn,
+            &notice.message.0,
+            Some(&rcpt),
+            &notice.kind,
+            &notice.detail,
+            now,
+        )?;
+    }
+    Ok(true)
+}
