@@ -273,6 +273,9 @@ pub enum SealError {
         #[source]
         source: openssl::error::ErrorStack,
     },
+    /// The sealed message could not be written out ([`crate::seal::seal_to`]).
+    #[error("cannot write the sealed message: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 impl SealError {

@@ -52,6 +52,55 @@ pub fn seal(
     recipients: &[&X509Ref],
     opts: &SealOptions,
 ) -> Result<Vec<u8>, SealError> {
+    let mut out = Vec::new();
+    seal_into(message, signer, recipients, opts, &mut out, None)?;
+    Ok(out)
+}
+
+/// How much sealed output [`seal_to`] gathers before writing it out.
+const SPILL: usize = 1 << 20;
+
+/// Seal as [`seal`] does, writing the sealed message to `w` a megabyte at a time as it is
+/// produced, so a large message and its sealed form are never both in memory. Returns the
+/// number of bytes written.
+pub fn seal_to(
+    message: &[u8],
+    signer: &Credential,
+    recipients: &[&X509Ref],
+    opts: &SealOptions,
+    w: &mut dyn std::io::Write,
+) -> Result<u64, SealError> {
+    let mut out = Vec::with_capacity(SPILL + 4096);
+    let mut written = 0u64;
+    let mut spill = |buf: &mut Vec<u8>| -> std::io::Result<()> {
+        w.write_all(buf)?;
+        written += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
+    seal_into(
+        message,
+        signer,
+        recipients,
+        opts,
+        &mut out,
+        Some(&mut spill),
+    )?;
+    spill(&mut out).map_err(SealError::Write)?;
+    Ok(written)
+}
+
+type Spill<'a> = &'a mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>;
+
+/// Seal into `out`; with `spill`, hand `out` over whenever it holds [`SPILL`] bytes.
+fn seal_into(
+    message: &[u8],
+    signer: &Credential,
+    recipients: &[&X509Ref],
+    opts: &SealOptions,
+    out: &mut Vec<u8>,
+    mut spill: Option<Spill<'_>>,
+) -> Result<(), SealError> {
     if message.iter().all(u8::is_ascii_whitespace) {
         return Err(SealError::Empty);
     }
@@ -86,18 +135,31 @@ pub fn seal(
         &sig_b64,
         close.as_bytes(),
     ];
-    let mut out = outer_headers(message, opts);
-    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() * 139 / 100 + 4096);
-    let mut b64 = mime::base64::LineEncoder::new(&mut out);
+    out.extend_from_slice(&outer_headers(message, opts));
+    if spill.is_none() {
+        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() * 139 / 100 + 4096);
+    }
+    let mut b64 = mime::base64::LineEncoder::new(out);
+    let mut failed = None;
     encrypt_to(
         &parts,
         recipients,
         opts.cipher,
         opts.key_transport,
-        &mut |der| b64.write(der),
+        &mut |der| {
+            b64.write(der);
+            if let Some(spill) = spill.as_mut() {
+                if b64.buffered() >= SPILL && failed.is_none() {
+                    failed = spill(b64.output()).err();
+                }
+            }
+        },
     )?;
     b64.finish();
-    Ok(out)
+    match failed {
+        Some(e) => Err(SealError::Write(e)),
+        None => Ok(()),
+    }
 }
 
 fn check_policy(

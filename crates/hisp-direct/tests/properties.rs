@@ -15,12 +15,12 @@
 
 use hisp_direct::alg::{ContentCipher, Digest, KeyTransport, Profile};
 use hisp_direct::cms::decrypt::parse_envelope;
-use hisp_direct::error::{DecryptError, OpenError};
+use hisp_direct::error::{DecryptError, OpenError, SealError};
 use hisp_direct::keys::Credential;
 use hisp_direct::mime::{self, base64, Entity};
 use hisp_direct::open::{open, OpenOptions, Opened};
 use hisp_direct::pki::{issue_leaf, new_root_ca, LeafSpec};
-use hisp_direct::seal::{seal, SealOptions};
+use hisp_direct::seal::{seal, seal_to as seal_to_writer, SealOptions};
 use hisp_direct::trust::TrustAnchors;
 use proptest::prelude::*;
 use std::ops::Range;
@@ -211,6 +211,43 @@ fn rfc5751_2_7_every_cipher_and_key_transport_round_trips() {
             }
         }
     }
+}
+
+/// Written out a megabyte at a time, a sealed message of several megabytes (AES-CBC and
+/// AES-GCM) opens just as the one returned whole does; a writer that fails is reported.
+#[test]
+fn seal_to_writes_what_seal_returns() {
+    let p = pki();
+    let mut message = b"From: alice@sender.example\r\nTo: bob@recipient.example\r\n\
+        Subject: large\r\nMessage-ID: <large@sender.example>\r\n\r\n"
+        .to_vec();
+    let line = [b'x'; 76];
+    while message.len() < 3 << 20 {
+        message.extend_from_slice(&line);
+        message.extend_from_slice(b"\r\n");
+    }
+    let to = [&**p.recipients[0].cert()];
+    for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
+        let mut opts = SealOptions::new(AT);
+        opts.cipher = cipher;
+        let mut written = Vec::new();
+        let n = seal_to_writer(&message, &p.sender, &to, &opts, &mut written).unwrap();
+        assert_eq!(n, written.len() as u64);
+        let whole = seal(&message, &p.sender, &to, &opts).unwrap();
+        assert_eq!(written.len(), whole.len(), "{cipher:?}: same length");
+        assert_round_trip(&written, &p.recipients[0], &message);
+    }
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let err = seal_to_writer(&message, &p.sender, &to, &SealOptions::new(AT), &mut Broken);
+    assert!(matches!(err, Err(SealError::Write(_))), "{err:?}");
 }
 
 // ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::notify::{dsn_for_sender, Failure, Original};
 use hisp_direct::keys::Credential;
 use hisp_direct::seal::{seal, SealOptions};
-use hisp_smtp::client::{resolve_mx, ClientError};
+use hisp_smtp::client::{resolve_mx, ClientError, Content};
 use hisp_smtp::Envelope;
 use hisp_store::{
     Lease, LeaseTo, NewOutbound, OutKind, OutRecipient, QueueId, Queued, RcptState, RcptUpdate,
@@ -317,7 +317,11 @@ async fn attempt<S: Store>(
     };
     let mut last_err = None;
     for t in &targets {
-        match ctx.pool.deliver(t, &ctx.client, &env, sealed).await {
+        match ctx
+            .pool
+            .deliver(t, &ctx.client, &env, Content::Bytes(sealed))
+            .await
+        {
             Ok(d) => {
                 let mut out: Outcome = (Vec::new(), Vec::new(), Vec::new());
                 for r in rcpts {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hisp_smtp::client::{deliver, ClientError};
+use hisp_smtp::client::{deliver, ClientError, Content};
 use support::{client_config, envelope, our_server, relay_config, TestHandler};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -272,7 +272,12 @@ async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
     for i in 0..3 {
         let msg = format!("Subject: {i}\r\n\r\nbody\r\n");
         let d = pool
-            .deliver(&addr.to_string(), &client_config(), &env, msg.as_bytes())
+            .deliver(
+                &addr.to_string(),
+                &client_config(),
+                &env,
+                Content::Bytes(msg.as_bytes()),
+            )
             .await
             .unwrap();
         assert_eq!(d.data_reply.unwrap().code, 250);
@@ -286,7 +291,12 @@ async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
     // A recipient refused: the transaction is reset and the session stays usable.
     let none = envelope("a@b.test", &["nobody@mx.test"]);
     let refused = pool
-        .deliver(&addr.to_string(), &client_config(), &none, b"x\r\n")
+        .deliver(
+            &addr.to_string(),
+            &client_config(),
+            &none,
+            Content::Bytes(b"x\r\n"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -297,7 +307,7 @@ async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
         &addr.to_string(),
         &client_config(),
         &env,
-        b"Subject: after\r\n\r\nx\r\n",
+        Content::Bytes(b"Subject: after\r\n\r\nx\r\n"),
     )
     .await
     .unwrap();

@@ -30,6 +30,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Reading or writing a body in pieces failed (disk full, I/O error).
+    #[error("I/O error while {what}: {source}")]
+    Io {
+        /// What the store was doing.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store could not be opened (path, permissions, schema version).
     #[error("cannot open the store at {path}: {reason}")]
     Open {

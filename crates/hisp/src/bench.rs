@@ -51,7 +51,7 @@ struct Party {
 pub fn run(a: &BenchArgs) -> Result<u8> {
     if a.what == "exchange" {
         let sizes = parse_sizes(a.sizes.as_deref().unwrap_or("10k,1m"))?;
-        return crate::bench_exchange::run(a.messages, &sizes, a.seconds);
+        return crate::bench_exchange::run(a.messages, &sizes, a.seconds, a.rss_mib);
     }
     if a.what != "seal-open" {
         bail!(

@@ -17,13 +17,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Run the exchange benchmark.
-pub fn run(messages: usize, sizes: &[usize], seconds: f64) -> Result<u8> {
+pub fn run(messages: usize, sizes: &[usize], seconds: f64, rss_mib: usize) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let root = std::env::temp_dir().join(format!("hisp-bench-exchange-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
-    let result = rt.block_on(bench(&root, messages, sizes, seconds));
+    let mut result = rt.block_on(bench(&root, messages, sizes, seconds));
+    if result.is_ok() && rss_mib > 0 {
+        let rss_root = root.join("rss");
+        result = rt
+            .block_on(crate::bench_rss::measure(&rss_root, rss_mib))
+            .map(|()| 0);
+    }
     let _ = std::fs::remove_dir_all(&root);
     result
 }

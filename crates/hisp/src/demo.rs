@@ -155,7 +155,7 @@ async fn exchange(a: &Peer, b: &Peer) -> Result<()> {
     Ok(())
 }
 
-fn client_config(c: &hisp_server::config::Config) -> Result<ClientConfig> {
+pub fn client_config(c: &hisp_server::config::Config) -> Result<ClientConfig> {
     let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())?.build();
     Ok(ClientConfig {
         helo: format!(

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_exchange;
+mod bench_rss;
 mod cmd_admin;
 mod cmd_init;
 mod cmd_open;

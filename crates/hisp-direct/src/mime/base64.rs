@@ -112,6 +112,16 @@ impl<'a> LineEncoder<'a> {
         self.pending.extend_from_slice(&data[whole..]);
     }
 
+    /// Bytes encoded so far and not yet taken by [`Self::output`].
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The encoded output so far, for a caller that writes it out and clears it.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
     /// Write the last, shorter line.
     pub fn finish(self) {
         encode_lines(&self.pending, self.out);

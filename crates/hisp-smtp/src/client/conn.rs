@@ -99,6 +99,20 @@ impl ClientConn {
         }
     }
 
+    /// Writes a piece of the content within `timeout`, without flushing (see [`Self::send`]).
+    pub(crate) async fn write_part(
+        &mut self,
+        bytes: &[u8],
+        timeout: Duration,
+        stage: &'static str,
+    ) -> Result<(), ClientError> {
+        match tokio::time::timeout(timeout, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(ClientError::Io { stage, source }),
+            Err(_) => Err(ClientError::Timeout { stage }),
+        }
+    }
+
     /// Reads one whole reply (all its lines) within `timeout`.
     pub(crate) async fn read_reply(
         &mut self,

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use crate::{ClientConfig, Envelope, Reply};
 use conn::ClientConn;
-use wire::{dot_stuff, Extensions};
+use wire::{DotStuffer, Extensions};
 
 /// The outcome of a delivery that reached the end of the dialogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +160,82 @@ impl ClientError {
     }
 }
 
+/// The content of a transaction: bytes in memory, or a file read in pieces (a large
+/// sealed message is sent without being held in memory).
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// In memory.
+    Bytes(&'a [u8]),
+    /// In a file of `len` bytes; `eight_bit` when it holds bytes above 127.
+    File {
+        /// The file.
+        path: &'a std::path::Path,
+        /// Its length (for SIZE).
+        len: u64,
+        /// It holds 8-bit bytes (for BODY=8BITMIME).
+        eight_bit: bool,
+    },
+}
+
+impl Content<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::File { len, .. } => *len,
+        }
+    }
+
+    fn eight_bit(&self) -> bool {
+        match self {
+            Content::Bytes(b) => b.iter().any(|b| *b >= 0x80),
+            Content::File { eight_bit, .. } => *eight_bit,
+        }
+    }
+}
+
+/// How much content is stuffed and written at a time.
+const PIECE: usize = 64 * 1024;
+
+/// Send the content after `354`, dot-stuffed piece by piece, then flush.
+async fn send_content(
+    conn: &mut ClientConn,
+    content: Content<'_>,
+    timeout: std::time::Duration,
+) -> Result<(), ClientError> {
+    const STAGE: &str = "message content";
+    let mut stuffer = DotStuffer::default();
+    let mut out = Vec::with_capacity(PIECE + PIECE / 16 + 8);
+    match content {
+        Content::Bytes(bytes) => {
+            for piece in bytes.chunks(PIECE) {
+                stuffer.feed(piece, &mut out);
+                conn.write_part(&out, timeout, STAGE).await?;
+                out.clear();
+            }
+        }
+        Content::File { path, .. } => {
+            use tokio::io::AsyncReadExt;
+            let io = |source| ClientError::Io {
+                stage: "reading the message file",
+                source,
+            };
+            let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+            let mut piece = vec![0u8; PIECE];
+            loop {
+                let n = file.read(&mut piece).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                stuffer.feed(piece.get(..n).unwrap_or_default(), &mut out);
+                conn.write_part(&out, timeout, STAGE).await?;
+                out.clear();
+            }
+        }
+    }
+    stuffer.finish(&mut out);
+    conn.send(&out, timeout, STAGE).await
+}
+
 /// Delivers `message` for `envelope` to the server at `target` (`host:port`).
 pub async fn deliver(
     target: &str,
@@ -192,7 +268,7 @@ async fn transaction(
     message: &[u8],
 ) -> Result<Delivery, ClientError> {
     let mut session = open_session(target, cfg, auth).await?;
-    let outcome = send_mail(&mut session, cfg, envelope, message).await;
+    let outcome = send_mail(&mut session, cfg, envelope, Content::Bytes(message)).await;
     finish(session, cfg, &outcome, false).await;
     outcome
 }
@@ -279,7 +355,7 @@ pub(crate) async fn send_mail(
     session: &mut Session,
     cfg: &ClientConfig,
     envelope: &Envelope,
-    message: &[u8],
+    message: Content<'_>,
 ) -> Result<Delivery, ClientError> {
     let t = cfg.command_timeout;
     let (conn, ext) = (&mut session.conn, &session.ext);
@@ -287,7 +363,7 @@ pub(crate) async fn send_mail(
     if ext.size {
         mail.push_str(&format!(" SIZE={}", message.len()));
     }
-    if ext.eight_bit_mime && message.iter().any(|b| *b >= 0x80) {
+    if ext.eight_bit_mime && message.eight_bit() {
         mail.push_str(" BODY=8BITMIME");
     }
     mail.push_str("\r\n");
@@ -358,8 +434,7 @@ pub(crate) async fn send_mail(
             reply,
         });
     }
-    conn.send(&dot_stuff(message), cfg.data_timeout, "message content")
-        .await?;
+    send_content(conn, message, cfg.data_timeout).await?;
     let reply = conn.read_reply(cfg.data_timeout, "end of data").await?;
     if !reply.is_positive() {
         return Err(ClientError::Rejected {

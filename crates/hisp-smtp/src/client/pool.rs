@@ -2,7 +2,7 @@
 //! busy peer would otherwise pay a TCP connect, two EHLOs and a TLS handshake, the last
 //! costing the peer an RSA signature: as much as opening the message itself.
 
-use super::{finish, open_session, send_mail, ClientError, Delivery, Session};
+use super::{finish, open_session, send_mail, ClientError, Content, Delivery, Session};
 use crate::{ClientConfig, Envelope};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,7 +64,7 @@ impl Pool {
         target: &str,
         cfg: &ClientConfig,
         envelope: &Envelope,
-        message: &[u8],
+        message: Content<'_>,
     ) -> Result<Delivery, ClientError> {
         if let Some(mut session) = self.take(target) {
             let outcome = send_mail(&mut session, cfg, envelope, message).await;

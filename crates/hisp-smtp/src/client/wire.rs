@@ -95,34 +95,69 @@ impl Extensions {
 /// The content as sent after `354`: every line ending normalised to CRLF (a bare CR or LF
 /// would be refused by a careful server, and read as a line end by a careless one), a
 /// leading `.` doubled, a final CRLF ensured, then the `.` CRLF terminator.
+#[cfg(test)]
 pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 8);
-    let mut rest = message;
-    let mut line_start = true;
-    while !rest.is_empty() {
-        if line_start && rest.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        match memchr::memchr2(b'\r', b'\n', rest) {
-            None => {
-                out.extend_from_slice(rest);
-                line_start = false;
-                break;
-            }
-            Some(i) => {
-                out.extend_from_slice(rest.get(..i).unwrap_or_default());
-                out.extend_from_slice(b"\r\n");
-                let crlf = rest.get(i..i + 2) == Some(b"\r\n".as_slice());
-                rest = rest.get(i + if crlf { 2 } else { 1 }..).unwrap_or_default();
-                line_start = true;
-            }
-        }
-    }
-    if !line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut s = DotStuffer::default();
+    s.feed(message, &mut out);
+    s.finish(&mut out);
     out
+}
+
+/// [`dot_stuff`] fed in pieces of any size, so a large message is sent without a stuffed
+/// copy of it: a CR at the end of one piece and an LF at the start of the next are one
+/// line end, and a line start carries over.
+pub(crate) struct DotStuffer {
+    line_start: bool,
+    skip_lf: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> DotStuffer {
+        DotStuffer {
+            line_start: true,
+            skip_lf: false,
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Append the stuffed form of the next piece to `out`.
+    pub(crate) fn feed(&mut self, mut rest: &[u8], out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.skip_lf) && rest.first() == Some(&b'\n') {
+            rest = rest.get(1..).unwrap_or_default();
+        }
+        while !rest.is_empty() {
+            if self.line_start && rest.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            let Some(i) = memchr::memchr2(b'\r', b'\n', rest) else {
+                out.extend_from_slice(rest);
+                self.line_start = false;
+                return;
+            };
+            out.extend_from_slice(rest.get(..i).unwrap_or_default());
+            out.extend_from_slice(b"\r\n");
+            self.line_start = true;
+            let cr = rest.get(i) == Some(&b'\r');
+            match rest.get(i + 1) {
+                Some(b'\n') if cr => rest = rest.get(i + 2..).unwrap_or_default(),
+                None if cr => {
+                    self.skip_lf = true;
+                    rest = &[];
+                }
+                _ => rest = rest.get(i + 1..).unwrap_or_default(),
+            }
+        }
+    }
+
+    /// End the content: a last CRLF if it lacked one, and the terminator.
+    pub(crate) fn finish(self, out: &mut Vec<u8>) {
+        if !self.line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +172,23 @@ mod tests {
         assert_eq!(dot_stuff(b""), b".\r\n");
         // Bare line ends become CRLF, so "\n.\n" cannot smuggle a terminator.
         assert_eq!(dot_stuff(b"a\n.\nb\r.\r"), b"a\r\n..\r\nb\r\n..\r\n.\r\n");
+    }
+
+    /// The same bytes in any split give the same stuffed content (a CRLF or a leading dot
+    /// across a piece boundary included).
+    #[test]
+    fn rfc5321_4_5_2_dot_stuffing_in_pieces() {
+        let message = b"a\r\n.b\r\n..\r\nc\rd\n.\r\n.e\r";
+        let whole = dot_stuff(message);
+        for size in 1..message.len() {
+            let mut out = Vec::new();
+            let mut s = DotStuffer::default();
+            for piece in message.chunks(size) {
+                s.feed(piece, &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, whole, "pieces of {size}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use rusqlite::{params, Connection, Row};
 
+use super::blobs::{self, Body};
 use super::{
     collect, db, fold, mailbox, new_id, parse_name, queue, sql_len, sql_limit, timeline, tracking,
 };
@@ -42,11 +43,14 @@ fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreR
         .map_err(db(what))?;
     inbound.rcpts = collect(&mut rcpts, [&inbound.id.0], what, |row| Ok(Ok(row.get(0)?)))?;
     if with_body {
-        inbound.body = conn
-            .prepare_cached("SELECT body FROM inbound_bodies WHERE inbound = ?1")
-            .map_err(db(what))?
-            .query_row([&inbound.id.0], |row| row.get(0))
-            .map_err(db(what))?;
+        let select = "SELECT rowid, length(body) FROM inbound_bodies WHERE inbound = ?1";
+        inbound.body =
+            blobs::read(conn, "inbound_bodies", select, [&inbound.id.0])?.ok_or_else(|| {
+                StoreError::NotFound {
+                    what: "inbound message body",
+                    id: inbound.id.0.clone(),
+                }
+            })?;
     }
     Ok(())
 }
@@ -96,8 +100,9 @@ fn insert(
     if !msg.body.is_empty() {
         conn.prepare_cached("INSERT INTO inbound_bodies (inbound, body) VALUES (?1, ?2)")
             .map_err(db(what))?
-            .execute(params![id.0, msg.body.as_slice()])
+            .execute(params![id.0, Body(&msg.body)])
             .map_err(db(what))?;
+        blobs::fill(conn, "inbound_bodies", conn.last_insert_rowid(), &msg.body)?;
     }
     let mut rcpt_insert = conn
         .prepare_cached("INSERT INTO inbound_rcpts (inbound, position, rcpt) VALUES (?1, ?2, ?3)")

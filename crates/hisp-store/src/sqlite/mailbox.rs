@@ -5,8 +5,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::blobs::{self, Body};
 use super::{collect, db, fold, parse_name, sql_len, unsigned};
-use crate::{EntryKind, MailboxEntry, NewMailboxEntry, QueueId, StoreResult, UnixTime};
+use crate::{EntryKind, MailboxEntry, NewMailboxEntry, QueueId, StoreError, StoreResult, UnixTime};
 
 /// The columns [`entry_row`] reads, from `mailbox`.
 const ENTRY_COLUMNS: &str = "id, owner, kind, message_id, from_header, subject, size, \
@@ -70,8 +71,9 @@ pub(super) fn deliver(conn: &Connection, entry: &NewMailboxEntry) -> StoreResult
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO mailbox_bodies (entry, body) VALUES (?1, ?2)")
         .map_err(db(what))?
-        .execute(params![id, entry.body.as_slice()])
+        .execute(params![id, Body(&entry.body)])
         .map_err(db(what))?;
+    blobs::fill(conn, "mailbox_bodies", id, &entry.body)?;
     Ok(id)
 }
 
@@ -108,11 +110,12 @@ pub(super) fn entry(conn: &Connection, owner: &str, id: i64) -> StoreResult<Opti
     else {
         return Ok(None);
     };
-    entry.body = conn
-        .prepare_cached("SELECT body FROM mailbox_bodies WHERE entry = ?1")
-        .map_err(db(what))?
-        .query_row([id], |row| row.get(0))
-        .map_err(db(what))?;
+    let select = "SELECT rowid, length(body) FROM mailbox_bodies WHERE entry = ?1";
+    entry.body =
+        blobs::read(conn, "mailbox_bodies", select, [id])?.ok_or_else(|| StoreError::NotFound {
+            what: "mailbox body",
+            id: id.to_string(),
+        })?;
     Ok(Some(entry))
 }
 

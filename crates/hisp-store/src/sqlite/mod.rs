@@ -18,6 +18,7 @@ macro_rules! value {
 }
 
 mod api;
+mod blobs;
 mod directory;
 mod inbound;
 mod mailbox;

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
+use super::blobs::{self, Body};
 use super::{
     collect, db, domain_of, fold, new_id, parse_name, sql_len, sql_limit, timeline, unsigned,
 };
@@ -123,8 +124,9 @@ fn insert(conn: &Connection, msg: &NewOutbound, lease: Option<&LeaseTo>) -> Stor
     .map_err(db(what))?;
     conn.prepare_cached("INSERT INTO message_bodies (message, body) VALUES (?1, ?2)")
         .map_err(db(what))?
-        .execute(params![id.0, msg.body.as_slice()])
+        .execute(params![id.0, Body(&msg.body)])
         .map_err(db(what))?;
+    blobs::fill(conn, "message_bodies", conn.last_insert_rowid(), &msg.body)?;
     // Duplicates (in any case) collapse on UNIQUE (message, rcpt); seq keeps the order.
     // A leased row is due when its lease runs out, as `lease_due` leaves it.
     let (owner, due) = match lease {
@@ -159,12 +161,12 @@ fn insert(conn: &Connection, msg: &NewOutbound, lease: Option<&LeaseTo>) -> Stor
 
 /// The submitted body.
 pub(super) fn outbound_body(conn: &Connection, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
-    let what = "reading a message body";
-    conn.prepare_cached("SELECT body FROM message_bodies WHERE message = ?1")
-        .map_err(db(what))?
-        .query_row([&id.0], |row| row.get(0))
-        .optional()
-        .map_err(db(what))
+    blobs::read(
+        conn,
+        "message_bodies",
+        "SELECT rowid, length(body) FROM message_bodies WHERE message = ?1",
+        [&id.0],
+    )
 }
 
 /// Keep (or replace) the sealed form for one domain.
@@ -190,9 +192,9 @@ pub(super) fn store_sealed(
         "INSERT OR REPLACE INTO sealed (message, domain, body) VALUES (?1, ?2, ?3)",
     )
     .map_err(db(what))?
-    .execute(params![id.0, fold(domain), sealed])
+    .execute(params![id.0, fold(domain), Body(sealed)])
     .map_err(db(what))?;
-    Ok(())
+    blobs::fill(conn, "sealed", conn.last_insert_rowid(), sealed)
 }
 
 /// The sealed form for one domain.
@@ -201,12 +203,12 @@ pub(super) fn sealed(
     id: &QueueId,
     domain: &str,
 ) -> StoreResult<Option<Vec<u8>>> {
-    let what = "reading a sealed message";
-    conn.prepare_cached("SELECT body FROM sealed WHERE message = ?1 AND domain = ?2")
-        .map_err(db(what))?
-        .query_row(params![id.0, fold(domain)], |row| row.get(0))
-        .optional()
-        .map_err(db(what))
+    blobs::read(
+        conn,
+        "sealed",
+        "SELECT rowid, length(body) FROM sealed WHERE message = ?1 AND domain = ?2",
+        params![id.0, fold(domain)],
+    )
 }
 
 /// Lease due recipients, grouped per (message, domain), oldest due first. Runs on the
