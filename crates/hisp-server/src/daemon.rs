@@ -126,6 +126,12 @@ pub async fn start_with_options<S: Store>(
         Ok(n) => tracing::info!(released = n, "took back leases held before a restart"),
         Err(e) => return Err(e.into()),
     }
+    let tmp = crate::spill::dir(&ctx.config.server.data_dir);
+    match crate::spill::clean(&tmp) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed temporary files of a previous run"),
+        Err(e) => tracing::warn!(dir = %tmp.display(), error = %e, "cannot clean temporary files"),
+    }
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let host = ctx.config.server.hostname.clone();

@@ -18,5 +18,6 @@ pub mod outbound;
 pub mod pair;
 pub mod report;
 pub mod smtp_handler;
+pub mod spill;
 pub mod tracker;
 pub mod users;

@@ -7,8 +7,9 @@
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::notify::{dsn_for_sender, Failure, Original};
+use crate::spill::{TempFile, LARGE};
 use hisp_direct::keys::Credential;
-use hisp_direct::seal::{seal, SealOptions};
+use hisp_direct::seal::{seal, seal_to, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError, Content};
 use hisp_smtp::Envelope;
 use hisp_store::{
@@ -191,12 +192,13 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Optio
         )
         .await;
     }
-    let (relayed, failed, retry) = attempt(ctx, &lease, &rcpts, &sealed).await;
-    if fresh && !retry.is_empty() {
-        // Kept for the retries only: a message delivered at once is never stored sealed.
+    let (relayed, failed, retry) = attempt(ctx, &lease, &rcpts, sealed.content()).await;
+    if let (Sealed::Memory(bytes), true) = (&sealed, fresh && !retry.is_empty()) {
+        // Kept for the retries only: a message delivered at once is never stored sealed
+        // (nor is a large one: sealing again costs less than keeping it).
         if let Err(e) = ctx
             .store
-            .store_sealed(&lease.message, &lease.domain, &sealed)
+            .store_sealed(&lease.message, &lease.domain, bytes)
             .await
         {
             tracing::warn!(error = %e, "cannot keep the sealed form; it will be sealed again");
@@ -217,13 +219,33 @@ fn fail(r: &OutRecipient, status: (u8, u16, u16), why: &str, remote: Option<Stri
     }
 }
 
+/// A sealed message: in memory, or in a temporary file when it is large.
+enum Sealed {
+    Memory(Vec<u8>),
+    File { file: TempFile, len: u64 },
+}
+
+impl Sealed {
+    fn content(&self) -> Content<'_> {
+        match self {
+            Sealed::Memory(b) => Content::Bytes(b),
+            Sealed::File { file, len } => Content::File {
+                path: file.path(),
+                len: *len,
+                // Sealed output is base64 under ASCII headers.
+                eight_bit: false,
+            },
+        }
+    }
+}
+
 /// The sealed message for the lease's domain (kept from an earlier attempt, or made now:
 /// `fresh`), the recipients it can reach, and the recipients without a usable certificate.
 async fn sealed_for<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
     body: Option<Arc<Vec<u8>>>,
-) -> Result<(Vec<u8>, Vec<OutRecipient>, Vec<Failure>, bool), String> {
+) -> Result<(Sealed, Vec<OutRecipient>, Vec<Failure>, bool), String> {
     let mut reachable = Vec::new();
     let mut certs = Vec::new();
     let mut no_cert = Vec::new();
@@ -247,7 +269,7 @@ async fn sealed_for<S: Store>(
         }
     }
     if reachable.is_empty() {
-        return Ok((Vec::new(), reachable, no_cert, false));
+        return Ok((Sealed::Memory(Vec::new()), reachable, no_cert, false));
     }
     let store = &ctx.store;
     let body = match body {
@@ -255,7 +277,7 @@ async fn sealed_for<S: Store>(
         Some(b) => b,
         None => {
             if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
-                return Ok((s, reachable, no_cert, false));
+                return Ok((Sealed::Memory(s), reachable, no_cert, false));
             }
             let body = store.outbound_body(&lease.message).await;
             Arc::new(
@@ -272,13 +294,22 @@ async fn sealed_for<S: Store>(
     opts.key_transport = c.key_transport();
     opts.digest = c.digest();
     let started = Instant::now();
+    let spill = (body.len() > LARGE).then(|| crate::spill::dir(&ctx.config.server.data_dir));
     let sealed = crate::context::crypto(body.len(), move || {
         let refs: Vec<&openssl::x509::X509Ref> = certs.iter().map(|c| c.x509.as_ref()).collect();
-        seal(&body, &cred, &refs, &opts)
+        let Some(dir) = spill else {
+            return seal(&body, &cred, &refs, &opts)
+                .map(Sealed::Memory)
+                .map_err(|e| format!("cannot seal: {e}"));
+        };
+        let (file, mut f) = TempFile::create(&dir)
+            .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+        let len = seal_to(&body, &cred, &refs, &opts, &mut f)
+            .map_err(|e| format!("cannot seal to {}: {e}", file.path().display()))?;
+        Ok(Sealed::File { file, len })
     })
     .await
-    .ok_or("sealing failed unexpectedly")?
-    .map_err(|e| format!("cannot seal: {e}"))?;
+    .ok_or("sealing failed unexpectedly")??;
     ctx.metrics
         .seal_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -300,7 +331,7 @@ async fn attempt<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
     rcpts: &[OutRecipient],
-    sealed: &[u8],
+    sealed: Content<'_>,
 ) -> Outcome {
     let targets = match ctx.route_for(&lease.domain) {
         Some(t) => vec![t],
@@ -313,15 +344,11 @@ async fn attempt<S: Store>(
         mail_from: lease.sender.clone(),
         rcpt_to: rcpts.iter().map(|r| r.rcpt.clone()).collect(),
         body_8bit: false,
-        declared_size: Some(sealed.len() as u64),
+        declared_size: Some(sealed.len()),
     };
     let mut last_err = None;
     for t in &targets {
-        match ctx
-            .pool
-            .deliver(t, &ctx.client, &env, Content::Bytes(sealed))
-            .await
-        {
+        match ctx.pool.deliver(t, &ctx.client, &env, sealed).await {
             Ok(d) => {
                 let mut out: Outcome = (Vec::new(), Vec::new(), Vec::new());
                 for r in rcpts {

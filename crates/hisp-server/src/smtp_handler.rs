@@ -11,8 +11,13 @@ use hisp_smtp::{AuthOutcome, Envelope, Handler, Reply, SessionInfo};
 use hisp_store::{NewInbound, NewOutbound, OutKind, Store};
 use std::sync::Arc;
 
-/// The largest relayed message opened before `250` (larger ones are spooled first).
-const INLINE_MAX: usize = 4 << 20;
+/// Put `head` before `body` in place: a large message is moved within its buffer (or
+/// the allocator remaps it), never copied to a second one.
+fn prepend(body: &mut Vec<u8>, head: &[u8]) {
+    if !head.is_empty() {
+        body.splice(0..0, head.iter().copied());
+    }
+}
 
 /// The submission port (RFC 6409).
 pub struct Submission<S: Store>(pub Arc<Context<S>>);
@@ -147,12 +152,8 @@ pub fn prepare_submission<S: Store>(
             format!("Date: {}\r\n", hisp_direct::time::format_rfc5322(now)).as_bytes(),
         );
     }
-    let body = if added.is_empty() {
-        message
-    } else {
-        added.extend_from_slice(&message);
-        added
-    };
+    let mut body = message;
+    prepend(&mut body, &added);
     Ok(Submitted {
         body,
         message_id,
@@ -212,17 +213,16 @@ impl<S: Store> Handler for Relay<S> {
         let ctx = &self.0;
         // RFC 5321 §4.4: every hop adds its trace line (outside the S/MIME envelope, so the
         // signature is unaffected).
-        let mut body = format!(
+        let trace = format!(
             "Received: from {} ([{}]) by {} with {}; {}\r\n",
             session.helo.as_deref().unwrap_or("unknown"),
             session.peer.ip(),
             ctx.config.server.hostname,
             if session.tls { "ESMTPS" } else { "ESMTP" },
             hisp_direct::time::format_rfc5322(ctx.now())
-        )
-        .into_bytes();
-        body.extend_from_slice(&message);
-        drop(message);
+        );
+        let mut body = message;
+        prepend(&mut body, trace.as_bytes());
         let new = NewInbound {
             mail_from: env.mail_from.to_ascii_lowercase(),
             rcpts: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
@@ -230,10 +230,10 @@ impl<S: Store> Handler for Relay<S> {
             peer: session.peer.to_string(),
             now: ctx.now(),
         };
-        // With the workers running, mail up to INLINE_MAX is opened and committed with
+        // With the workers running, mail up to spill::LARGE is opened and committed with
         // its outcome before `250`; larger mail (and all of it in hand-stepped tests) is
         // spooled for the inbound workers, so a big message is not held twice in memory.
-        let result = if ctx.immediate && new.body.len() <= INLINE_MAX {
+        let result = if ctx.immediate && new.body.len() <= crate::spill::LARGE {
             crate::inbound::receive(ctx, new).await
         } else {
             let spooled = ctx.store.spool_inbound(new).await;

@@ -178,11 +178,17 @@ pub enum Content<'a> {
 }
 
 impl Content<'_> {
-    fn len(&self) -> u64 {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
         match self {
             Content::Bytes(b) => b.len() as u64,
             Content::File { len, .. } => *len,
         }
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn eight_bit(&self) -> bool {
