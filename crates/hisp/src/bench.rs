@@ -236,6 +236,18 @@ fn rate(threads: usize, dur: Duration, f: impl Fn() -> Result<()> + Sync) -> Res
     Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Seconds of one core that one exchange of a `size`-byte message cannot go below: four
+/// RSA private operations, and the bulk passes Direct requires (digest and encrypt to
+/// seal, decrypt and digest to open), from rates measured on this machine (`rsa_n` on all
+/// `threads`, the bulk rates in MB/s on one).
+pub fn exchange_floor_secs(size: usize, rsa_n: f64, threads: usize, dur: Duration) -> Result<f64> {
+    let sha = throughput(dur, |b| openssl::sha::sha256(b).len())?;
+    let enc = throughput(dur, |b| aes(b, Mode::Encrypt))?;
+    let dec = throughput(dur, |b| aes(b, Mode::Decrypt))?;
+    let mb = size as f64 / 1e6;
+    Ok(4.0 * threads as f64 / rsa_n + mb * (2.0 / sha + 1.0 / enc + 1.0 / dec))
+}
+
 /// MB/s of `f` over a 4 MiB buffer on one thread.
 fn throughput(dur: Duration, f: impl Fn(&[u8]) -> usize) -> Result<f64> {
     let buf = vec![0x5au8; 4 << 20];

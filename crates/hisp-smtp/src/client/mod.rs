@@ -193,7 +193,7 @@ impl Content<'_> {
 
     fn eight_bit(&self) -> bool {
         match self {
-            Content::Bytes(b) => b.iter().any(|b| *b >= 0x80),
+            Content::Bytes(b) => !b.is_ascii(),
             Content::File { eight_bit, .. } => *eight_bit,
         }
     }

@@ -19,6 +19,7 @@ macro_rules! value {
 
 mod api;
 mod blobs;
+mod checkpoint;
 mod directory;
 mod inbound;
 mod mailbox;
@@ -53,6 +54,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
+    // Dropped after the writer: the last checkpoint sees its last commit.
+    _checkpointer: checkpoint::Checkpointer,
     readers: Readers,
 }
 
@@ -68,6 +71,9 @@ impl SqliteStore {
     /// newer than this code, or that is not a database, with [`StoreError::Open`].
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let conn = schema::open_writer(path)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(&conn, path).map_err(|e| {
+            schema::open_error(path, format!("cannot start the checkpoint thread: {e}"))
+        })?;
         let writer = writer::Writer::spawn(conn).map_err(|e| {
             schema::open_error(path, format!("cannot start the writer thread: {e}"))
         })?;
@@ -75,6 +81,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer,
+                _checkpointer: checkpointer,
                 readers: Readers {
                     idle: Mutex::new(Vec::new()),
                     permits: Arc::new(Semaphore::new(MAX_READERS)),
