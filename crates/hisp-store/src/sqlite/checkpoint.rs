@@ -1,21 +1,24 @@
-//! WAL checkpoints on their own thread. SQLite's automatic checkpoint runs inside the
+//! WAL checkpoints off the writer thread. SQLite's automatic checkpoint runs inside the
 //! committing connection, so the writer thread (and every caller waiting on its group
 //! commit) would stop to copy the WAL into the database and fsync it, every 4 MiB: with
-//! 1 MiB messages, every other exchange. Here the writer never checkpoints; this thread
-//! does, passively (never blocking the writer or readers), a few times a second. Under
-//! steady writes a passive checkpoint never catches the writer, and the WAL can only start
-//! over once it has; so past [`RESTART_PAGES`] one restarting checkpoint (which holds off
-//! writers while it copies the few frames the passive ones left) lets it wrap, and its
-//! file stays the same size: rewriting allocated blocks costs far less than growing.
+//! 1 MiB messages, every other exchange. Here the writer never checkpoints on its own; it
+//! nudges this thread after each commit, which copies passively (never blocking the
+//! writer or readers), at most every [`SPACING`]. A passive checkpoint never quite
+//! catches a busy writer, and the WAL starts over only once it has; so past
+//! [`RESTART_PAGES`] this thread asks the writer to run one restarting checkpoint between
+//! two batches (it has only the last few frames to copy, and nobody contends for the
+//! write lock it already holds; asked from here, it would starve behind the writer). The
+//! WAL file then keeps its size: rewriting allocated blocks costs far less than growing.
 
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How often the WAL is copied back into the database.
-const EVERY: Duration = Duration::from_millis(250);
+/// The least time between two checkpoints (each costs two fsyncs).
+const SPACING: Duration = Duration::from_millis(50);
 
 /// WAL pages (4 KiB each) past which the log is made to start over.
 const RESTART_PAGES: i64 = 8192;
@@ -24,59 +27,78 @@ const RESTART_PAGES: i64 = 8192;
 /// (long-lived readers keep it from being reset).
 const WARN_PAGES: i64 = 1 << 18;
 
-/// The checkpoint thread; stops (after a last checkpoint) when dropped.
+/// The checkpoint thread; it ends (after a last checkpoint) once the writer's nudge
+/// sender is gone, and dropping this waits for that.
 pub(super) struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     /// Turn off automatic checkpoints on `writer` and start the thread on a connection of
-    /// its own to `path`.
-    pub(super) fn spawn(writer: &Connection, path: &Path) -> rusqlite::Result<Checkpointer> {
+    /// its own to `path`; returns it and what the writer calls after each commit.
+    pub(super) fn spawn(
+        writer: &Connection,
+        path: &Path,
+    ) -> rusqlite::Result<(Checkpointer, Nudge)> {
         let conn = Connection::open(path)?;
-        // Short: a restarting checkpoint holds off the writer while it waits for readers.
-        conn.busy_timeout(Duration::from_millis(100))?;
+        conn.busy_timeout(Duration::from_secs(1))?;
         // A checkpoint syncs the WAL before copying and the database after.
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
         writer.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-        let (stop, stopped) = mpsc::channel();
+        let (sender, nudged) = mpsc::sync_channel(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let wanted = restart.clone();
         let thread = std::thread::Builder::new()
             .name("hisp-store-checkpoint".into())
-            .spawn(move || run(&conn, &stopped))
+            .spawn(move || run(&conn, &nudged, &wanted))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Checkpointer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok((
+            Checkpointer {
+                thread: Some(thread),
+            },
+            Nudge { sender, restart },
+        ))
+    }
+}
+
+/// The writer's end: called after each commit.
+pub(super) struct Nudge {
+    sender: mpsc::SyncSender<()>,
+    restart: Arc<AtomicBool>,
+}
+
+impl Nudge {
+    /// A batch was committed on `conn`: wake the checkpoint thread (nudges coalesce) and,
+    /// when it asked for one, run the restarting checkpoint here.
+    pub(super) fn committed(&self, conn: &Connection) {
+        let _ = self.sender.try_send(());
+        if self.restart.swap(false, Ordering::Relaxed) {
+            if let Err(e) = checkpoint(conn, "RESTART") {
+                tracing::warn!(error = %e, "restarting WAL checkpoint failed; it is retried");
+            }
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, nudged: &mpsc::Receiver<()>, restart: &AtomicBool) {
     let mut warned = false;
     loop {
-        let last = matches!(
-            stopped.recv_timeout(EVERY),
-            Err(mpsc::RecvTimeoutError::Disconnected) | Ok(())
-        );
-        let result = checkpoint(conn, "PASSIVE").and_then(|(log, done)| {
-            if log > RESTART_PAGES {
-                checkpoint(conn, "RESTART")
-            } else {
-                Ok((log, done))
-            }
-        });
+        let last = nudged.recv().is_err();
+        let started = Instant::now();
+        let result = checkpoint(conn, "PASSIVE");
+        if let Ok(p) = &result {
+            restart.store(p.log > RESTART_PAGES, Ordering::Relaxed);
+        }
         match result {
-            Ok((log, done)) if log - done > WARN_PAGES && !warned => {
+            Ok(Pages { log, done, .. }) if log - done > WARN_PAGES && !warned => {
                 warned = true;
                 tracing::warn!(
                     wal_pages = log,
@@ -90,12 +112,24 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
         if last {
             return;
         }
+        std::thread::sleep(SPACING.saturating_sub(started.elapsed()));
     }
 }
 
-/// One checkpoint in `mode`: (pages in the WAL, pages copied to the database).
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+/// What a checkpoint reports.
+struct Pages {
+    /// Pages in the WAL.
+    log: i64,
+    /// Pages copied into the database.
+    done: i64,
+}
+
+/// One checkpoint in `mode`.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pages> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
+        Ok(Pages {
+            log: r.get(1)?,
+            done: r.get(2)?,
+        })
     })
 }

@@ -71,10 +71,11 @@ impl SqliteStore {
     /// newer than this code, or that is not a database, with [`StoreError::Open`].
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let conn = schema::open_writer(path)?;
-        let checkpointer = checkpoint::Checkpointer::spawn(&conn, path).map_err(|e| {
-            schema::open_error(path, format!("cannot start the checkpoint thread: {e}"))
-        })?;
-        let writer = writer::Writer::spawn(conn).map_err(|e| {
+        let (checkpointer, committed) =
+            checkpoint::Checkpointer::spawn(&conn, path).map_err(|e| {
+                schema::open_error(path, format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        let writer = writer::Writer::spawn(conn, committed).map_err(|e| {
             schema::open_error(path, format!("cannot start the writer thread: {e}"))
         })?;
         Ok(SqliteStore {

@@ -4,6 +4,7 @@
 //! answers them only after the commit, so one fsync makes a whole batch durable (STYLE §4:
 //! nothing is acknowledged before it is committed). Reads do not come here (`mod.rs`).
 
+use super::checkpoint::Nudge;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -86,14 +87,15 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Start the thread, which owns `conn` from now on.
-    pub(super) fn spawn(conn: Connection) -> std::io::Result<Writer> {
+    /// Start the thread, which owns `conn` from now on; after each commit it tells the
+    /// checkpointer through `committed`.
+    pub(super) fn spawn(conn: Connection, committed: Nudge) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name("hisp-store-writer".into())
-            .spawn(move || run(conn, queue, &counter))?;
+            .spawn(move || run(conn, queue, &counter, &committed))?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -135,7 +137,12 @@ impl Drop for Writer {
 }
 
 /// The thread's loop: block for one job, take whatever else is already waiting, commit.
-fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+fn run(
+    conn: Connection,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    commits: &AtomicU64,
+    committed: &Nudge,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -148,6 +155,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU6
         match run_batch(&conn, &mut batch) {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                committed.committed(&conn);
                 for job in batch {
                     job.finish(None);
                 }
