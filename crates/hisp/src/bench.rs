@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Size in MiB of the message whose open is measured for peak memory (0 = skip).
     #[arg(long, default_value_t = 100)]
     rss_mib: usize,
+    /// `exchange`: also run this Postfix relay script (e.g. ../shared/bench/postfix-relay.sh)
+    /// in the same run and print what Postfix relays (10 KiB, durable queue, no crypto).
+    #[arg(long)]
+    postfix: Option<std::path::PathBuf>,
 }
 
 struct Party {
@@ -51,7 +55,11 @@ struct Party {
 pub fn run(a: &BenchArgs) -> Result<u8> {
     if a.what == "exchange" {
         let sizes = parse_sizes(a.sizes.as_deref().unwrap_or("10k,1m"))?;
-        return crate::bench_exchange::run(a.messages, &sizes, a.seconds, a.rss_mib);
+        let code = crate::bench_exchange::run(a.messages, &sizes, a.seconds, a.rss_mib)?;
+        if let Some(script) = &a.postfix {
+            crate::bench_exchange::postfix_peer(script, a.messages.clamp(1000, 10_000));
+        }
+        return Ok(code);
     }
     if a.what != "seal-open" {
         bail!(

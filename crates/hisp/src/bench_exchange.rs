@@ -99,6 +99,36 @@ async fn bench(
     Ok(0)
 }
 
+/// Run the Postfix relay anchor script with `n` messages of 10 KiB and print its figure
+/// (or why there is none) beside ours. One exchange relays two messages (the message and
+/// its MDN), each signed, encrypted and sent over STARTTLS; Postfix's carry no crypto.
+pub fn postfix_peer(script: &std::path::Path, n: usize) {
+    println!(
+        "\n  peer, measured now: {} (N={n}, INGEST=0)",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .env("N", n.to_string())
+        .env("INGEST", "0")
+        .output();
+    match out {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            match text.lines().find(|l| l.starts_with("postfix relay:")) {
+                Some(line) => println!("    {line}"),
+                None => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    let why = err.lines().last().unwrap_or("no output");
+                    println!("    no figure ({}): {why}", o.status);
+                }
+            }
+        }
+        Err(e) => println!("    cannot run it: {e}"),
+    }
+    println!("    (one Hisp exchange relays two messages, each sealed and sent over STARTTLS)");
+}
+
 fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = openssl::rand::rand_bytes(&mut b);
