@@ -5,6 +5,7 @@ mod bench;
 mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;
+mod cmd_discover;
 mod cmd_init;
 mod cmd_open;
 mod cmd_seal;
@@ -32,6 +33,8 @@ enum Command {
     Seal(cmd_seal::SealArgs),
     /// Decrypt, verify, check trust and binding, and unwrap a Direct message.
     Open(cmd_open::OpenArgs),
+    /// Find an address's certificates (DNS CERT) and say which are usable and why not.
+    Discover(cmd_discover::DiscoverArgs),
     /// Measure throughput and print it next to the machine's ceiling.
     Bench(bench::BenchArgs),
     /// Run the daemon (or check its configuration with --check).
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd_init::run(&a),
         Command::Seal(a) => cmd_seal::run(&a),
         Command::Open(a) => cmd_open::run(&a),
+        Command::Discover(a) => cmd_discover::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Serve(a) => cmd_admin::serve(&a),
         Command::User(c) => cmd_admin::user(&c),

@@ -1,0 +1,124 @@
+//! Finding a Direct recipient's certificates on the open network (Applicability Statement
+//! §5, RFC 4398): DNS CERT records at the address's owner name, then at the domain's; each
+//! found certificate is put through the selection rules ([`select`]) and either used or
+//! reported with the reason it was turned down. An address that has certificates published
+//! for it never falls back to its domain's, even when none of its own is usable.
+#![warn(missing_docs)]
+
+pub mod dns;
+pub mod record;
+pub mod select;
+#[cfg(feature = "testbind")]
+pub mod testbind;
+
+use dns::{DnsAnswer, DnsCerts, DnsError};
+use hisp_direct::cert::ParsedCert;
+use record::{address_owner, cert_type, domain_owner, CertRecord, NameError};
+use select::{Candidate, Policy, Rejected, Source, Usable};
+use std::sync::Arc;
+
+/// What discovery found for an address.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Certificates that may be encrypted to.
+    pub usable: Vec<Usable>,
+    /// Certificates turned down, each with its reason.
+    pub rejected: Vec<Rejected>,
+    /// Where the answer came from, for the report: e.g. `dns: bob.d.example. (2 records)`.
+    pub trail: Vec<String>,
+}
+
+/// Why discovery could not give an answer (as opposed to answering "none").
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The address cannot be turned into a DNS name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// DNS did not answer.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+}
+
+/// Certificate discovery.
+pub struct Discovery {
+    dns: DnsCerts,
+}
+
+impl Discovery {
+    /// Discovery through `dns`.
+    pub fn new(dns: DnsCerts) -> Discovery {
+        Discovery { dns }
+    }
+
+    /// The certificates to encrypt to `address`: those published for the address, or
+    /// when there are none at all, those published for its domain.
+    pub async fn discover(
+        &self,
+        address: &str,
+        policy: &Policy<'_>,
+    ) -> Result<Found, DiscoveryError> {
+        let address = address.trim().to_ascii_lowercase();
+        let mut found = Found::default();
+        let owner = address_owner(&address)?;
+        let mut candidates = self.dns_candidates(&owner, &mut found).await?;
+        if candidates.is_empty() {
+            let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            let owner = domain_owner(domain)?;
+            candidates = self.dns_candidates(&owner, &mut found).await?;
+        }
+        let (usable, rejected) = select::select(&address, &candidates, policy);
+        found.usable = usable;
+        found.rejected.extend(rejected);
+        Ok(found)
+    }
+
+    async fn dns_candidates(
+        &self,
+        owner: &hickory_resolver::proto::rr::Name,
+        found: &mut Found,
+    ) -> Result<Vec<Candidate>, DiscoveryError> {
+        let answer = self.dns.lookup(owner).await?;
+        found.trail.push(match &answer {
+            DnsAnswer::Records { records, .. } => format!("dns {owner}: {} CERT", records.len()),
+            DnsAnswer::NxDomain => format!("dns {owner}: NXDOMAIN"),
+            DnsAnswer::NoData => format!("dns {owner}: no CERT records"),
+        });
+        let mut out = Vec::new();
+        for r in answer.records() {
+            match candidate(r) {
+                Ok(c) => out.push(c),
+                Err(reason) => found.rejected.push(unreadable(r, reason)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn candidate(r: &CertRecord) -> Result<Candidate, String> {
+    match r.cert_type {
+        cert_type::PKIX => ParsedCert::from_der(&r.data)
+            .map(|c| Candidate {
+                cert: Arc::new(c),
+                source: Source::Dns,
+            })
+            .map_err(|e| format!("PKIX record is not a DER certificate: {e}")),
+        cert_type::IPKIX | cert_type::URI_PRIVATE => Err(format!(
+            "certificate by URL ({}) is not fetched yet: publish it as PKIX",
+            r.url().unwrap_or("not UTF-8")
+        )),
+        t => Err(format!("CERT type {t} is not an X.509 certificate")),
+    }
+}
+
+fn unreadable(r: &CertRecord, reason: String) -> Rejected {
+    Rejected {
+        sha256: hex(&openssl::sha::sha256(&r.data)),
+        subject: String::new(),
+        source: Source::Dns,
+        reason,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,115 @@
+//! A real BIND (`named`) on a loopback high port serving one zone, for the tests. It runs
+//! under a small shell that stops it and removes its directory when its stdin closes, which
+//! happens when the handle drops or the test process ends in any way (a zone kept in a
+//! `static` is never dropped). `named` comes from Debian's bind9 package (scripts/test
+//! installs it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `named`.
+pub struct Named {
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+    alive: Option<ChildStdin>,
+    guard: Child,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let port = 20000 + (rand_u16() % 12000);
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(a).is_ok() && UdpSocket::bind(a).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port for named");
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    u16::from_be_bytes(b)
+}
+
+impl Named {
+    /// Serve `zone` (records, one per line, relative to `origin`) as the primary.
+    pub fn start(origin: &str, records: &str) -> Named {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let d = dir.display().to_string();
+        let zone = format!(
+            "$TTL 300\n@ IN SOA ns.{origin}. admin.{origin}. 1 3600 600 86400 60\n\
+             @ IN NS ns.{origin}.\nns IN A 127.0.0.1\n{records}\n"
+        );
+        std::fs::write(dir.join("zone"), zone).unwrap();
+        let port = free_port();
+        // max-udp-size 1232: the DNS flag day size; larger answers are truncated and must
+        // be asked again over TCP (RFC 7766).
+        let conf = format!(
+            "options {{ directory \"{d}\"; listen-on port {port} {{ 127.0.0.1; }};\n\
+             listen-on-v6 {{ none; }}; pid-file \"{d}/named.pid\"; recursion no;\n\
+             dnssec-validation no; max-udp-size 1232; notify no; }};\n\
+             controls {{ }};\n\
+             zone \"{origin}\" {{ type primary; file \"{d}/zone\"; }};\n"
+        );
+        std::fs::write(dir.join("named.conf"), conf).unwrap();
+        let script = r#"named -g -n 1 -c "$1/named.conf" 2>"$1/named.log" & p=$!
+read _ ; kill $p ; wait $p ; rm -rf "$1""#;
+        let mut child = Command::new("sh")
+            .args(["-c", script, "named-guard"])
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh");
+        let alive = child.stdin.take();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let named = Named {
+            addr,
+            alive,
+            guard: child,
+            dir,
+        };
+        named.wait_ready();
+        named
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let log = self.log();
+            assert!(
+                !log.contains("exiting (due to fatal error)"),
+                "named failed (is the bind9 package installed?):\n{log}"
+            );
+            let up = log.contains("running");
+            if up && TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("named did not start:\n{}", self.log());
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        drop(self.alive.take());
+        let _ = self.guard.wait();
+    }
+}
+
+/// A CERT PKIX record line for `owner` (relative) holding `der`.
+pub fn cert_line(owner: &str, der: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(der);
+    format!("{owner} IN CERT PKIX 0 0 {b64}")
+}
