@@ -20,10 +20,13 @@ pub struct Named {
 }
 
 fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..200 {
         let port = 20000 + (rand_u16() % 12000);
         let a = SocketAddr::from(([127, 0, 0, 1], port));
-        if TcpListener::bind(a).is_ok() && UdpSocket::bind(a).is_ok() {
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) && TcpListener::bind(a).is_ok() && UdpSocket::bind(a).is_ok() {
+            given.push(port);
             return port;
         }
     }

@@ -7,6 +7,9 @@ use crate::directory::{Directory, DirectoryError};
 use crate::metrics::Metrics;
 use hisp_direct::alg::Profile;
 use hisp_direct::cert::{CertCache, ParsedCert};
+use hisp_discovery::dns::DnsCerts;
+use hisp_discovery::select::Policy;
+use hisp_discovery::Discovery;
 use hisp_store::Store;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -47,7 +50,19 @@ pub struct Context<S: Store> {
     pub immediate: bool,
     /// The last lease batch was full: more work may be due when a slot frees.
     pub backlog: AtomicBool,
+    /// DNS CERT discovery for recipients without a static certificate (`None` when off).
+    pub discovery: Option<Discovery>,
     directory: RwLock<Arc<Directory>>,
+}
+
+/// What is known of a recipient's certificates.
+pub enum RecipientCerts {
+    /// Certificates to encrypt to.
+    Found(Vec<Arc<ParsedCert>>),
+    /// None usable, with every reason (a permanent failure: the sender's DSN names them).
+    None(Vec<String>),
+    /// Discovery got no answer (DNS failure): try again later.
+    Unknown(String),
 }
 
 impl<S: Store> Context<S> {
@@ -64,6 +79,7 @@ impl<S: Store> Context<S> {
         let profile = config.crypto.profile();
         let node = config.server.hostname.clone();
         let idle_sessions = config.queue.delivery_workers;
+        let discovery = discovery(&config);
         Context {
             config,
             store,
@@ -81,6 +97,7 @@ impl<S: Store> Context<S> {
             delivery_slots: Arc::new(Semaphore::new(idle_sessions)),
             immediate,
             backlog: AtomicBool::new(false),
+            discovery,
             directory: RwLock::new(Arc::new(directory)),
         }
     }
@@ -127,9 +144,46 @@ impl<S: Store> Context<S> {
         Ok(found)
     }
 
-    /// Certificates to encrypt to `address`: the static directory (discovery joins later).
-    pub fn recipient_certs(&self, address: &str) -> (Vec<Arc<ParsedCert>>, Vec<String>) {
-        self.directory().static_certs_for(address, self.now())
+    /// Certificates to encrypt to `address` for `sender`: the static directory when it has
+    /// any for the address or its domain (an operator's override), else DNS discovery,
+    /// judged against the sender's domain's anchors.
+    pub async fn recipient_certs(&self, sender: &str, address: &str) -> RecipientCerts {
+        let dir = self.directory();
+        let now = self.now();
+        let (found, rejected) = dir.static_certs_for(address, now);
+        if !found.is_empty() {
+            return RecipientCerts::Found(found);
+        }
+        let Some(discovery) = self.discovery.as_ref().filter(|_| rejected.is_empty()) else {
+            return RecipientCerts::None(rejected);
+        };
+        let Some(domain) = dir.local_domain(sender) else {
+            return RecipientCerts::None(vec![format!("{sender} is not in a local domain")]);
+        };
+        let policy = Policy {
+            anchors: &domain.anchors,
+            intermediates: &[],
+            crls: &[],
+            at: now,
+            profile: &self.profile,
+        };
+        match discovery.discover(address, &policy).await {
+            Ok(f) if !f.usable.is_empty() => {
+                RecipientCerts::Found(f.usable.into_iter().map(|u| u.cert).collect())
+            }
+            Ok(f) => {
+                let mut why: Vec<String> = f
+                    .rejected
+                    .iter()
+                    .map(|r| format!("{} ({}): {}", r.sha256, r.source.as_str(), r.reason))
+                    .collect();
+                if why.is_empty() {
+                    why.push(format!("none published ({})", f.trail.join("; ")));
+                }
+                RecipientCerts::None(why)
+            }
+            Err(e) => RecipientCerts::Unknown(e.to_string()),
+        }
     }
 
     /// Where to deliver mail for `domain`: its static route, our own relay port for a local
@@ -145,6 +199,25 @@ impl<S: Store> Context<S> {
             .any(|d| d.name.eq_ignore_ascii_case(domain));
         local.then(|| self.relay_addr.to_string())
     }
+}
+
+/// Discovery as configured; off (with a warning) when the system resolver is unusable.
+fn discovery(config: &Config) -> Option<Discovery> {
+    let c = &config.discovery;
+    if !c.enabled {
+        return None;
+    }
+    let dns = match c.dns {
+        Some(addr) => DnsCerts::at(addr, c.timeout),
+        None => match DnsCerts::system(c.timeout) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate discovery is off: set discovery.dns");
+                return None;
+            }
+        },
+    };
+    Some(Discovery::new(dns))
 }
 
 /// Messages up to this size are sealed and opened on the reactor thread that has them.

@@ -4,7 +4,7 @@
 //! wait for the MDN), retry on the 2 min → doubling → 2 h schedule, or fail with a DSN to
 //! the sender at once on a permanent error, a missing certificate, or expiry.
 
-use crate::context::Context;
+use crate::context::{Context, RecipientCerts};
 use crate::metrics::Metrics;
 use crate::notify::{dsn_for_sender, Failure, Original};
 use crate::spill::{TempFile, LARGE};
@@ -161,7 +161,13 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Optio
         )
         .await;
     }
-    let (sealed, rcpts, no_cert, fresh) = match sealed_for(ctx, &lease, body).await {
+    let Prepared {
+        sealed,
+        reachable: rcpts,
+        no_cert,
+        unknown,
+        fresh,
+    } = match sealed_for(ctx, &lease, body).await {
         Ok(x) => x,
         Err(why) => {
             // Our own failure (store, key): try again later rather than fail the message.
@@ -182,17 +188,9 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Optio
         }
     };
     if rcpts.is_empty() {
-        return finish(
-            ctx,
-            &lease,
-            Vec::new(),
-            no_cert,
-            Vec::new(),
-            RcptState::Failed,
-        )
-        .await;
+        return finish(ctx, &lease, Vec::new(), no_cert, unknown, RcptState::Failed).await;
     }
-    let (relayed, failed, retry) = attempt(ctx, &lease, &rcpts, sealed.content()).await;
+    let (relayed, failed, mut retry) = attempt(ctx, &lease, &rcpts, sealed.content()).await;
     if let (Sealed::Memory(bytes), true) = (&sealed, fresh && !retry.is_empty()) {
         // Kept for the retries only: a message delivered at once is never stored sealed
         // (nor is a large one: sealing again costs less than keeping it).
@@ -205,6 +203,7 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Optio
         }
     }
     drop(sealed);
+    retry.extend(unknown);
     let mut failed = failed;
     failed.extend(no_cert);
     finish(ctx, &lease, relayed, failed, retry, RcptState::Failed).await;
@@ -239,37 +238,56 @@ impl Sealed {
     }
 }
 
-/// The sealed message for the lease's domain (kept from an earlier attempt, or made now:
-/// `fresh`), the recipients it can reach, and the recipients without a usable certificate.
+/// What one attempt starts from.
+struct Prepared {
+    /// The message sealed for the reachable recipients' certificates (kept from an earlier
+    /// attempt, or made now: `fresh`).
+    sealed: Sealed,
+    reachable: Vec<OutRecipient>,
+    /// No usable certificate: fail now.
+    no_cert: Vec<Failure>,
+    /// Discovery got no answer: try again later.
+    unknown: Vec<(OutRecipient, String)>,
+    fresh: bool,
+}
+
+/// Find every recipient's certificates and seal for those that have one.
 async fn sealed_for<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
     body: Option<Arc<Vec<u8>>>,
-) -> Result<(Sealed, Vec<OutRecipient>, Vec<Failure>, bool), String> {
-    let mut reachable = Vec::new();
+) -> Result<Prepared, String> {
+    let mut p = Prepared {
+        sealed: Sealed::Memory(Vec::new()),
+        reachable: Vec::new(),
+        no_cert: Vec::new(),
+        unknown: Vec::new(),
+        fresh: false,
+    };
     let mut certs = Vec::new();
-    let mut no_cert = Vec::new();
     for r in &lease.recipients {
-        let (found, rejected) = ctx.recipient_certs(&r.rcpt);
-        if found.is_empty() {
-            let detail = if rejected.is_empty() {
-                String::new()
-            } else {
-                format!(" (rejected: {})", rejected.join("; "))
-            };
-            no_cert.push(fail(
-                r,
-                (5, 7, 0),
-                &format!("no usable Direct certificate found for {}{detail}", r.rcpt),
-                None,
-            ));
-        } else {
-            certs.extend(found);
-            reachable.push(r.clone());
+        match ctx.recipient_certs(&lease.sender, &r.rcpt).await {
+            RecipientCerts::Found(found) => {
+                certs.extend(found);
+                p.reachable.push(r.clone());
+            }
+            RecipientCerts::None(rejected) => {
+                let detail = if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (rejected: {})", rejected.join("; "))
+                };
+                let why = format!("no usable Direct certificate found for {}{detail}", r.rcpt);
+                p.no_cert.push(fail(r, (5, 7, 0), &why, None));
+            }
+            RecipientCerts::Unknown(why) => {
+                let why = format!("certificate discovery for {}: {why}", r.rcpt);
+                p.unknown.push((r.clone(), why));
+            }
         }
     }
-    if reachable.is_empty() {
-        return Ok((Sealed::Memory(Vec::new()), reachable, no_cert, false));
+    if p.reachable.is_empty() {
+        return Ok(p);
     }
     let store = &ctx.store;
     let body = match body {
@@ -277,7 +295,8 @@ async fn sealed_for<S: Store>(
         Some(b) => b,
         None => {
             if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
-                return Ok((Sealed::Memory(s), reachable, no_cert, false));
+                p.sealed = Sealed::Memory(s);
+                return Ok(p);
             }
             let body = store.outbound_body(&lease.message).await;
             Arc::new(
@@ -313,7 +332,9 @@ async fn sealed_for<S: Store>(
     ctx.metrics
         .seal_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok((sealed, reachable, no_cert, true))
+    p.sealed = sealed;
+    p.fresh = true;
+    Ok(p)
 }
 
 fn sender_credential<S: Store>(ctx: &Context<S>, sender: &str) -> Option<Credential> {

@@ -88,11 +88,19 @@ pub enum PairError {
 /// A free loopback port for a listener, below the kernel's ephemeral range (32768 and up
 /// on Linux), so the local end of some outgoing connection cannot be holding it when a
 /// stopped daemon binds it again. Bound and released: a tiny race with another process is
-/// acceptable for tests and demos.
+/// acceptable for tests and demos; within this process a port is handed out once.
 pub fn free_port() -> Result<u16, PairError> {
+    // Never the same port twice in one process: two instances made before either binds
+    // would otherwise both be handed a port that was free when each asked.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..200 {
         let port = 20_000 + (rand::random::<u16>() % 12_000);
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
         if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
             return Ok(port);
         }
     }
@@ -118,7 +126,9 @@ pub async fn instance(
     o.submission_port = free_port()?;
     o.http_port = free_port()?;
     let report = init_instance(&o, now)?;
-    let config = Config::load(&report.config)?;
+    let mut config = Config::load(&report.config)?;
+    // Peers on loopback know each other's certificates (`introduce`); nothing to discover.
+    config.discovery.enabled = false;
     let store = Arc::new(SqliteStore::open(&config.store_path())?);
     let hash = crate::users::hash_password(password).map_err(|e| PairError::Io(e.to_string()))?;
     let address = format!("{user}@{domain}");

@@ -35,6 +35,9 @@ pub struct Config {
     /// Retries, expiry, notification timeouts.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Finding recipients' certificates.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 /// `[server]`

@@ -115,6 +115,38 @@ impl Default for QueueConfig {
     }
 }
 
+/// `[discovery]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Look up recipients that have no static certificate in DNS (CERT records).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Ask this server (`host:port`) instead of the resolvers in /etc/resolv.conf.
+    #[serde(default)]
+    pub dns: Option<std::net::SocketAddr>,
+    /// How long one DNS query may take.
+    #[serde(default = "d_3s", with = "human")]
+    pub timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn d_3s() -> Duration {
+    Duration::from_secs(3)
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: true,
+            dns: None,
+            timeout: d_3s(),
+        }
+    }
+}
+
 impl QueueConfig {
     /// The wait before attempt `attempts + 1`: 2 min, 4, 8, … capped at `retry_max`.
     pub fn retry_delay(&self, attempts: u32) -> Duration {

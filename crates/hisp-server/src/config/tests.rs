@@ -21,6 +21,7 @@ fn unknown_keys_rejected_in_every_table() {
         "[smtp]",
         "[http]",
         "[queue]",
+        "[discovery]",
     ] {
         let text = EXAMPLE.replacen(table, &format!("{table}\nbogus_key = 1"), 1);
         let err = Config::from_toml(&text, Path::new("x.toml"))
@@ -40,6 +41,11 @@ fn bad_values_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cipher") && err.contains("rc4"), "{err}");
+    let text = EXAMPLE.replace("# dns = \"192.0.2.53:53\"", "dns = \"ns.example\"");
+    let err = Config::from_toml(&text, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("discovery.dns"), "{err}");
     let mut c = Config::from_toml(EXAMPLE, Path::new("x.toml")).unwrap();
     c.server.hostname = "not a host".into();
     c.domains[0].key = PathBuf::from("/nonexistent/key.pem");

@@ -465,6 +465,8 @@ pub async fn instance(root: &Path, domain: &str, user: &str, password: &str) -> 
     config.smtp.relay_listen = port();
     config.smtp.submission_listen = port();
     config.http.listen = port();
+    // Static certificates only, unless a test turns discovery on with its own DNS server.
+    config.discovery.enabled = false;
     let store = Arc::new(SqliteStore::open(&config.store_path()).unwrap());
     let address = format!("{user}@{domain}");
     store

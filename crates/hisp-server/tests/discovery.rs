@@ -1,0 +1,78 @@
+//! Two daemons that know each other's anchors and routes but not each other's
+//! certificates find them through DNS CERT (Applicability Statement §5) on a real BIND:
+//! the message goes out, the `processed` MDN comes back, and a recipient whose domain
+//! publishes nothing fails at once with a DSN naming the lookups.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hisp_discovery::testbind::{cert_line, Named};
+use hisp_server::clock::{SharedClock, SystemClock};
+use hisp_server::pair::Peer;
+use hisp_store::{EntryKind, NewAnchor, RcptState, Store};
+use std::sync::Arc;
+
+/// `a` trusts `b`'s CA and routes `b`'s domain to it; no certificate of `b` is configured.
+async fn anchor_and_route(a: &Peer, b: &Peer) {
+    let pem = std::fs::read(b.dir.join("ca.pem")).unwrap();
+    let ca = hisp_direct::keys::load_cert(&pem).unwrap();
+    let ca = hisp_direct::cert::ParsedCert::from_x509(ca).unwrap();
+    let anchor = NewAnchor {
+        domain: None,
+        der: ca.der.clone(),
+        sha256: ca.sha256_hex(),
+        subject: ca.subject.clone(),
+    };
+    a.store.add_anchor(anchor, now()).await.unwrap();
+    let relay = b.config.smtp.relay_listen.to_string();
+    a.store.set_route(&b.domain, &relay, now()).await.unwrap();
+}
+
+fn domain_cert_der(p: &Peer) -> Vec<u8> {
+    let pem = std::fs::read(p.dir.join("domain.pem")).unwrap();
+    hisp_direct::keys::load_cert(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_find_each_others_certificates_through_dns_cert_only() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
+    let mut b = instance(root.path(), BETA, "dr.bob", "bob-pw").await;
+    anchor_and_route(&a, &b).await;
+    anchor_and_route(&b, &a).await;
+    // Both domains live under `example.`: their domain-bound certificates at the domain.
+    let owner = |p: &Peer| p.domain.trim_end_matches(".example").to_string();
+    let zone = [
+        cert_line(&owner(&a), &domain_cert_der(&a)),
+        cert_line(&owner(&b), &domain_cert_der(&b)),
+    ]
+    .join("\n");
+    let named = Named::start("example", &zone);
+    for p in [&mut a, &mut b] {
+        p.config.discovery.enabled = true;
+        p.config.discovery.dns = Some(named.addr);
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    start(&mut a, clock.clone()).await;
+    start(&mut b, clock).await;
+
+    let (id, mid) = queue_message(&a, &[&b.user], false).await;
+    // processed means beta found alpha's certificate too (to seal the MDN).
+    wait_state(&a, &id, RcptState::Processed).await;
+    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
+    assert_eq!(got[0].message_id, mid);
+
+    // Nothing published for the domain: a permanent failure naming the lookups.
+    let carol = "carol@nowhere.example";
+    let (id, _) = queue_message(&a, &[carol], false).await;
+    let r = wait_state(&a, &id, RcptState::Failed).await;
+    let why = r.last_error.unwrap_or_default();
+    assert!(why.contains("no usable Direct certificate"), "{why}");
+    assert!(why.contains("NXDOMAIN"), "{why}");
+    a.stop().await;
+    b.stop().await;
+}
