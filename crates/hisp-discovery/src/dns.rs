@@ -127,6 +127,47 @@ impl DnsCerts {
     }
 }
 
+/// One SRV target (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvTarget {
+    /// Lower is tried first.
+    pub priority: u16,
+    /// Share of the picks among targets of the same priority.
+    pub weight: u16,
+    /// The port.
+    pub port: u16,
+    /// The host (fully qualified).
+    pub host: Name,
+}
+
+impl DnsCerts {
+    /// The SRV records at `name`; empty for NXDOMAIN, no data, or the "." target that says
+    /// the service is not offered (RFC 2782).
+    pub async fn srv(&self, name: &Name) -> Result<Vec<SrvTarget>, DnsError> {
+        match self.resolver.srv_lookup(name.clone()).await {
+            Ok(l) => Ok(l
+                .iter()
+                .filter(|s| !s.target().is_root())
+                .map(|s| SrvTarget {
+                    priority: s.priority(),
+                    weight: s.weight(),
+                    port: s.port(),
+                    host: s.target().clone(),
+                })
+                .collect()),
+            Err(e) => classify(name, &self.server, e).map(|_| Vec::new()),
+        }
+    }
+
+    /// The addresses of `host`.
+    pub async fn addresses(&self, host: &Name) -> Result<Vec<std::net::IpAddr>, DnsError> {
+        match self.resolver.lookup_ip(host.clone()).await {
+            Ok(l) => Ok(l.iter().collect()),
+            Err(e) => classify(host, &self.server, e).map(|_| Vec::new()),
+        }
+    }
+}
+
 fn options(timeout: Duration) -> ResolverOpts {
     let mut o = ResolverOpts::default();
     o.timeout = timeout;

@@ -1,15 +1,18 @@
 //! Finding a Direct recipient's certificates on the open network (Applicability Statement
-//! §5, RFC 4398): DNS CERT records at the address's owner name, then at the domain's; each
-//! found certificate is put through the selection rules ([`select`]) and either used or
-//! reported with the reason it was turned down. An address that has certificates published
-//! for it never falls back to its domain's, even when none of its own is usable.
+//! §5, RFC 4398): DNS CERT records at the address's owner name, then at the domain's, and
+//! when DNS has none at all, the domain's LDAP directory ([`ldap`]). Each certificate found
+//! is put through the selection rules ([`select`]) and either used or reported with the
+//! reason it was turned down. An address that has certificates of its own never falls back
+//! to its domain's, even when none of its own is usable.
 #![warn(missing_docs)]
 
 pub mod dns;
+pub mod ldap;
+pub mod publish;
 pub mod record;
 pub mod select;
-#[cfg(feature = "testbind")]
-pub mod testbind;
+#[cfg(feature = "testservers")]
+pub mod testservers;
 
 use dns::{DnsAnswer, DnsCerts, DnsError};
 use hisp_direct::cert::ParsedCert;
@@ -37,17 +40,27 @@ pub enum DiscoveryError {
     /// DNS did not answer.
     #[error(transparent)]
     Dns(#[from] DnsError),
+    /// The domain has LDAP servers and none answered.
+    #[error("LDAP discovery failed: {0}")]
+    Ldap(String),
 }
 
 /// Certificate discovery.
 pub struct Discovery {
     dns: DnsCerts,
+    ldap: ldap::LdapDirectory,
 }
 
 impl Discovery {
-    /// Discovery through `dns`.
-    pub fn new(dns: DnsCerts) -> Discovery {
-        Discovery { dns }
+    /// Discovery through `dns` (and the LDAP servers it names), each LDAP step allowed
+    /// `ldap_timeout`.
+    pub fn new(dns: DnsCerts, ldap_timeout: std::time::Duration) -> Discovery {
+        Discovery {
+            dns,
+            ldap: ldap::LdapDirectory {
+                timeout: ldap_timeout,
+            },
+        }
     }
 
     /// The certificates to encrypt to `address`: those published for the address, or
@@ -65,6 +78,26 @@ impl Discovery {
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
             let owner = domain_owner(domain)?;
             candidates = self.dns_candidates(&owner, &mut found).await?;
+        }
+        if candidates.is_empty() {
+            let ders = self
+                .ldap
+                .certificates(&self.dns, &address, &mut found.trail)
+                .await?;
+            for der in ders {
+                match ParsedCert::from_der(&der) {
+                    Ok(c) => candidates.push(Candidate {
+                        cert: Arc::new(c),
+                        source: Source::Ldap,
+                    }),
+                    Err(e) => found.rejected.push(Rejected {
+                        sha256: hex(&openssl::sha::sha256(&der)),
+                        subject: String::new(),
+                        source: Source::Ldap,
+                        reason: format!("userCertificate is not a DER certificate: {e}"),
+                    }),
+                }
+            }
         }
         let (usable, rejected) = select::select(&address, &candidates, policy);
         found.usable = usable;

@@ -89,15 +89,29 @@ pub struct Policy<'a> {
     pub profile: &'a Profile,
 }
 
-/// Split `candidates` into the usable and the rejected, for `address`.
+/// Split `candidates` into the usable and the rejected, for `address`. When any candidate
+/// is bound to the address itself, only those may be used: a domain-bound certificate is no
+/// fallback for an address whose own certificates are all unusable.
 pub fn select(
     address: &str,
     candidates: &[Candidate],
     policy: &Policy<'_>,
 ) -> (Vec<Usable>, Vec<Rejected>) {
+    let own = |c: &Candidate| {
+        c.cert
+            .bindings
+            .iter()
+            .any(|b| matches!(b, CertBinding::Address(a) if a.eq_ignore_ascii_case(address)))
+    };
+    let address_bound = candidates.iter().any(own);
     let mut usable = Vec::new();
     let mut rejected = Vec::new();
     for c in candidates {
+        if address_bound && !own(c) {
+            let why = "an address-bound certificate exists: no fallback to this one".to_string();
+            rejected.push(Rejected::of(c, why));
+            continue;
+        }
         match check(address, c, policy) {
             Ok(binding) => usable.push(Usable {
                 cert: c.cert.clone(),

@@ -3,65 +3,17 @@
 //! other one was turned down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use hisp_direct::alg::Profile;
-use hisp_direct::pki::{issue_leaf_for_key, new_root_ca, Issued, LeafSpec, SubjectBinding};
-use hisp_direct::trust::TrustAnchors;
+use hisp_direct::pki::SubjectBinding;
 use hisp_discovery::dns::{DnsAnswer, DnsCerts, DnsError};
 use hisp_discovery::record::{address_owner, domain_owner};
-use hisp_discovery::select::Policy;
-use hisp_discovery::testbind::{cert_line, Named};
-use hisp_discovery::{Discovery, DiscoveryError, Found};
-use openssl::pkey::{PKey, Private};
+mod common;
+
+use common::*;
+use hisp_discovery::testservers::{cert_line, Named};
+use hisp_discovery::{DiscoveryError, Found};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-const NOW: i64 = 1_780_000_000; // 2026-05-28
-const DAY: i64 = 86_400;
-const ORIGIN: &str = "direct.test";
-
-struct Pki {
-    ca: Issued,
-    rogue: Issued,
-    key: PKey<Private>,
-}
-
-fn pki() -> &'static Pki {
-    static P: OnceLock<Pki> = OnceLock::new();
-    P.get_or_init(|| Pki {
-        ca: new_root_ca("Direct Test CA", NOW - 400 * DAY, NOW + 4000 * DAY, 2048).unwrap(),
-        rogue: new_root_ca("Rogue CA", NOW - 400 * DAY, NOW + 4000 * DAY, 2048).unwrap(),
-        key: hisp_direct::pki::generate_rsa(2048).unwrap(),
-    })
-}
-
-/// A leaf under `issuer` with the shared key (discovery never uses the private key).
-fn leaf(issuer: &Issued, binding: SubjectBinding, from: i64, to: i64) -> Vec<u8> {
-    let mut spec = LeafSpec::address("placeholder@direct.test", from, to);
-    spec.common_name = format!("{binding:?}");
-    spec.binding = binding;
-    let k = pki().key.clone();
-    issue_leaf_for_key(issuer, &spec, k)
-        .unwrap()
-        .cert
-        .to_der()
-        .unwrap()
-}
-
-fn addr(a: &str) -> SubjectBinding {
-    SubjectBinding::Address(a.into())
-}
-
-fn valid(b: SubjectBinding) -> Vec<u8> {
-    leaf(&pki().ca, b, NOW - 30 * DAY, NOW + 365 * DAY)
-}
-
-fn sha(der: &[u8]) -> String {
-    openssl::sha::sha256(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// The zone and the DER of every certificate in it, by case.
 struct Zone {
@@ -150,25 +102,7 @@ fn zone() -> &'static Zone {
 }
 
 async fn discover(address: &str) -> Result<Found, DiscoveryError> {
-    let z = zone();
-    let anchors = TrustAnchors::new(vec![pki().ca.cert.clone()]);
-    let profile = Profile::strict();
-    let policy = Policy {
-        anchors: &anchors,
-        intermediates: &[],
-        crls: &[],
-        at: NOW,
-        profile: &profile,
-    };
-    let d = Discovery::new(DnsCerts::at(z.named.addr, Duration::from_secs(2)));
-    d.discover(address, &policy).await
-}
-
-fn usable(f: &Found) -> BTreeSet<(String, &'static str)> {
-    f.usable
-        .iter()
-        .map(|u| (u.cert.sha256_hex(), u.binding.kind()))
-        .collect()
+    discover_at(zone().named.addr, address, Duration::from_secs(2)).await
 }
 
 fn shas(case: &str) -> Vec<String> {
@@ -291,8 +225,13 @@ async fn local_part_with_dots_is_one_label() {
 async fn nothing_published_gives_none_with_no_rejections() {
     let f = discover("nobody@empty.direct.test").await.unwrap();
     assert!(f.usable.is_empty() && f.rejected.is_empty());
-    assert_eq!(f.trail.len(), 2, "{:?}", f.trail);
+    assert_eq!(f.trail.len(), 3, "{:?}", f.trail);
     assert!(f.trail[1].contains("no CERT records"), "{:?}", f.trail);
+    assert!(
+        f.trail[2].contains("_ldap._tcp.empty.direct.test.: no SRV"),
+        "{:?}",
+        f.trail
+    );
 }
 
 /// NXDOMAIN, no data and a server that will not answer are three different outcomes.

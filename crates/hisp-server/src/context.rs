@@ -217,7 +217,7 @@ fn discovery(config: &Config) -> Option<Discovery> {
             }
         },
     };
-    Some(Discovery::new(dns))
+    Some(Discovery::new(dns, c.timeout))
 }
 
 /// Messages up to this size are sealed and opened on the reactor thread that has them.

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use hisp_discovery::testbind::{cert_line, Named};
+use hisp_discovery::testservers::{cert_line, Named};
 use hisp_server::clock::{SharedClock, SystemClock};
 use hisp_server::pair::Peer;
 use hisp_store::{EntryKind, NewAnchor, RcptState, Store};

@@ -111,14 +111,14 @@ pub struct MailboxArgs {
     json: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")
 }
 
-fn load(path: &Path) -> Result<(Config, SqliteStore)> {
+pub(crate) fn load(path: &Path) -> Result<(Config, SqliteStore)> {
     let cfg = Config::load(path)?;
     let store = SqliteStore::open(&cfg.store_path())?;
     Ok((cfg, store))

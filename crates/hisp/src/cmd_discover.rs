@@ -72,7 +72,8 @@ pub fn run(a: &DiscoverArgs) -> Result<u8> {
             at,
             profile: &profile,
         };
-        Ok::<_, anyhow::Error>(Discovery::new(dns).discover(&a.address, &policy).await)
+        let discovery = Discovery::new(dns, timeout);
+        Ok::<_, anyhow::Error>(discovery.discover(&a.address, &policy).await)
     })?;
     let found = match found {
         Ok(f) => f,

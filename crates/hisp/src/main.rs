@@ -8,6 +8,7 @@ mod cmd_admin;
 mod cmd_discover;
 mod cmd_init;
 mod cmd_open;
+mod cmd_publish;
 mod cmd_seal;
 mod demo;
 mod files;
@@ -33,8 +34,14 @@ enum Command {
     Seal(cmd_seal::SealArgs),
     /// Decrypt, verify, check trust and binding, and unwrap a Direct message.
     Open(cmd_open::OpenArgs),
-    /// Find an address's certificates (DNS CERT) and say which are usable and why not.
+    /// Find an address's certificates (DNS CERT, then LDAP) and say which are usable and why not.
     Discover(cmd_discover::DiscoverArgs),
+    /// Publish our certificates in DNS.
+    #[command(subcommand)]
+    Dns(cmd_publish::DnsCmd),
+    /// Publish our certificates in LDAP.
+    #[command(subcommand)]
+    Ldap(cmd_publish::LdapCmd),
     /// Measure throughput and print it next to the machine's ceiling.
     Bench(bench::BenchArgs),
     /// Run the daemon (or check its configuration with --check).
@@ -72,6 +79,8 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd_seal::run(&a),
         Command::Open(a) => cmd_open::run(&a),
         Command::Discover(a) => cmd_discover::run(&a),
+        Command::Dns(c) => cmd_publish::dns(&c),
+        Command::Ldap(c) => cmd_publish::ldap(&c),
         Command::Bench(a) => bench::run(&a),
         Command::Serve(a) => cmd_admin::serve(&a),
         Command::User(c) => cmd_admin::user(&c),

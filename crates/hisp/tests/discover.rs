@@ -2,7 +2,7 @@
 //! (0 found, 3 none, 1 no answer from DNS), with a domain made by `hisp init`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use hisp_discovery::testbind::{cert_line, Named};
+use hisp_discovery::testservers::{cert_line, Named, Slapd};
 use std::process::Command;
 
 fn hisp(args: &[&str]) -> (i32, String, String) {
@@ -92,4 +92,81 @@ fn discover_finds_a_domain_bound_certificate_published_in_dns_and_reports_the_re
     let (code, _, err) = hisp(&["discover", "x@elsewhere.example", "--dns", &dns]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Refused"), "{err}");
+}
+
+fn init_with_user(root: &std::path::Path, domain: &str, user: &str) -> std::path::PathBuf {
+    let inst = root.join(domain);
+    let d = inst.to_str().unwrap();
+    let (code, _, err) = hisp(&["init", "--domain", domain, "--dir", d]);
+    assert_eq!(code, 0, "{err}");
+    let config = inst.join("hisp.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hisp"))
+        .args([
+            "user",
+            "add",
+            "--config",
+            config.to_str().unwrap(),
+            user,
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    inst
+}
+
+/// What `hisp dns records` and `hisp ldap export` print is what discovery finds: the records
+/// loaded into BIND as printed (RFC 4398 §2.2 presentation format), the LDIF into slapd as
+/// printed, with an SRV record pointing at it.
+#[test]
+fn published_records_and_ldif_are_found_by_discovery() {
+    let root = tempfile::tempdir().unwrap();
+    let a = init_with_user(root.path(), "dnspub.direct.test", "ann@dnspub.direct.test");
+    let b = init_with_user(
+        root.path(),
+        "ldappub.direct.test",
+        "ben@ldappub.direct.test",
+    );
+    let cfg = |p: &std::path::Path| p.join("hisp.toml").to_str().unwrap().to_string();
+
+    let (code, records, err) = hisp(&["dns", "records", "--config", &cfg(&a), "--ttl", "600"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        records.contains("dnspub.direct.test. 600 IN CERT PKIX "),
+        "{records}"
+    );
+    let (code, ldif, err) = hisp(&["ldap", "export", "--config", &cfg(&b)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ldif.contains("mail: ben@ldappub.direct.test"), "{ldif}");
+
+    let ldap = Slapd::start("dc=ldappub,dc=direct,dc=test", &ldif);
+    let zone = format!(
+        "{records}\nldap IN A 127.0.0.1\n_ldap._tcp.ldappub IN SRV 0 0 {} ldap.direct.test.",
+        ldap.addr.port()
+    );
+    let named = Named::start("direct.test", &zone);
+    let dns = named.addr.to_string();
+    for (inst, address, source) in [
+        (&a, "ann@dnspub.direct.test", "dns"),
+        (&b, "ben@ldappub.direct.test", "ldap"),
+    ] {
+        let anchor = inst.join("ca.pem");
+        let (code, out, err) = hisp(&[
+            "discover",
+            address,
+            "--dns",
+            &dns,
+            "--anchor",
+            anchor.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{address}: {out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["certificates"][0]["source"], source, "{out}");
+        assert_eq!(v["certificates"][0]["binding"], "domain", "{out}");
+    }
 }
