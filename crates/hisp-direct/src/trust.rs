@@ -38,6 +38,7 @@ impl Usage {
 /// store is built per check time and the last one is kept for the next message.
 pub struct TrustAnchors {
     certs: Vec<X509>,
+    id: [u8; 32],
     cache: Mutex<Option<(UnixTime, Arc<X509Store>)>>,
     paths: Mutex<HashMap<PathKey, Arc<CachedPath>>>,
 }
@@ -75,7 +76,12 @@ impl std::fmt::Debug for TrustAnchors {
 impl TrustAnchors {
     /// Anchors from certificates (root or intermediate CAs, or pinned end entities).
     pub fn new(certs: Vec<X509>) -> TrustAnchors {
+        let mut set = openssl::sha::Sha256::new();
+        for c in &certs {
+            set.update(&c.to_der().unwrap_or_default());
+        }
         TrustAnchors {
+            id: set.finish(),
             certs,
             cache: Mutex::new(None),
             paths: Mutex::new(HashMap::new()),
@@ -95,6 +101,12 @@ impl TrustAnchors {
             }
             paths.insert(key, Arc::new(path));
         }
+    }
+
+    /// A digest of the anchor set (SHA-256 over each anchor's DER, in order): equal sets
+    /// built alike share it, so results judged against one may be reused for the other.
+    pub fn id(&self) -> [u8; 32] {
+        self.id
     }
 
     /// The anchor certificates.

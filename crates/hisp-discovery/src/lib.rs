@@ -6,7 +6,10 @@
 //! to its domain's, even when none of its own is usable.
 #![warn(missing_docs)]
 
+pub mod cache;
+pub mod complete;
 pub mod dns;
+pub mod fetch;
 pub mod ldap;
 pub mod publish;
 pub mod record;
@@ -29,6 +32,8 @@ pub struct Found {
     pub rejected: Vec<Rejected>,
     /// Where the answer came from, for the report: e.g. `dns: bob.d.example. (2 records)`.
     pub trail: Vec<String>,
+    /// When the earliest DNS answer it rests on expires (its TTL).
+    pub expires: Option<std::time::Instant>,
 }
 
 /// Why discovery could not give an answer (as opposed to answering "none").
@@ -49,6 +54,8 @@ pub enum DiscoveryError {
 pub struct Discovery {
     dns: DnsCerts,
     ldap: ldap::LdapDirectory,
+    fetcher: fetch::Fetcher,
+    allow_unreachable_crl: bool,
 }
 
 impl Discovery {
@@ -60,7 +67,15 @@ impl Discovery {
             ldap: ldap::LdapDirectory {
                 timeout: ldap_timeout,
             },
+            fetcher: fetch::Fetcher::new(ldap_timeout),
+            allow_unreachable_crl: false,
         }
+    }
+
+    /// Use certificates whose CRL cannot be fetched (default: reject them).
+    pub fn allow_unreachable_crl(mut self, allow: bool) -> Discovery {
+        self.allow_unreachable_crl = allow;
+        self
     }
 
     /// The certificates to encrypt to `address`: those published for the address, or
@@ -99,9 +114,49 @@ impl Discovery {
                 }
             }
         }
-        let (usable, rejected) = select::select(&address, &candidates, policy);
-        found.usable = usable;
+        let done = complete::complete(
+            &self.fetcher,
+            &candidates,
+            policy.anchors.certs(),
+            policy.intermediates,
+            policy.at,
+            self.allow_unreachable_crl,
+        )
+        .await;
+        found.trail.extend(done.trail);
+        let mut intermediates = policy.intermediates.to_vec();
+        intermediates.extend(done.intermediates);
+        let mut crls: Vec<openssl::x509::X509Crl> = policy
+            .crls
+            .iter()
+            .filter_map(|c| {
+                c.to_der()
+                    .ok()
+                    .and_then(|d| openssl::x509::X509Crl::from_der(&d).ok())
+            })
+            .collect();
+        crls.extend(done.crls);
+        let full = Policy {
+            anchors: policy.anchors,
+            intermediates: &intermediates,
+            crls: &crls,
+            at: policy.at,
+            profile: policy.profile,
+        };
+        let (usable, rejected) = select::select(&address, &candidates, &full);
         found.rejected.extend(rejected);
+        // Judged usable but for revocation, which could not be learned: not usable.
+        for u in usable {
+            match done.unknown.get(&u.cert.sha256_hex()) {
+                Some(why) => found.rejected.push(Rejected {
+                    sha256: u.cert.sha256_hex(),
+                    subject: u.cert.subject.clone(),
+                    source: u.source,
+                    reason: why.clone(),
+                }),
+                None => found.usable.push(u),
+            }
+        }
         Ok(found)
     }
 
@@ -111,6 +166,9 @@ impl Discovery {
         found: &mut Found,
     ) -> Result<Vec<Candidate>, DiscoveryError> {
         let answer = self.dns.lookup(owner).await?;
+        if let DnsAnswer::Records { valid_until, .. } = &answer {
+            found.expires = Some(found.expires.map_or(*valid_until, |e| e.min(*valid_until)));
+        }
         found.trail.push(match &answer {
             DnsAnswer::Records { records, .. } => format!("dns {owner}: {} CERT", records.len()),
             DnsAnswer::NxDomain => format!("dns {owner}: NXDOMAIN"),

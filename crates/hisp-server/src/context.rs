@@ -7,6 +7,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::metrics::Metrics;
 use hisp_direct::alg::Profile;
 use hisp_direct::cert::{CertCache, ParsedCert};
+use hisp_discovery::cache::CachedDiscovery;
 use hisp_discovery::dns::DnsCerts;
 use hisp_discovery::select::Policy;
 use hisp_discovery::Discovery;
@@ -51,7 +52,7 @@ pub struct Context<S: Store> {
     /// The last lease batch was full: more work may be due when a slot frees.
     pub backlog: AtomicBool,
     /// DNS CERT discovery for recipients without a static certificate (`None` when off).
-    pub discovery: Option<Discovery>,
+    pub discovery: Option<CachedDiscovery>,
     directory: RwLock<Arc<Directory>>,
 }
 
@@ -169,7 +170,7 @@ impl<S: Store> Context<S> {
         };
         match discovery.discover(address, &policy).await {
             Ok(f) if !f.usable.is_empty() => {
-                RecipientCerts::Found(f.usable.into_iter().map(|u| u.cert).collect())
+                RecipientCerts::Found(f.usable.iter().map(|u| u.cert.clone()).collect())
             }
             Ok(f) => {
                 let mut why: Vec<String> = f
@@ -202,7 +203,7 @@ impl<S: Store> Context<S> {
 }
 
 /// Discovery as configured; off (with a warning) when the system resolver is unusable.
-fn discovery(config: &Config) -> Option<Discovery> {
+fn discovery(config: &Config) -> Option<CachedDiscovery> {
     let c = &config.discovery;
     if !c.enabled {
         return None;
@@ -217,7 +218,8 @@ fn discovery(config: &Config) -> Option<Discovery> {
             }
         },
     };
-    Some(Discovery::new(dns, c.timeout))
+    let d = Discovery::new(dns, c.timeout).allow_unreachable_crl(c.allow_unreachable_crl);
+    Some(CachedDiscovery::new(d, 100_000))
 }
 
 /// Messages up to this size are sealed and opened on the reactor thread that has them.

@@ -64,11 +64,19 @@ async fn healthz<S: Store>(State(h): St<S>) -> Response {
 
 async fn metrics<S: Store>(State(h): St<S>) -> Response {
     let depth = h.ctx.store.queue_depth().await.unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        h.ctx.metrics.render(depth),
-    )
-        .into_response()
+    let mut text = h.ctx.metrics.render(depth);
+    if let Some(d) = &h.ctx.discovery {
+        use std::sync::atomic::Ordering::Relaxed;
+        text.push_str(&format!(
+            "# HELP hisp_discovery_lookups_total Certificate discoveries, by cache result.\n\
+             # TYPE hisp_discovery_lookups_total counter\n\
+             hisp_discovery_lookups_total{{cache=\"hit\"}} {}\n\
+             hisp_discovery_lookups_total{{cache=\"miss\"}} {}\n",
+            d.hits.load(Relaxed),
+            d.misses.load(Relaxed)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// The authenticated user, or the 401 to send.

@@ -65,6 +65,19 @@ async fn daemons_find_each_others_certificates_through_dns_cert_only() {
     wait_state(&a, &id, RcptState::Processed).await;
     let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
     assert_eq!(got[0].message_id, mid);
+    // A second message to bob is sealed from the cached result.
+    let (id2, _) = queue_message(&a, &[&b.user], false).await;
+    wait_state(&a, &id2, RcptState::Processed).await;
+    let m = metrics(&a).await;
+    assert_eq!(
+        metric(&m, "hisp_discovery_lookups_total{cache=\"miss\"}"),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "hisp_discovery_lookups_total{cache=\"hit\"}") >= 1.0,
+        "{m}"
+    );
 
     // Nothing published for the domain: a permanent failure naming the lookups.
     let carol = "carol@nowhere.example";

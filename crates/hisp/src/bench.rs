@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Arguments of `hisp bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// What to measure: `seal-open` (the core) or `exchange` (two daemons).
+    /// What to measure: `seal-open` (the core), `exchange` (two daemons) or `discovery`.
     #[arg(default_value = "seal-open")]
     what: String,
     /// Messages per size for `exchange` (a tenth of it above 256 KiB).
@@ -61,9 +61,12 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
         }
         return Ok(code);
     }
+    if a.what == "discovery" {
+        return crate::bench_discovery::run(a.threads.max(1), a.seconds);
+    }
     if a.what != "seal-open" {
         bail!(
-            "unknown benchmark {:?}: try `hisp bench seal-open` or `hisp bench exchange`",
+            "unknown benchmark {:?}: try `hisp bench seal-open`, `exchange` or `discovery`",
             a.what
         );
     }

@@ -34,6 +34,9 @@ pub struct DiscoverArgs {
     /// Judge validity at this time (RFC 3339) instead of now.
     #[arg(long)]
     at: Option<String>,
+    /// Use a certificate whose CRL cannot be fetched (default: reject it).
+    #[arg(long)]
+    allow_unreachable_crl: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -72,7 +75,7 @@ pub fn run(a: &DiscoverArgs) -> Result<u8> {
             at,
             profile: &profile,
         };
-        let discovery = Discovery::new(dns, timeout);
+        let discovery = Discovery::new(dns, timeout).allow_unreachable_crl(a.allow_unreachable_crl);
         Ok::<_, anyhow::Error>(discovery.discover(&a.address, &policy).await)
     })?;
     let found = match found {

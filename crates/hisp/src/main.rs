@@ -2,6 +2,7 @@
 //! library crates and maps outcomes to exit statuses; the logic lives in the libraries.
 
 mod bench;
+mod bench_discovery;
 mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;

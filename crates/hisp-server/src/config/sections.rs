@@ -125,9 +125,12 @@ pub struct DiscoveryConfig {
     /// Ask this server (`host:port`) instead of the resolvers in /etc/resolv.conf.
     #[serde(default)]
     pub dns: Option<std::net::SocketAddr>,
-    /// How long one DNS query may take.
+    /// How long one DNS query, LDAP step or CRL/issuer fetch may take.
     #[serde(default = "d_3s", with = "human")]
     pub timeout: Duration,
+    /// Use a certificate whose CRL cannot be fetched (default false: fail closed).
+    #[serde(default)]
+    pub allow_unreachable_crl: bool,
 }
 
 fn yes() -> bool {
@@ -143,6 +146,7 @@ impl Default for DiscoveryConfig {
             enabled: true,
             dns: None,
             timeout: d_3s(),
+            allow_unreachable_crl: false,
         }
     }
 }
