@@ -126,6 +126,16 @@ impl Fetcher {
         cache.insert(url.to_string(), entry);
     }
 
+    /// The bytes at `url` (`http://`, or `file://` for a local copy), uncached.
+    pub async fn bytes(&self, url: &str) -> Result<Vec<u8>, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            return tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("{url}: {e}"));
+        }
+        self.get(url).await
+    }
+
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         if uri.scheme_str() != Some("http") {

@@ -173,6 +173,7 @@ pub async fn start_with_options<S: Store>(
         tasks.spawn(crate::outbound::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
+        tasks.spawn(refresh_bundles(ctx.clone(), stop_rx.clone()));
     }
     tasks.spawn(refresh_directory(ctx.clone(), stop_rx));
     tracing::info!(%relay, %submission, %http, "hisp started");
@@ -184,6 +185,20 @@ pub async fn start_with_options<S: Store>(
         stop,
         tasks,
     })
+}
+
+/// Fetch the trust bundles that are due, once a minute (at once at start).
+async fn refresh_bundles<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Receiver<bool>) {
+    let fetcher = hisp_discovery::fetch::Fetcher::new(
+        ctx.config.discovery.timeout.max(Duration::from_secs(10)),
+    );
+    loop {
+        crate::bundles::refresh_due(ctx.store.as_ref(), &fetcher, ctx.now(), &ctx.profile).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Notice operator changes (users, anchors, routes, certificates) within two seconds.

@@ -60,7 +60,16 @@ impl Directory {
     /// Build from the configuration and the store.
     pub async fn load<S: Store>(config: &Config, store: &S) -> Result<Directory, DirectoryError> {
         let version = store.directory_version().await?;
-        let stored_anchors = store.anchors().await?;
+        let mut stored_anchors: Vec<(Option<String>, Vec<u8>)> = store
+            .anchors()
+            .await?
+            .into_iter()
+            .map(|a| (a.domain, a.der))
+            .collect();
+        // Anchors of trust bundles: the last version of each that verified.
+        for b in store.bundles().await? {
+            stored_anchors.extend(b.anchors.into_iter().map(|a| (a.domain, a.der)));
+        }
         let mut domains = Vec::new();
         for d in &config.domains {
             let err = |reason: String| DirectoryError::Credential {
@@ -79,12 +88,11 @@ impl Directory {
                 let bytes = std::fs::read(a).map_err(|e| err(format!("{}: {e}", a.display())))?;
                 anchors.extend(keys::load_certs(&bytes).map_err(|e| err(e.to_string()))?);
             }
-            for a in &stored_anchors {
-                let applies = a
-                    .domain
+            for (domain, der) in &stored_anchors {
+                let applies = domain
                     .as_deref()
                     .is_none_or(|x| x.eq_ignore_ascii_case(&name));
-                if let (true, Ok(c)) = (applies, openssl::x509::X509::from_der(&a.der)) {
+                if let (true, Ok(c)) = (applies, openssl::x509::X509::from_der(der)) {
                     anchors.push(c);
                 }
             }

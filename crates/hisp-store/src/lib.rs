@@ -58,6 +58,9 @@ pub enum StoreError {
         /// Its key.
         id: String,
     },
+    /// The change contradicts what is stored (a trust bundle URL added twice, say).
+    #[error("{0}")]
+    Conflict(String),
     /// A stored value that cannot be read back (a state name from a newer version, say).
     #[error("corrupt value in column {column}: {value}")]
     Corrupt {
@@ -124,6 +127,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// All static certificates.
     fn certs(&self) -> impl Future<Output = StoreResult<Vec<StaticCert>>> + Send;
+    /// Add a trust bundle, due for fetching now; its id. The URL must be new.
+    fn add_bundle(
+        &self,
+        bundle: NewBundle,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Every trust bundle, with the anchors of its loaded version.
+    fn bundles(&self) -> impl Future<Output = StoreResult<Vec<Bundle>>> + Send;
+    /// A version of bundle `id` verified: its anchors replace the old ones.
+    fn bundle_loaded(
+        &self,
+        id: i64,
+        anchors: Vec<NewAnchor>,
+        now: UnixTime,
+        next_fetch: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A fetch of bundle `id` failed: record why; its anchors stay.
+    fn bundle_failed(
+        &self,
+        id: i64,
+        why: &str,
+        next_fetch: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Remove bundle `id` and its anchors; true when it existed.
+    fn remove_bundle(&self, id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
     /// A counter bumped by every change to users, anchors, routes and certificates, so a
     /// running daemon notices changes made by the operator commands.
     fn directory_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;

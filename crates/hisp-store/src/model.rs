@@ -556,3 +556,35 @@ mod tests {
         assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit()));
     }
 }
+
+/// A trust bundle to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBundle {
+    /// Where it is published (`http://…` or `file://…`).
+    pub url: String,
+    /// The local domain its anchors apply to; `None` for every local domain.
+    pub domain: Option<String>,
+    /// The pinned signer (DER); `None` accepts an unsigned bundle.
+    pub signer_der: Option<Vec<u8>>,
+    /// Seconds between fetches.
+    pub refresh_secs: i64,
+}
+
+/// A stored trust bundle and the state of its last fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// Row id.
+    pub id: i64,
+    /// What was added.
+    pub spec: NewBundle,
+    /// When it was added.
+    pub added: UnixTime,
+    /// When a version of it last verified and was loaded (`None`: never).
+    pub loaded: Option<UnixTime>,
+    /// When it is fetched next.
+    pub next_fetch: UnixTime,
+    /// Why the last fetch failed (`None` after a success).
+    pub last_error: Option<String>,
+    /// Anchors of the loaded version.
+    pub anchors: Vec<NewAnchor>,
+}

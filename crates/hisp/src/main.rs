@@ -7,10 +7,12 @@ mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;
 mod cmd_discover;
+mod cmd_explain;
 mod cmd_init;
 mod cmd_open;
 mod cmd_publish;
 mod cmd_seal;
+mod cmd_trust;
 mod demo;
 mod files;
 
@@ -37,6 +39,9 @@ enum Command {
     Open(cmd_open::OpenArgs),
     /// Find an address's certificates (DNS CERT, then LDAP) and say which are usable and why not.
     Discover(cmd_discover::DiscoverArgs),
+    /// Trust bundles and the anchors in force.
+    #[command(subcommand)]
+    Trust(cmd_trust::TrustCmd),
     /// Publish our certificates in DNS.
     #[command(subcommand)]
     Dns(cmd_publish::DnsCmd),
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd_seal::run(&a),
         Command::Open(a) => cmd_open::run(&a),
         Command::Discover(a) => cmd_discover::run(&a),
+        Command::Trust(c) => cmd_trust::run(&c),
         Command::Dns(c) => cmd_publish::dns(&c),
         Command::Ldap(c) => cmd_publish::ldap(&c),
         Command::Bench(a) => bench::run(&a),

@@ -2,11 +2,12 @@
 //! and hands a closure to the writer thread (changes, and leases, which change rows) or to
 //! a pooled read connection. The SQL lives in the concern modules.
 
-use super::{directory, inbound, mailbox, queue, timeline, SqliteStore};
+use super::{bundles, directory, inbound, mailbox, queue, timeline, SqliteStore};
 use crate::{
-    Anchor, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry, NewAnchor,
-    NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert, OutMessage, OutRecipient,
-    QueueId, Queued, RcptUpdate, Route, StaticCert, Store, StoreResult, UnixTime,
+    Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
+    NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
+    OutMessage, OutRecipient, QueueId, Queued, RcptUpdate, Route, StaticCert, Store, StoreResult,
+    UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -39,6 +40,35 @@ impl Store for SqliteStore {
 
     async fn anchors(&self) -> StoreResult<Vec<Anchor>> {
         self.read(directory::anchors).await
+    }
+
+    async fn add_bundle(&self, bundle: NewBundle, now: UnixTime) -> StoreResult<i64> {
+        self.write(move |c| bundles::add(c, &bundle, now)).await
+    }
+
+    async fn bundles(&self) -> StoreResult<Vec<Bundle>> {
+        self.read(bundles::list).await
+    }
+
+    async fn bundle_loaded(
+        &self,
+        id: i64,
+        anchors: Vec<NewAnchor>,
+        now: UnixTime,
+        next_fetch: UnixTime,
+    ) -> StoreResult<()> {
+        self.write(move |c| bundles::loaded(c, id, &anchors, now, next_fetch))
+            .await
+    }
+
+    async fn bundle_failed(&self, id: i64, why: &str, next_fetch: UnixTime) -> StoreResult<()> {
+        let why = why.to_owned();
+        self.write(move |c| bundles::failed(c, id, &why, next_fetch))
+            .await
+    }
+
+    async fn remove_bundle(&self, id: i64) -> StoreResult<bool> {
+        self.write(move |c| bundles::remove(c, id)).await
     }
 
     async fn set_route(&self, domain: &str, target: &str, now: UnixTime) -> StoreResult<()> {

@@ -8,7 +8,7 @@ use super::{collect, db, fold, unsigned};
 use crate::{Anchor, NewAnchor, NewStaticCert, Route, StaticCert, StoreResult, UnixTime};
 
 /// Bump the directory version (inside the caller's transaction).
-fn bump(conn: &Connection) -> StoreResult<()> {
+pub(super) fn bump(conn: &Connection) -> StoreResult<()> {
     let what = "bumping the directory version";
     conn.prepare_cached("UPDATE directory_version SET version = version + 1 WHERE id = 1")
         .map_err(db(what))?

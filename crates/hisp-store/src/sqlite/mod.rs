@@ -19,6 +19,7 @@ macro_rules! value {
 
 mod api;
 mod blobs;
+mod bundles;
 mod checkpoint;
 mod directory;
 mod inbound;

@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -174,6 +174,29 @@ CREATE TABLE notifications (
 
 /// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
 /// as mailboxes and queues grow (delivery de-duplication, unread listings).
+/// Version 3: trust bundles (DirectTrust form) fetched from a URL, and the anchors of the
+/// last version of each that verified (kept when a later fetch fails).
+const SCHEMA_V3: &str = "
+CREATE TABLE bundles (
+    id           INTEGER PRIMARY KEY,
+    url          TEXT NOT NULL UNIQUE,
+    domain       TEXT COLLATE NOCASE,
+    signer_der   BLOB,
+    refresh_secs INTEGER NOT NULL,
+    added        INTEGER NOT NULL,
+    loaded       INTEGER,
+    next_fetch   INTEGER NOT NULL,
+    last_error   TEXT
+);
+CREATE TABLE bundle_anchors (
+    bundle_id INTEGER NOT NULL REFERENCES bundles (id) ON DELETE CASCADE,
+    der       BLOB NOT NULL,
+    sha256    TEXT NOT NULL COLLATE NOCASE,
+    subject   TEXT NOT NULL,
+    PRIMARY KEY (bundle_id, sha256)
+);
+";
+
 const SCHEMA_V2: &str = "
 CREATE INDEX mailbox_message ON mailbox (owner, message_id);
 CREATE INDEX mailbox_unpicked ON mailbox (owner, id) WHERE picked_up IS NULL;
@@ -259,6 +282,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
     let step = match version {
         0 => SCHEMA_V1,
         1 => SCHEMA_V2,
+        2 => SCHEMA_V3,
         _ => {
             return Err(open_error(
                 path,
