@@ -159,6 +159,21 @@ impl DnsCerts {
         }
     }
 
+    /// The MX records of `domain`, lowest preference first; empty when there are none.
+    pub async fn mx(&self, domain: &Name) -> Result<Vec<(u16, Name)>, DnsError> {
+        match self.resolver.mx_lookup(domain.clone()).await {
+            Ok(l) => {
+                let mut v: Vec<(u16, Name)> = l
+                    .iter()
+                    .map(|m| (m.preference(), m.exchange().clone()))
+                    .collect();
+                v.sort_by_key(|(p, _)| *p);
+                Ok(v)
+            }
+            Err(e) => classify(domain, &self.server, e).map(|_| Vec::new()),
+        }
+    }
+
     /// The addresses of `host`.
     pub async fn addresses(&self, host: &Name) -> Result<Vec<std::net::IpAddr>, DnsError> {
         match self.resolver.lookup_ip(host.clone()).await {

@@ -7,6 +7,7 @@ mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;
 mod cmd_discover;
+mod cmd_doctor;
 mod cmd_explain;
 mod cmd_init;
 mod cmd_open;
@@ -39,6 +40,8 @@ enum Command {
     Open(cmd_open::OpenArgs),
     /// Find an address's certificates (DNS CERT, then LDAP) and say which are usable and why not.
     Discover(cmd_discover::DiscoverArgs),
+    /// Check a Direct domain or address: MX, DNS CERT/LDAP, certificates, SMTP STARTTLS.
+    Doctor(cmd_doctor::DoctorArgs),
     /// Trust bundles and the anchors in force.
     #[command(subcommand)]
     Trust(cmd_trust::TrustCmd),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd_seal::run(&a),
         Command::Open(a) => cmd_open::run(&a),
         Command::Discover(a) => cmd_discover::run(&a),
+        Command::Doctor(a) => cmd_doctor::run(&a),
         Command::Trust(c) => cmd_trust::run(&c),
         Command::Dns(c) => cmd_publish::dns(&c),
         Command::Ldap(c) => cmd_publish::ldap(&c),

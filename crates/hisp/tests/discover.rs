@@ -170,3 +170,106 @@ fn published_records_and_ldif_are_found_by_discovery() {
         assert_eq!(v["certificates"][0]["binding"], "domain", "{out}");
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hisp doctor` on a domain published in BIND whose HISP (`hisp serve`) answers SMTP with
+/// STARTTLS: exit 0 with MX, certificate, discovery, SMTP and STARTTLS passing; a domain
+/// with nothing published fails (exit 1) with a fix named.
+#[test]
+fn doctor_reports_a_healthy_domain_and_a_bare_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = dir.path().join("clinic");
+    let (relay, sub, http) = (free_port(), free_port(), free_port());
+    let (code, _, err) = hisp(&[
+        "init",
+        "--domain",
+        "clinic.direct.test",
+        "--dir",
+        inst.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1",
+        "--smtp-port",
+        &relay.to_string(),
+        "--submission-port",
+        &sub.to_string(),
+        "--http-port",
+        &http.to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = inst.join("hisp.toml");
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_hisp"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", relay)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hisp serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pem = std::fs::read(inst.join("domain.pem")).unwrap();
+    let der = openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let zone = format!(
+        "clinic IN MX 10 mail.direct.test.\nmail IN A 127.0.0.1\n{}",
+        cert_line("clinic", &der)
+    );
+    let named = Named::start("direct.test", &zone);
+    let dns = named.addr.to_string();
+    let anchor = inst.join("ca.pem");
+    let smtp = format!("127.0.0.1:{relay}");
+    let (code, out, err) = hisp(&[
+        "doctor",
+        "clinic.direct.test",
+        "--dns",
+        &dns,
+        "--anchor",
+        anchor.to_str().unwrap(),
+        "--smtp",
+        &smtp,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let passed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["level"] == "pass")
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for check in ["mx", "certificate", "discovery", "smtp", "starttls"] {
+        assert!(passed.contains(&check), "{check} did not pass: {out}");
+    }
+
+    let (code, out, _) = hisp(&["doctor", "bare.direct.test", "--dns", &dns, "--smtp", &smtp]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  discovery") && out.contains("fix: publish"),
+        "{out}"
+    );
+}
