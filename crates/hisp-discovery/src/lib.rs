@@ -176,6 +176,30 @@ impl Discovery {
         });
         let mut out = Vec::new();
         for r in answer.records() {
+            if let Some(url) = r.url().filter(|_| r.cert_type != cert_type::PKIX) {
+                // IPKIX (RFC 4398 §2.1): the certificate is at the URL.
+                match self.fetcher.certs(url).await {
+                    Ok(certs) => {
+                        found
+                            .trail
+                            .push(format!("ipkix {url}: {} certificate(s)", certs.len()));
+                        for c in certs {
+                            match ParsedCert::from_x509(c) {
+                                Ok(p) => out.push(Candidate {
+                                    cert: Arc::new(p),
+                                    source: Source::Dns,
+                                }),
+                                Err(e) => found.rejected.push(unreadable(r, e.to_string())),
+                            }
+                        }
+                    }
+                    Err(why) => found.rejected.push(unreadable(
+                        r,
+                        format!("IPKIX certificate not fetched: {why}"),
+                    )),
+                }
+                continue;
+            }
             match candidate(r) {
                 Ok(c) => out.push(c),
                 Err(reason) => found.rejected.push(unreadable(r, reason)),
@@ -193,10 +217,9 @@ fn candidate(r: &CertRecord) -> Result<Candidate, String> {
                 source: Source::Dns,
             })
             .map_err(|e| format!("PKIX record is not a DER certificate: {e}")),
-        cert_type::IPKIX | cert_type::URI_PRIVATE => Err(format!(
-            "certificate by URL ({}) is not fetched yet: publish it as PKIX",
-            r.url().unwrap_or("not UTF-8")
-        )),
+        cert_type::IPKIX | cert_type::URI_PRIVATE => {
+            Err("IPKIX record whose URL is not UTF-8".to_string())
+        }
         t => Err(format!("CERT type {t} is not an X.509 certificate")),
     }
 }

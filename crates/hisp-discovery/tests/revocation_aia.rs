@@ -164,6 +164,7 @@ fn make_pki(dir: &Path, http: &str) {
         ("good", &crl_url),
         ("revoked", &crl_url),
         ("nocrl", &missing_crl),
+        ("ipkix", &crl_url),
     ] {
         let addr = format!("{name}@rev.direct.test");
         let env = [
@@ -310,6 +311,14 @@ async fn intermediate_by_aia_revocation_by_crl_and_unreachable_crl_fails_closed(
         .iter()
         .map(|n| cert_line(&format!("{n}.rev"), &der(dir, n)))
         .collect();
+    // RFC 4398 §2.1 IPKIX: the record holds the URL of the certificate.
+    std::fs::write(dir.join("ipkix.der"), der(dir, "ipkix")).unwrap();
+    let url = format!("http://127.0.0.1:{port}/ipkix.der");
+    let mut zone = zone;
+    zone.push(format!(
+        "ipkix.rev IN CERT IPKIX 0 0 {}",
+        openssl::base64::encode_block(url.as_bytes())
+    ));
     let named = Named::start("direct.test", &zone.join("\n"));
 
     let root =
@@ -364,6 +373,15 @@ async fn intermediate_by_aia_revocation_by_crl_and_unreachable_crl_fails_closed(
         f.rejected
     );
     assert!(f.rejected[0].reason.contains("404"), "{:?}", f.rejected);
+
+    let f = d.discover("ipkix@rev.direct.test", &policy).await.unwrap();
+    assert_eq!(f.usable.len(), 1, "{:?} {:?}", f.rejected, f.trail);
+    assert_eq!(f.usable[0].cert.sha256_hex(), sha(&der(dir, "ipkix")));
+    assert!(
+        f.trail.iter().any(|t| t.starts_with("ipkix http")),
+        "{:?}",
+        f.trail
+    );
 
     // The operator may accept an unreachable CRL.
     let lenient = Discovery::new(

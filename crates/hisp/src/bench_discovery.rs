@@ -92,8 +92,104 @@ pub fn run(threads: usize, seconds: f64) -> Result<u8> {
     );
     let warm = warm_rate(&rt, &cached, &anchors, &addresses, threads, seconds, now)?;
     println!("  warm discovery from the cache: {warm:>12.0} lookups/s on {threads} threads");
-    println!("  trust bundle load: not measured (trust bundles are not implemented yet)");
+    let (ms, n) = rt.block_on(bundle_load(now))?;
+    println!(
+        "  signed trust bundle of {n} anchors: fetched (file), verified, stored in {ms:.0} ms"
+    );
     Ok(0)
+}
+
+/// Milliseconds to fetch, verify and store a signed bundle of 500 anchors made with the
+/// `openssl` command line (crl2pkcs7, then cms -sign), as `hisp trust refresh` does.
+async fn bundle_load(now: i64) -> Result<(f64, usize)> {
+    use hisp_store::{NewBundle, Store};
+    let dir = std::env::temp_dir().join(format!("hisp-bench-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        let ca = new_root_ca(
+            "Bench Bundle Issuer",
+            now - 86_400,
+            now + 86_400 * 365,
+            2048,
+        )?;
+        let key = hisp_direct::pki::generate_rsa(2048)?;
+        let mut pem = Vec::new();
+        for i in 0..500 {
+            let spec =
+                LeafSpec::address(&format!("anchor{i}@bundle.test"), now - 3600, now + 86_400);
+            pem.extend(issue_leaf_for_key(&ca, &spec, key.clone())?.cert.to_pem()?);
+        }
+        std::fs::write(dir.join("anchors.pem"), pem)?;
+        // A pinned end-entity signer (keyUsage digitalSignature), as DirectTrust's is.
+        let spec = LeafSpec::address("bundles@bench.test", now - 3600, now + 86_400);
+        let signer = issue_leaf_for_key(&ca, &spec, key.clone())?;
+        std::fs::write(dir.join("signer.pem"), signer.cert.to_pem()?)?;
+        std::fs::write(
+            dir.join("signer.key"),
+            signer.key.private_key_to_pem_pkcs8()?,
+        )?;
+        let ossl = |args: &[&str]| -> Result<()> {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()?;
+            if !out.status.success() {
+                bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        ossl(&[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            "anchors.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "b.p7b",
+        ])?;
+        ossl(&[
+            "cms",
+            "-sign",
+            "-binary",
+            "-nodetach",
+            "-in",
+            "b.p7b",
+            "-signer",
+            "signer.pem",
+            "-inkey",
+            "signer.key",
+            "-md",
+            "sha256",
+            "-outform",
+            "DER",
+            "-out",
+            "b.p7m",
+        ])?;
+        let store = hisp_store::sqlite::SqliteStore::open(&dir.join("bench.db"))?;
+        let spec = NewBundle {
+            url: format!("file://{}", dir.join("b.p7m").display()),
+            domain: None,
+            signer_der: Some(signer.cert.to_der()?),
+            refresh_secs: 86_400,
+        };
+        let id = store.add_bundle(spec, now).await?;
+        let b = store
+            .bundles()
+            .await?
+            .into_iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| anyhow::anyhow!("bundle vanished"))?;
+        let fetcher = hisp_discovery::fetch::Fetcher::new(Duration::from_secs(10));
+        let started = Instant::now();
+        let n = hisp_server::bundles::refresh(&store, &fetcher, &b, now, &Profile::strict())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok::<_, anyhow::Error>((started.elapsed().as_secs_f64() * 1e3, n))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Seconds per CERT query when `dig` asks every name in one process (`-f`), so process
