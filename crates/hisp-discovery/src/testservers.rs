@@ -214,3 +214,60 @@ pub fn cert_line(owner: &str, der: &[u8]) -> String {
     let b64 = openssl::base64::encode_block(der);
     format!("{owner} IN CERT PKIX 0 0 {b64}")
 }
+
+/// Python's `http.server` serving a directory on a loopback port (CRLs, caIssuers
+/// certificates, trust bundles); stopped on drop.
+pub struct HttpDir {
+    /// The port it listens on.
+    pub port: u16,
+    child: Child,
+}
+
+impl HttpDir {
+    /// Serve `dir` on a free loopback port.
+    pub fn start(dir: &std::path::Path) -> HttpDir {
+        HttpDir::start_on(dir, free_port())
+    }
+
+    /// Serve `dir` on `port` (when URLs naming it had to be made first).
+    pub fn start_on(dir: &std::path::Path, port: u16) -> HttpDir {
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's python3");
+        let server = HttpDir { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A URL for `file` in the directory.
+    pub fn url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{file}", self.port)
+    }
+}
+
+impl Drop for HttpDir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free now (and not handed out before by this process).
+pub fn free_loopback_port() -> u16 {
+    free_port()
+}

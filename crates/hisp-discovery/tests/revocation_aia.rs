@@ -6,12 +6,11 @@
 
 use hisp_discovery::dns::DnsCerts;
 use hisp_discovery::select::Policy;
-use hisp_discovery::testservers::{cert_line, Named};
+use hisp_discovery::testservers::{cert_line, free_loopback_port, HttpDir, Named};
 use hisp_discovery::Discovery;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const CNF: &str = r#"
 [ca]
@@ -249,38 +248,6 @@ fn make_pki(dir: &Path, http: &str) {
     );
 }
 
-struct Http(Child);
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_server(dir: &Path, port: u16) -> Http {
-    let child = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Http(child)
-}
-
 fn der(dir: &Path, name: &str) -> Vec<u8> {
     let pem = std::fs::read(dir.join(format!("{name}.pem"))).unwrap();
     openssl::x509::X509::from_pem(&pem)
@@ -300,13 +267,9 @@ fn sha(d: &[u8]) -> String {
 async fn intermediate_by_aia_revocation_by_crl_and_unreachable_crl_fails_closed() {
     let pki = tempfile::tempdir().unwrap();
     let dir = pki.path();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_loopback_port();
     make_pki(dir, &format!("http://127.0.0.1:{port}"));
-    let _http = http_server(dir, port);
+    let _http = HttpDir::start_on(dir, port);
     let zone: Vec<String> = ["good", "revoked", "nocrl"]
         .iter()
         .map(|n| cert_line(&format!("{n}.rev"), &der(dir, n)))

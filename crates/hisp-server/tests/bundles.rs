@@ -9,56 +9,18 @@ mod common;
 use common::*;
 use hisp_direct::alg::Profile;
 use hisp_discovery::fetch::Fetcher;
+use hisp_discovery::testservers::HttpDir;
 use hisp_server::bundles::refresh;
 use hisp_server::directory::Directory;
 use hisp_store::{NewBundle, Store};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// 2013-06-01T00:00:00Z, when the reference bundle's signer was valid.
 const AT_2013: i64 = 1_370_044_800;
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/interop/nhind/bundles")
-}
-
-struct Http(Child, u16);
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Http {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Http(child, port)
 }
 
 #[tokio::test]
@@ -69,8 +31,8 @@ async fn signed_bundle_verified_tampered_refused_old_anchors_kept_unsigned_loade
     for f in ["signedbundle.p7m", "providerTestBundle.p7b"] {
         std::fs::copy(vectors().join(f), www.path().join(f)).unwrap();
     }
-    let http = serve(www.path());
-    let url = |f: &str| format!("http://127.0.0.1:{}/{f}", http.1);
+    let http = HttpDir::start(www.path());
+    let url = |f: &str| http.url(f);
     let fetcher = Fetcher::new(Duration::from_secs(5));
     let profile = Profile::legacy();
     let signer = std::fs::read(vectors().join("bundleSigner.der")).unwrap();

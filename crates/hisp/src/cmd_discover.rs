@@ -56,17 +56,7 @@ pub fn run(a: &DiscoverArgs) -> Result<u8> {
         .enable_all()
         .build()?;
     let found = rt.block_on(async {
-        let dns = match &a.dns {
-            Some(s) => {
-                let addr = tokio::net::lookup_host(s.as_str())
-                    .await
-                    .with_context(|| format!("--dns {s}: not HOST:PORT"))?
-                    .next()
-                    .ok_or_else(|| anyhow!("--dns {s}: no address"))?;
-                DnsCerts::at(addr, timeout)
-            }
-            None => DnsCerts::system(timeout)?,
-        };
+        let dns = dns_from(a.dns.as_deref(), timeout).await?;
         let profile = Profile::strict();
         let policy = Policy {
             anchors: &anchors,
@@ -91,6 +81,21 @@ pub fn run(a: &DiscoverArgs) -> Result<u8> {
         print!("{}", to_text(&a.address, &found, a.anchors.is_empty()));
     }
     Ok(if found.usable.is_empty() { 3 } else { 0 })
+}
+
+/// The DNS side of discovery: the server of `--dns HOST:PORT`, else the system resolver.
+pub(crate) async fn dns_from(arg: Option<&str>, timeout: Duration) -> Result<DnsCerts> {
+    match arg {
+        Some(s) => {
+            let addr = tokio::net::lookup_host(s)
+                .await
+                .with_context(|| format!("--dns {s}: not HOST:PORT"))?
+                .next()
+                .ok_or_else(|| anyhow!("--dns {s}: no address"))?;
+            Ok(DnsCerts::at(addr, timeout))
+        }
+        None => Ok(DnsCerts::system(timeout)?),
+    }
 }
 
 fn to_json(address: &str, f: &Found) -> serde_json::Value {

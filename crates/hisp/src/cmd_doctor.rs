@@ -3,7 +3,7 @@
 //! key usage, key size, chain, CRL), what discovery would choose, and SMTP with STARTTLS.
 //! Exit 0 when nothing fails.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use hisp_direct::alg::Profile;
 use hisp_direct::trust::TrustAnchors;
 use hisp_discovery::dns::DnsCerts;
@@ -109,17 +109,7 @@ pub fn run(a: &DoctorArgs) -> Result<u8> {
 
 async fn examine(a: &DoctorArgs, anchors: &TrustAnchors) -> Result<Checks> {
     let timeout = Duration::from_secs(3);
-    let dns = match &a.dns {
-        Some(s) => {
-            let addr = tokio::net::lookup_host(s.as_str())
-                .await
-                .with_context(|| format!("--dns {s}: not HOST:PORT"))?
-                .next()
-                .ok_or_else(|| anyhow!("--dns {s}: no address"))?;
-            DnsCerts::at(addr, timeout)
-        }
-        None => DnsCerts::system(timeout)?,
-    };
+    let dns = crate::cmd_discover::dns_from(a.dns.as_deref(), timeout).await?;
     let target = a.target.trim().to_ascii_lowercase();
     let (address, domain) = match target.rsplit_once('@') {
         Some((_, d)) => (Some(target.clone()), d.to_string()),
