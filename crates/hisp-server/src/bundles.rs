@@ -37,6 +37,7 @@ pub async fn fetch_verified(
         let p = ParsedCert::from_x509(c).map_err(|e| format!("an anchor cannot be read: {e}"))?;
         out.push(NewAnchor {
             domain: b.spec.domain.clone(),
+            direction: b.spec.direction,
             sha256: p.sha256_hex(),
             subject: p.subject.clone(),
             der: p.der,

@@ -162,7 +162,7 @@ impl<S: Store> Context<S> {
             return RecipientCerts::None(vec![format!("{sender} is not in a local domain")]);
         };
         let policy = Policy {
-            anchors: &domain.anchors,
+            anchors: &domain.anchors_out,
             intermediates: &[],
             crls: &[],
             at: now,

@@ -8,7 +8,7 @@ use hisp_direct::binding::check_binding_in;
 use hisp_direct::cert::ParsedCert;
 use hisp_direct::keys::{self, Credential};
 use hisp_direct::trust::{check_usage, TrustAnchors, Usage};
-use hisp_store::{Store, StoreError};
+use hisp_store::{Direction, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +18,10 @@ pub struct LocalDomain {
     pub name: String,
     /// Its signing and decryption credential.
     pub cred: Credential,
-    /// Anchors trusted for mail to and from it.
+    /// Anchors trusted for the signers of mail it receives.
     pub anchors: Arc<TrustAnchors>,
+    /// Anchors trusted for the certificates of recipients it sends to (discovery).
+    pub anchors_out: Arc<TrustAnchors>,
 }
 
 /// One snapshot of the directory.
@@ -60,15 +62,17 @@ impl Directory {
     /// Build from the configuration and the store.
     pub async fn load<S: Store>(config: &Config, store: &S) -> Result<Directory, DirectoryError> {
         let version = store.directory_version().await?;
-        let mut stored_anchors: Vec<(Option<String>, Vec<u8>)> = store
+        type Stored = (Option<String>, Option<Direction>, Vec<u8>);
+        let mut stored_anchors: Vec<Stored> = store
             .anchors()
             .await?
             .into_iter()
-            .map(|a| (a.domain, a.der))
+            .map(|a| (a.domain, a.direction, a.der))
             .collect();
         // Anchors of trust bundles: the last version of each that verified.
         for b in store.bundles().await? {
-            stored_anchors.extend(b.anchors.into_iter().map(|a| (a.domain, a.der)));
+            let anchors = b.anchors.into_iter();
+            stored_anchors.extend(anchors.map(|a| (a.domain, a.direction, a.der)));
         }
         let mut domains = Vec::new();
         for d in &config.domains {
@@ -83,23 +87,32 @@ impl Directory {
             let cred = keys::load_credential(Some(&cert), &key, d.key_password.as_deref())
                 .map_err(|e| err(e.to_string()))?;
             let name = d.name.to_ascii_lowercase();
-            let mut anchors = Vec::new();
+            // Configured anchors hold both ways.
+            let mut both = Vec::new();
             for a in &d.anchors {
                 let bytes = std::fs::read(a).map_err(|e| err(format!("{}: {e}", a.display())))?;
-                anchors.extend(keys::load_certs(&bytes).map_err(|e| err(e.to_string()))?);
+                both.extend(keys::load_certs(&bytes).map_err(|e| err(e.to_string()))?);
             }
-            for (domain, der) in &stored_anchors {
+            let (mut incoming, mut outgoing) = (both.clone(), both);
+            for (domain, direction, der) in &stored_anchors {
                 let applies = domain
                     .as_deref()
                     .is_none_or(|x| x.eq_ignore_ascii_case(&name));
-                if let (true, Ok(c)) = (applies, openssl::x509::X509::from_der(der)) {
-                    anchors.push(c);
+                let Ok(c) = openssl::x509::X509::from_der(der) else {
+                    continue;
+                };
+                if applies && Direction::Incoming.admits(*direction) {
+                    incoming.push(c.clone());
+                }
+                if applies && Direction::Outgoing.admits(*direction) {
+                    outgoing.push(c);
                 }
             }
             domains.push(LocalDomain {
                 name,
                 cred,
-                anchors: Arc::new(TrustAnchors::new(anchors)),
+                anchors: Arc::new(TrustAnchors::new(incoming)),
+                anchors_out: Arc::new(TrustAnchors::new(outgoing)),
             });
         }
         let routes = store

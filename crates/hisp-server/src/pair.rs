@@ -155,6 +155,7 @@ pub async fn introduce(a: &Peer, b: &Peer, now: i64) -> Result<(), PairError> {
         hisp_direct::cert::ParsedCert::from_x509(ca).map_err(|e| PairError::Io(e.to_string()))?;
     let anchor = NewAnchor {
         domain: None,
+        direction: None,
         der: ca.der.clone(),
         sha256: ca.sha256_hex(),
         subject: ca.subject.clone(),

@@ -53,6 +53,7 @@ async fn signed_bundle_verified_tampered_refused_old_anchors_kept_unsigned_loade
     let spec = NewBundle {
         url: url("signedbundle.p7m"),
         domain: None,
+        direction: None,
         signer_der: Some(signer.clone()),
         refresh_secs: 3600,
     };
@@ -98,6 +99,7 @@ async fn signed_bundle_verified_tampered_refused_old_anchors_kept_unsigned_loade
     let other = NewBundle {
         url: format!("{}?other", url("signedbundle.p7m")),
         domain: None,
+        direction: None,
         signer_der: Some(std::fs::read(vectors().join("sm1.direct.com-RootCA.der")).unwrap()),
         refresh_secs: 3600,
     };
@@ -113,6 +115,7 @@ async fn signed_bundle_verified_tampered_refused_old_anchors_kept_unsigned_loade
     let unsigned = NewBundle {
         url: url("providerTestBundle.p7b"),
         domain: Some(ALPHA.into()),
+        direction: None,
         signer_der: None,
         refresh_secs: 3600,
     };

@@ -10,16 +10,22 @@ use common::*;
 use hisp_discovery::testservers::{cert_line, Named};
 use hisp_server::clock::{SharedClock, SystemClock};
 use hisp_server::pair::Peer;
-use hisp_store::{EntryKind, NewAnchor, RcptState, Store};
+use hisp_store::{Direction, EntryKind, NewAnchor, RcptState, Store};
 use std::sync::Arc;
 
 /// `a` trusts `b`'s CA and routes `b`'s domain to it; no certificate of `b` is configured.
 async fn anchor_and_route(a: &Peer, b: &Peer) {
+    anchor_and_route_for(a, b, None).await
+}
+
+/// As [`anchor_and_route`], the anchor trusted for `direction` only (`None`: both).
+async fn anchor_and_route_for(a: &Peer, b: &Peer, direction: Option<Direction>) {
     let pem = std::fs::read(b.dir.join("ca.pem")).unwrap();
     let ca = hisp_direct::keys::load_cert(&pem).unwrap();
     let ca = hisp_direct::cert::ParsedCert::from_x509(ca).unwrap();
     let anchor = NewAnchor {
         domain: None,
+        direction,
         der: ca.der.clone(),
         sha256: ca.sha256_hex(),
         subject: ca.subject.clone(),
@@ -86,6 +92,46 @@ async fn daemons_find_each_others_certificates_through_dns_cert_only() {
     let why = r.last_error.unwrap_or_default();
     assert!(why.contains("no usable Direct certificate"), "{why}");
     assert!(why.contains("NXDOMAIN"), "{why}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An anchor added for incoming mail only vouches for the signers of mail received, not
+/// for recipients' certificates: alpha trusts beta's CA for incoming mail only, so bob's
+/// message reaches alice, but alice's message to bob fails with the trust reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_only_anchor_does_not_vouch_for_recipients_certificates() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
+    let mut b = instance(root.path(), BETA, "dr.bob", "bob-pw").await;
+    anchor_and_route_for(&a, &b, Some(Direction::Incoming)).await;
+    anchor_and_route(&b, &a).await;
+    let owner = |p: &Peer| p.domain.trim_end_matches(".example").to_string();
+    let zone = [
+        cert_line(&owner(&a), &domain_cert_der(&a)),
+        cert_line(&owner(&b), &domain_cert_der(&b)),
+    ]
+    .join("\n");
+    let named = Named::start("example", &zone);
+    for p in [&mut a, &mut b] {
+        p.config.discovery.enabled = true;
+        p.config.discovery.dns = Some(named.addr);
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    start(&mut a, clock.clone()).await;
+    start(&mut b, clock).await;
+
+    let (_, mid) = queue_message(&b, &[&a.user], false).await;
+    let got = wait_entries(&a, &a.user, EntryKind::Message, 1).await;
+    assert_eq!(got[0].message_id, mid, "incoming: bob's signer is trusted");
+
+    let (id, _) = queue_message(&a, &[&b.user], false).await;
+    let r = wait_state(&a, &id, RcptState::Failed).await;
+    let why = r.last_error.unwrap_or_default();
+    assert!(
+        why.contains("trust:"),
+        "outgoing: bob's certificate is not vouched for: {why}"
+    );
     a.stop().await;
     b.stop().await;
 }

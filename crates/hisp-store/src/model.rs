@@ -44,6 +44,8 @@ impl std::fmt::Display for QueueId {
 pub struct NewAnchor {
     /// The local domain it applies to; `None` for every local domain.
     pub domain: Option<String>,
+    /// Which mail it is trusted for; `None` for both directions.
+    pub direction: Option<Direction>,
     /// The certificate, DER.
     pub der: Vec<u8>,
     /// Lowercase hex SHA-256 of the DER.
@@ -59,6 +61,8 @@ pub struct Anchor {
     pub id: i64,
     /// The local domain it applies to; `None` for every local domain.
     pub domain: Option<String>,
+    /// Which mail it is trusted for; `None` for both directions.
+    pub direction: Option<Direction>,
     /// The certificate, DER.
     pub der: Vec<u8>,
     /// Lowercase hex SHA-256 of the DER.
@@ -564,6 +568,8 @@ pub struct NewBundle {
     pub url: String,
     /// The local domain its anchors apply to; `None` for every local domain.
     pub domain: Option<String>,
+    /// Which mail its anchors are trusted for; `None` for both directions.
+    pub direction: Option<Direction>,
     /// The pinned signer (DER); `None` accepts an unsigned bundle.
     pub signer_der: Option<Vec<u8>>,
     /// Seconds between fetches.
@@ -587,4 +593,37 @@ pub struct Bundle {
     pub last_error: Option<String>,
     /// Anchors of the loaded version.
     pub anchors: Vec<NewAnchor>,
+}
+
+/// Which mail an anchor is trusted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Signers of mail we receive.
+    Incoming,
+    /// Certificates of recipients we send to (found by discovery).
+    Outgoing,
+}
+
+impl Direction {
+    /// `"incoming"` or `"outgoing"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Incoming => "incoming",
+            Direction::Outgoing => "outgoing",
+        }
+    }
+
+    /// Parse `incoming`/`outgoing` (`in`/`out`); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Direction> {
+        match s.to_ascii_lowercase().as_str() {
+            "incoming" | "in" => Some(Direction::Incoming),
+            "outgoing" | "out" => Some(Direction::Outgoing),
+            _ => None,
+        }
+    }
+
+    /// Whether an anchor stored with `stored` (None = both) applies to `self`.
+    pub fn admits(self, stored: Option<Direction>) -> bool {
+        stored.is_none_or(|d| d == self)
+    }
 }

@@ -170,6 +170,7 @@ async fn bundle_load(now: i64) -> Result<(f64, usize)> {
         let spec = NewBundle {
             url: format!("file://{}", dir.join("b.p7m").display()),
             domain: None,
+            direction: None,
             signer_der: Some(signer.cert.to_der()?),
             refresh_secs: 86_400,
         };

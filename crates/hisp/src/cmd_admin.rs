@@ -52,7 +52,21 @@ pub enum AnchorCmd {
         /// The local domain it applies to (default: all).
         #[arg(long)]
         domain: Option<String>,
+        /// Trust it for `incoming` mail's signers or `outgoing` recipients' certificates
+        /// only (default: both).
+        #[arg(long)]
+        direction: Option<String>,
     },
+}
+
+/// `--direction` as stored: `None` for both.
+pub(crate) fn direction(arg: Option<&str>) -> Result<Option<hisp_store::Direction>> {
+    match arg {
+        None | Some("both") => Ok(None),
+        Some(d) => hisp_store::Direction::parse(d)
+            .map(Some)
+            .ok_or_else(|| anyhow!("--direction must be incoming, outgoing or both, not {d:?}")),
+    }
 }
 
 /// `hisp route …`
@@ -217,7 +231,9 @@ pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
         config,
         file,
         domain,
+        direction: dir,
     } = cmd;
+    let direction = direction(dir.as_deref())?;
     let (_, store) = load(config)?;
     let certs = files::certs(std::slice::from_ref(file), "anchor")?;
     let rt = runtime()?;
@@ -225,13 +241,15 @@ pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
         let p = hisp_direct::cert::ParsedCert::from_x509(c)?;
         let new = NewAnchor {
             domain: domain.clone(),
+            direction,
             der: p.der.clone(),
             sha256: p.sha256_hex(),
             subject: p.subject.clone(),
         };
         let added = rt.block_on(store.add_anchor(new, files::now()))?;
         let what = if added { "added" } else { "already present" };
-        println!("anchor {what}: {} ({})", p.subject, p.sha256_hex());
+        let scope = direction.map(|d| d.as_str()).unwrap_or("both directions");
+        println!("anchor {what}: {} ({}), {scope}", p.subject, p.sha256_hex());
     }
     Ok(0)
 }

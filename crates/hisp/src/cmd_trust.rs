@@ -34,6 +34,9 @@ pub enum TrustCmd {
         /// How often it is fetched again, e.g. 6h, 1d.
         #[arg(long, default_value = "1d")]
         refresh: String,
+        /// Trust its anchors for `incoming` or `outgoing` mail only (default: both).
+        #[arg(long)]
+        direction: Option<String>,
     },
     /// List anchors in force: configured, added, and from each bundle.
     List {
@@ -73,7 +76,17 @@ pub fn run(cmd: &TrustCmd) -> Result<u8> {
             signer,
             domain,
             refresh: every,
-        } => add(config, url, signer.as_ref(), domain.clone(), every),
+            direction,
+        } => {
+            let direction = crate::cmd_admin::direction(direction.as_deref())?;
+            add(
+                config,
+                url,
+                signer.as_ref(),
+                (domain.clone(), direction),
+                every,
+            )
+        }
         TrustCmd::List { config, json } => list(config, *json),
         TrustCmd::Explain(a) => crate::cmd_explain::run(a),
         TrustCmd::Refresh { config, id } => refresh_now(config, *id),
@@ -97,7 +110,7 @@ fn add(
     config: &Path,
     url: &str,
     signer: Option<&PathBuf>,
-    domain: Option<String>,
+    (domain, direction): (Option<String>, Option<hisp_store::Direction>),
     every: &str,
 ) -> Result<u8> {
     let (cfg, store) = load(config)?;
@@ -124,6 +137,7 @@ fn add(
     let spec = NewBundle {
         url: url.to_string(),
         domain,
+        direction,
         signer_der,
         refresh_secs: i64::try_from(every.as_secs()).unwrap_or(86_400).max(60),
     };
@@ -195,11 +209,13 @@ fn list(config: &Path, as_json: bool) -> Result<u8> {
             })).collect::<Vec<_>>(),
             "anchors": anchors.iter().map(|a| json!({
                 "sha256": a.sha256, "subject": a.subject, "domain": a.domain,
+                "direction": a.direction.map(|d| d.as_str()).unwrap_or("both"),
             })).collect::<Vec<_>>(),
             "bundles": bundles.iter().map(|b| json!({
                 "id": b.id,
                 "url": b.spec.url,
                 "domain": b.spec.domain,
+                "direction": b.spec.direction.map(|d| d.as_str()).unwrap_or("both"),
                 "signed": b.spec.signer_der.is_some(),
                 "refresh_secs": b.spec.refresh_secs,
                 "loaded": b.loaded.map(time),
@@ -220,7 +236,8 @@ fn list(config: &Path, as_json: bool) -> Result<u8> {
     }
     for a in &anchors {
         let scope = a.domain.as_deref().unwrap_or("all domains");
-        println!("added       {}  {}  {}", scope, a.sha256, a.subject);
+        let dir = a.direction.map(|d| d.as_str()).unwrap_or("both");
+        println!("added       {scope} ({dir})  {}  {}", a.sha256, a.subject);
     }
     for b in &bundles {
         let state = match (&b.loaded, &b.last_error) {

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 use super::directory::bump;
 use super::{collect, db, fold};
-use crate::{Bundle, NewAnchor, NewBundle, StoreError, StoreResult, UnixTime};
+use crate::{Bundle, Direction, NewAnchor, NewBundle, StoreError, StoreResult, UnixTime};
 
 /// Add a bundle, due for fetching now; its id. A URL already there is refused.
 pub(super) fn add(conn: &Connection, b: &NewBundle, now: UnixTime) -> StoreResult<i64> {
@@ -25,8 +25,8 @@ pub(super) fn add(conn: &Connection, b: &NewBundle, now: UnixTime) -> StoreResul
         )));
     }
     conn.prepare_cached(
-        "INSERT INTO bundles (url, domain, signer_der, refresh_secs, added, next_fetch) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO bundles (url, domain, signer_der, refresh_secs, added, next_fetch, \
+         direction) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )
     .map_err(db(what))?
     .execute(params![
@@ -34,7 +34,8 @@ pub(super) fn add(conn: &Connection, b: &NewBundle, now: UnixTime) -> StoreResul
         b.domain.as_deref().map(fold),
         b.signer_der.as_deref(),
         b.refresh_secs,
-        now
+        now,
+        b.direction.map(|d| d.as_str())
     ])
     .map_err(db(what))?;
     Ok(conn.last_insert_rowid())
@@ -46,7 +47,7 @@ pub(super) fn list(conn: &Connection) -> StoreResult<Vec<Bundle>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, url, domain, signer_der, refresh_secs, added, loaded, next_fetch, \
-             last_error FROM bundles ORDER BY id",
+             last_error, direction FROM bundles ORDER BY id",
         )
         .map_err(db(what))?;
     let mut bundles = collect(&mut stmt, [], what, |row| {
@@ -55,6 +56,10 @@ pub(super) fn list(conn: &Connection) -> StoreResult<Vec<Bundle>> {
             spec: NewBundle {
                 url: row.get(1)?,
                 domain: row.get(2)?,
+                direction: row
+                    .get::<_, Option<String>>(9)?
+                    .as_deref()
+                    .and_then(Direction::parse),
                 signer_der: row.get(3)?,
                 refresh_secs: row.get(4)?,
             },
@@ -75,6 +80,7 @@ pub(super) fn list(conn: &Connection) -> StoreResult<Vec<Bundle>> {
             row.get::<_, i64>(0)?,
             NewAnchor {
                 domain: None,
+                direction: None,
                 der: row.get(1)?,
                 sha256: row.get(2)?,
                 subject: row.get(3)?,
@@ -84,6 +90,7 @@ pub(super) fn list(conn: &Connection) -> StoreResult<Vec<Bundle>> {
     for (id, mut a) in anchors {
         if let Some(b) = bundles.iter_mut().find(|b| b.id == id) {
             a.domain = b.spec.domain.clone();
+            a.direction = b.spec.direction;
             b.anchors.push(a);
         }
     }

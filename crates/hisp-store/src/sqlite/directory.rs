@@ -5,7 +5,9 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{collect, db, fold, unsigned};
-use crate::{Anchor, NewAnchor, NewStaticCert, Route, StaticCert, StoreResult, UnixTime};
+use crate::{
+    Anchor, Direction, NewAnchor, NewStaticCert, Route, StaticCert, StoreResult, UnixTime,
+};
 
 /// Bump the directory version (inside the caller's transaction).
 pub(super) fn bump(conn: &Connection) -> StoreResult<()> {
@@ -75,8 +77,8 @@ pub(super) fn add_anchor(
     let what = "adding an anchor";
     let added = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO anchors (domain, der, sha256, subject, added) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO anchors (domain, der, sha256, subject, added, direction) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(db(what))?
         .execute(params![
@@ -85,6 +87,7 @@ pub(super) fn add_anchor(
             fold(&anchor.sha256),
             anchor.subject,
             now,
+            anchor.direction.map(|d| d.as_str()),
         ])
         .map_err(db(what))?
         == 1;
@@ -112,7 +115,9 @@ pub(super) fn remove_anchor(conn: &Connection, sha256: &str) -> StoreResult<usiz
 pub(super) fn anchors(conn: &Connection) -> StoreResult<Vec<Anchor>> {
     let what = "listing anchors";
     let mut stmt = conn
-        .prepare_cached("SELECT id, domain, der, sha256, subject, added FROM anchors ORDER BY id")
+        .prepare_cached(
+            "SELECT id, domain, der, sha256, subject, added, direction FROM anchors ORDER BY id",
+        )
         .map_err(db(what))?;
     collect(&mut stmt, [], what, |row| {
         Ok(Ok(Anchor {
@@ -122,6 +127,10 @@ pub(super) fn anchors(conn: &Connection) -> StoreResult<Vec<Anchor>> {
             sha256: row.get(3)?,
             subject: row.get(4)?,
             added: row.get(5)?,
+            direction: row
+                .get::<_, Option<String>>(6)?
+                .as_deref()
+                .and_then(Direction::parse),
         }))
     })
 }

@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -174,6 +174,14 @@ CREATE TABLE notifications (
 
 /// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
 /// as mailboxes and queues grow (delivery de-duplication, unread listings).
+/// Version 4: an anchor (or a bundle's anchors) may be trusted for one direction only:
+/// `incoming` (signers of mail received) or `outgoing` (recipients' certificates); NULL is
+/// both.
+const SCHEMA_V4: &str = "
+ALTER TABLE anchors ADD COLUMN direction TEXT;
+ALTER TABLE bundles ADD COLUMN direction TEXT;
+";
+
 /// Version 3: trust bundles (DirectTrust form) fetched from a URL, and the anchors of the
 /// last version of each that verified (kept when a later fetch fails).
 const SCHEMA_V3: &str = "
@@ -283,6 +291,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
         0 => SCHEMA_V1,
         1 => SCHEMA_V2,
         2 => SCHEMA_V3,
+        3 => SCHEMA_V4,
         _ => {
             return Err(open_error(
                 path,

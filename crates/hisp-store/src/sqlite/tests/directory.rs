@@ -6,6 +6,7 @@ use crate::{NewAnchor, NewStaticCert, Store};
 
 fn anchor(domain: Option<&str>, sha256: &str) -> NewAnchor {
     NewAnchor {
+        direction: None,
         domain: domain.map(str::to_owned),
         der: vec![0x30, 0x82, 0x01, 0x00],
         sha256: sha256.into(),
@@ -161,4 +162,36 @@ async fn static_certs_dedupe_per_binding() {
     assert_eq!(certs[0].bound_to, "dr.bob@b.example");
     assert_eq!(certs[0].der, vec![1, 2, 3]);
     assert_eq!(certs[1].bound_to, "b.example");
+}
+
+/// Schema v4: an anchor's direction (incoming, outgoing, or both as NULL) round-trips, and
+/// a bundle's direction reaches its anchors.
+#[tokio::test]
+async fn anchor_and_bundle_directions_round_trip() {
+    use crate::{Direction, NewBundle};
+    let (_dir, store) = fresh();
+    let mut a = anchor(None, "aa");
+    a.direction = Some(Direction::Incoming);
+    assert!(store.add_anchor(a, 1).await.unwrap());
+    assert!(store.add_anchor(anchor(None, "bb"), 1).await.unwrap());
+    let got = store.anchors().await.unwrap();
+    assert_eq!(got[0].direction, Some(Direction::Incoming));
+    assert_eq!(got[1].direction, None);
+    let spec = NewBundle {
+        url: "file:///b.p7b".into(),
+        domain: None,
+        direction: Some(Direction::Outgoing),
+        signer_der: None,
+        refresh_secs: 3600,
+    };
+    let id = store.add_bundle(spec, 1).await.unwrap();
+    store
+        .bundle_loaded(id, vec![anchor(None, "cc")], 2, 3)
+        .await
+        .unwrap();
+    let b = store.bundles().await.unwrap();
+    assert_eq!(b[0].anchors[0].direction, Some(Direction::Outgoing));
+    assert!(
+        Direction::Outgoing.admits(None) && !Direction::Incoming.admits(Some(Direction::Outgoing))
+    );
 }
