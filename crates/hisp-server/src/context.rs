@@ -168,7 +168,12 @@ impl<S: Store> Context<S> {
             at: now,
             profile: &self.profile,
         };
-        match discovery.discover(address, &policy).await {
+        let started = std::time::Instant::now();
+        let result = discovery.discover(address, &policy).await;
+        self.metrics
+            .discovery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(f) if !f.usable.is_empty() => {
                 RecipientCerts::Found(f.usable.iter().map(|u| u.cert.clone()).collect())
             }

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub open_seconds: Histogram,
     /// Time to seal an outbound message for one domain.
     pub seal_seconds: Histogram,
+    /// Time to find a recipient's certificates (cache hits included).
+    pub discovery_seconds: Histogram,
 }
 
 impl Metrics {
@@ -175,6 +177,11 @@ impl Metrics {
         self.seal_seconds.render(
             "hisp_seal_seconds",
             "Time to seal a message for one domain.",
+            &mut out,
+        );
+        self.discovery_seconds.render(
+            "hisp_discovery_seconds",
+            "Time to find a recipient's certificates (DNS CERT, LDAP, cache).",
             &mut out,
         );
         out
