@@ -21,6 +21,8 @@ const SUFFIX: &str = "dc=direct,dc=test";
 struct World {
     named: Named,
     _ldap: Slapd,
+    _light: Slapd,
+    _heavy: Slapd,
     _silent: TcpListener,
     certs: HashMap<&'static str, Vec<Vec<u8>>>,
 }
@@ -66,6 +68,10 @@ fn world() -> &'static World {
             .map(|(uid, mail, case)| ldif_person(SUFFIX, uid, mail, &certs[case]))
             .collect();
         let ldap = Slapd::start(SUFFIX, &entries.join("\n"));
+        // Two more directories for `weighted.direct.test`, same priority, weights 0 and 100.
+        let w = |uid: &str| ldif_person(SUFFIX, uid, "w@weighted.direct.test", &certs["carol"]);
+        let light = Slapd::start(SUFFIX, &w("light"));
+        let heavy = Slapd::start(SUFFIX, &w("heavy"));
         // Accepts connections (the kernel completes the handshake) and never answers.
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let silent_port = silent.local_addr().unwrap().port();
@@ -82,6 +88,16 @@ fn world() -> &'static World {
                 ldap.addr.port()
             ),
             format!("_ldap._tcp.dead IN SRV 0 0 {dead} down.direct.test."),
+            format!(
+                "_ldap._tcp.weighted IN SRV 0 0 {} light.direct.test.",
+                light.addr.port()
+            ),
+            format!(
+                "_ldap._tcp.weighted IN SRV 0 100 {} heavy.direct.test.",
+                heavy.addr.port()
+            ),
+            "light IN A 127.0.0.1".to_string(),
+            "heavy IN A 127.0.0.1".to_string(),
             "dead IN A 127.0.0.1".to_string(),
             cert_line("both.ldap", &certs["both-dns"][0]),
         ];
@@ -89,6 +105,8 @@ fn world() -> &'static World {
         World {
             named,
             _ldap: ldap,
+            _light: light,
+            _heavy: heavy,
             _silent: silent,
             certs,
         }
@@ -175,4 +193,27 @@ async fn ldap_discovery_through_srv_with_a_dead_and_a_silent_server() {
         Err(DiscoveryError::Ldap(why)) => assert!(why.contains("no LDAP server"), "{why}"),
         other => panic!("expected an LDAP failure, got {other:?}"),
     }
+}
+
+/// RFC 2782 weights: of two servers at one priority with weights 0 and 100, the heavy one is
+/// asked first about 100 times in 101; over 30 lookups at least 25 go to it (the chance of
+/// fewer is below one in a billion).
+#[tokio::test]
+async fn srv_weight_sends_most_lookups_to_the_heavier_server() {
+    let mut heavy = 0;
+    for _ in 0..30 {
+        let f = discover("w@weighted.direct.test").await.unwrap();
+        let answered = f
+            .trail
+            .iter()
+            .find(|t| t.contains("certificate(s) under"))
+            .unwrap();
+        if answered.contains("heavy.direct.test") {
+            heavy += 1;
+        }
+    }
+    assert!(
+        heavy >= 25,
+        "{heavy} of 30 lookups went to the weight-100 server"
+    );
 }
