@@ -55,13 +55,45 @@ fn random_below(n: u32) -> u32 {
     u32::from_le_bytes(b) % n.max(1)
 }
 
+/// How long a server that did not answer is passed over (tried last).
+const DOWN_FOR: Duration = Duration::from_secs(60);
+
 /// The LDAP side of discovery.
 pub struct LdapDirectory {
     /// Each connection, bind and search must answer within this.
     pub timeout: Duration,
+    /// Servers that lately did not answer, and until when they are tried last.
+    down: std::sync::Mutex<std::collections::HashMap<SocketAddr, std::time::Instant>>,
 }
 
 impl LdapDirectory {
+    /// A directory client allowing `timeout` per step.
+    pub fn new(timeout: Duration) -> LdapDirectory {
+        LdapDirectory {
+            timeout,
+            down: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn is_down(&self, at: &SocketAddr) -> bool {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.get(at)
+            .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    fn mark(&self, at: SocketAddr, answered: bool) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if answered {
+            down.remove(&at);
+        } else {
+            if down.len() > 1024 {
+                let now = std::time::Instant::now();
+                down.retain(|_, until| now < *until);
+            }
+            down.insert(at, std::time::Instant::now() + DOWN_FOR);
+        }
+    }
+
     /// Certificates the domain's directory holds for `address` (DER, in the order read),
     /// noting each server asked in `trail`. `Ok(empty)` when the domain has no LDAP
     /// service or its directory has nothing; `Err` when no server answered.
@@ -79,32 +111,38 @@ impl LdapDirectory {
             trail.push(format!("ldap {srv}: no SRV records"));
             return Ok(Vec::new());
         }
+        let mut servers = Vec::new();
         for t in &targets {
-            let ips = match dns.addresses(&t.host).await {
-                Ok(ips) if !ips.is_empty() => ips,
-                Ok(_) => {
-                    trail.push(format!("ldap {}: no address", t.host));
-                    continue;
+            match dns.addresses(&t.host).await {
+                Ok(ips) if !ips.is_empty() => {
+                    servers.extend(ips.into_iter().map(|ip| (t, SocketAddr::new(ip, t.port))));
                 }
-                Err(e) => {
-                    trail.push(format!("ldap {}: {e}", t.host));
-                    continue;
+                Ok(_) => trail.push(format!("ldap {}: no address", t.host)),
+                Err(e) => trail.push(format!("ldap {}: {e}", t.host)),
+            }
+        }
+        // A server that did not answer in the last minute is asked only after the others.
+        let (lately_down, up): (Vec<_>, Vec<_>) =
+            servers.into_iter().partition(|(_, at)| self.is_down(at));
+        for (t, at) in up.into_iter().chain(lately_down) {
+            match tokio::time::timeout(self.timeout * 4, self.ask(at, address)).await {
+                Ok(Ok((certs, bases))) => {
+                    self.mark(at, true);
+                    trail.push(format!(
+                        "ldap {} ({at}): {} certificate(s) under {}",
+                        t.host,
+                        certs.len(),
+                        bases.join(", ")
+                    ));
+                    return Ok(certs);
                 }
-            };
-            for ip in ips {
-                let at = SocketAddr::new(ip, t.port);
-                match tokio::time::timeout(self.timeout * 4, self.ask(at, address)).await {
-                    Ok(Ok((certs, bases))) => {
-                        trail.push(format!(
-                            "ldap {} ({at}): {} certificate(s) under {}",
-                            t.host,
-                            certs.len(),
-                            bases.join(", ")
-                        ));
-                        return Ok(certs);
-                    }
-                    Ok(Err(e)) => trail.push(format!("ldap {} ({at}): {e}", t.host)),
-                    Err(_) => trail.push(format!("ldap {} ({at}): no answer in time", t.host)),
+                Ok(Err(e)) => {
+                    self.mark(at, false);
+                    trail.push(format!("ldap {} ({at}): {e}", t.host));
+                }
+                Err(_) => {
+                    self.mark(at, false);
+                    trail.push(format!("ldap {} ({at}): no answer in time", t.host));
                 }
             }
         }

@@ -64,9 +64,7 @@ impl Discovery {
     pub fn new(dns: DnsCerts, ldap_timeout: std::time::Duration) -> Discovery {
         Discovery {
             dns,
-            ldap: ldap::LdapDirectory {
-                timeout: ldap_timeout,
-            },
+            ldap: ldap::LdapDirectory::new(ldap_timeout),
             fetcher: fetch::Fetcher::new(ldap_timeout),
             allow_unreachable_crl: false,
         }

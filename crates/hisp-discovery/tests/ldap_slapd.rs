@@ -217,3 +217,43 @@ async fn srv_weight_sends_most_lookups_to_the_heavier_server() {
         "{heavy} of 30 lookups went to the weight-100 server"
     );
 }
+
+/// A server that did not answer is asked last for a minute: the second lookup through the
+/// same discovery goes to the live directory first and does not wait on the silent one.
+#[tokio::test]
+async fn servers_that_did_not_answer_are_asked_last_for_a_while() {
+    use hisp_discovery::dns::DnsCerts;
+    use hisp_discovery::select::Policy;
+    let w = world();
+    let anchors = hisp_direct::trust::TrustAnchors::new(vec![pki().ca.cert.clone()]);
+    let profile = hisp_direct::alg::Profile::strict();
+    let policy = Policy {
+        anchors: &anchors,
+        intermediates: &[],
+        crls: &[],
+        at: NOW,
+        profile: &profile,
+    };
+    let timeout = Duration::from_millis(700);
+    let d = hisp_discovery::Discovery::new(DnsCerts::at(w.named.addr, timeout), timeout);
+    let first = d.discover("carol@ldap.direct.test", &policy).await.unwrap();
+    assert_eq!(
+        first.trail.iter().filter(|t| t.starts_with("ldap")).count(),
+        3
+    );
+    let started = Instant::now();
+    let second = d.discover("dom@ldap.direct.test", &policy).await.unwrap();
+    let ldap: Vec<&String> = second
+        .trail
+        .iter()
+        .filter(|t| t.starts_with("ldap"))
+        .collect();
+    assert_eq!(ldap.len(), 1, "{ldap:?}");
+    assert!(ldap[0].contains("up.direct.test"), "{ldap:?}");
+    assert!(
+        started.elapsed() < timeout,
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(second.usable.len(), 1);
+}
