@@ -79,7 +79,10 @@ fn inputs(a: &OpenArgs) -> Result<Inputs> {
         anchors: TrustAnchors::new(files::certs(&a.anchors, "anchor")?),
         intermediates: files::certs(&a.intermediates, "intermediate")?,
         crls: files::crls(&a.crls)?,
-        message: files::read_input(a.input.as_deref())?,
+        message: match a.input.as_deref() {
+            Some(p) => crate::sealed_input::read(p)?,
+            None => files::read_input(None)?,
+        },
     })
 }
 

@@ -16,6 +16,7 @@ mod cmd_seal;
 mod cmd_trust;
 mod demo;
 mod files;
+mod sealed_input;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
