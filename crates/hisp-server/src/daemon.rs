@@ -175,8 +175,34 @@ pub async fn start_with_options<S: Store>(
         tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(refresh_bundles(ctx.clone(), stop_rx.clone()));
     }
+    let dns = match ctx.config.dns.listen {
+        Some(addr) => {
+            let zone = Arc::new(crate::dns_server::Zone::from_directory(
+                &ctx.directory(),
+                ctx.config.dns.ttl,
+            ));
+            let udp =
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Bind {
+                        what: "dns.listen",
+                        addr,
+                        source,
+                    })?;
+            let tcp = bind("dns.listen", addr).await?;
+            let bound = udp.local_addr().unwrap_or(addr);
+            tasks.spawn(crate::dns_server::serve_udp(
+                udp,
+                zone.clone(),
+                stop_rx.clone(),
+            ));
+            tasks.spawn(crate::dns_server::serve_tcp(tcp, zone, stop_rx.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
     tasks.spawn(refresh_directory(ctx.clone(), stop_rx));
-    tracing::info!(%relay, %submission, %http, "hisp started");
+    tracing::info!(%relay, %submission, %http, dns = ?dns, "hisp started");
     Ok(Running {
         ctx,
         relay,

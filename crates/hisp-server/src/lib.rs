@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod directory;
+pub mod dns_server;
 pub mod edge;
 pub mod http;
 pub mod inbound;

@@ -135,3 +135,72 @@ async fn an_incoming_only_anchor_does_not_vouch_for_recipients_certificates() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `[dns] listen`: each daemon answers DNS CERT for its own domain (RFC 4398), and two
+/// daemons that ask each other's DNS exchange a message and its MDN with nothing else
+/// published. The answers are authoritative: NXDOMAIN under our domain, REFUSED outside it,
+/// and a UDP answer too big for a client without EDNS comes back truncated (RFC 7766).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_serve_their_own_cert_records_and_find_each_other_through_them() {
+    use hickory_resolver::proto::op::{Message, Query};
+    use hickory_resolver::proto::rr::{Name, RecordType};
+    use hisp_discovery::dns::{DnsAnswer, DnsCerts, DnsError};
+    use hisp_discovery::record::domain_owner;
+    let root = tempfile::tempdir().unwrap();
+    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
+    let mut b = instance(root.path(), BETA, "dr.bob", "bob-pw").await;
+    anchor_and_route(&a, &b).await;
+    anchor_and_route(&b, &a).await;
+    let port = || {
+        let p = hisp_server::pair::free_port().unwrap();
+        std::net::SocketAddr::from(([127, 0, 0, 1], p))
+    };
+    let (a_dns, b_dns) = (port(), port());
+    a.config.dns.listen = Some(a_dns);
+    b.config.dns.listen = Some(b_dns);
+    for (p, other) in [(&mut a, b_dns), (&mut b, a_dns)] {
+        p.config.discovery.enabled = true;
+        p.config.discovery.dns = Some(other);
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    start(&mut a, clock.clone()).await;
+    start(&mut b, clock).await;
+
+    let dns = DnsCerts::at(a_dns, std::time::Duration::from_secs(2));
+    let answer = dns.lookup(&domain_owner(ALPHA).unwrap()).await.unwrap();
+    assert_eq!(answer.records().len(), 1);
+    assert_eq!(answer.records()[0].data, domain_cert_der(&a));
+    let nx = format!("nobody.{ALPHA}");
+    assert_eq!(
+        dns.lookup(&domain_owner(&nx).unwrap()).await.unwrap(),
+        DnsAnswer::NxDomain
+    );
+    assert!(matches!(
+        dns.lookup(&domain_owner("elsewhere.example").unwrap())
+            .await,
+        Err(DnsError::ServerFailure { .. })
+    ));
+    // No EDNS: 512 octets at most over UDP, so the ~1 KB answer is truncated.
+    let mut q = Message::new();
+    q.set_id(7).set_recursion_desired(false);
+    q.add_query(Query::query(
+        Name::from_ascii(format!("{ALPHA}.")).unwrap(),
+        RecordType::Unknown(37),
+    ));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&q.to_vec().unwrap(), a_dns).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    assert!(r.truncated() && r.answers().is_empty() && r.authoritative());
+
+    let (id, mid) = queue_message(&a, &[&b.user], false).await;
+    wait_state(&a, &id, RcptState::Processed).await;
+    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
+    assert_eq!(got[0].message_id, mid);
+    a.stop().await;
+    b.stop().await;
+}

@@ -38,6 +38,9 @@ pub struct Config {
     /// Finding recipients' certificates.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Serving our own certificates in DNS.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// `[server]`

@@ -133,6 +133,22 @@ pub struct DiscoveryConfig {
     pub allow_unreachable_crl: bool,
 }
 
+/// `[dns]`: answer DNS CERT queries for our own domains.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Where to answer (UDP and TCP); absent: not served.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// TTL of the answers, in seconds.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl: u32,
+}
+
+fn default_dns_ttl() -> u32 {
+    3600
+}
+
 fn yes() -> bool {
     true
 }

@@ -22,6 +22,7 @@ fn unknown_keys_rejected_in_every_table() {
         "[http]",
         "[queue]",
         "[discovery]",
+        "[dns]",
     ] {
         let text = EXAMPLE.replacen(table, &format!("{table}\nbogus_key = 1"), 1);
         let err = Config::from_toml(&text, Path::new("x.toml"))
