@@ -43,6 +43,27 @@ fn domain_cert_der(p: &Peer) -> Vec<u8> {
         .unwrap()
 }
 
+/// Publish both domains' certificates in a BIND zone (both live under `example.`, so their
+/// domain-bound certificates sit at the domains), turn discovery on against it, and start
+/// both daemons. Keep the returned server alive as long as the daemons.
+async fn publish_and_start(a: &mut Peer, b: &mut Peer) -> Named {
+    let owner = |p: &Peer| p.domain.trim_end_matches(".example").to_string();
+    let zone = [
+        cert_line(&owner(a), &domain_cert_der(a)),
+        cert_line(&owner(b), &domain_cert_der(b)),
+    ]
+    .join("\n");
+    let named = Named::start("example", &zone);
+    for p in [&mut *a, &mut *b] {
+        p.config.discovery.enabled = true;
+        p.config.discovery.dns = Some(named.addr);
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    start(a, clock.clone()).await;
+    start(b, clock).await;
+    named
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemons_find_each_others_certificates_through_dns_cert_only() {
     let root = tempfile::tempdir().unwrap();
@@ -50,21 +71,7 @@ async fn daemons_find_each_others_certificates_through_dns_cert_only() {
     let mut b = instance(root.path(), BETA, "dr.bob", "bob-pw").await;
     anchor_and_route(&a, &b).await;
     anchor_and_route(&b, &a).await;
-    // Both domains live under `example.`: their domain-bound certificates at the domain.
-    let owner = |p: &Peer| p.domain.trim_end_matches(".example").to_string();
-    let zone = [
-        cert_line(&owner(&a), &domain_cert_der(&a)),
-        cert_line(&owner(&b), &domain_cert_der(&b)),
-    ]
-    .join("\n");
-    let named = Named::start("example", &zone);
-    for p in [&mut a, &mut b] {
-        p.config.discovery.enabled = true;
-        p.config.discovery.dns = Some(named.addr);
-    }
-    let clock: SharedClock = Arc::new(SystemClock);
-    start(&mut a, clock.clone()).await;
-    start(&mut b, clock).await;
+    let _named = publish_and_start(&mut a, &mut b).await;
 
     let (id, mid) = queue_message(&a, &[&b.user], false).await;
     // processed means beta found alpha's certificate too (to seal the MDN).
@@ -106,20 +113,7 @@ async fn an_incoming_only_anchor_does_not_vouch_for_recipients_certificates() {
     let mut b = instance(root.path(), BETA, "dr.bob", "bob-pw").await;
     anchor_and_route_for(&a, &b, Some(Direction::Incoming)).await;
     anchor_and_route(&b, &a).await;
-    let owner = |p: &Peer| p.domain.trim_end_matches(".example").to_string();
-    let zone = [
-        cert_line(&owner(&a), &domain_cert_der(&a)),
-        cert_line(&owner(&b), &domain_cert_der(&b)),
-    ]
-    .join("\n");
-    let named = Named::start("example", &zone);
-    for p in [&mut a, &mut b] {
-        p.config.discovery.enabled = true;
-        p.config.discovery.dns = Some(named.addr);
-    }
-    let clock: SharedClock = Arc::new(SystemClock);
-    start(&mut a, clock.clone()).await;
-    start(&mut b, clock).await;
+    let _named = publish_and_start(&mut a, &mut b).await;
 
     let (_, mid) = queue_message(&b, &[&a.user], false).await;
     let got = wait_entries(&a, &a.user, EntryKind::Message, 1).await;
