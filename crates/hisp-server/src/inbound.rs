@@ -252,17 +252,7 @@ fn deliver_message<S: Store>(
         .as_ref()
         .is_some_and(|r| r.final_destination_delivery);
     let host = &ctx.config.server.hostname;
-    let mut done = InboundDone {
-        id: msg.id.clone(),
-        state: InboundState::Delivered,
-        reason: None,
-        deliveries: Vec::new(),
-        then: Vec::new(),
-        events: Vec::new(),
-        notices: Vec::new(),
-        lease_then: None,
-        now,
-    };
+    let mut done = InboundDone::new(msg.id.clone(), InboundState::Delivered, now);
     let mut body = Some(inner);
     for (i, rcpt) in msg.rcpts.iter().enumerate() {
         // The last recipient takes the buffer itself; earlier ones get copies.
@@ -317,17 +307,11 @@ fn event(msg: &Inbound, rcpt: Option<&str>, kind: &str, detail: &str, now: i64) 
 fn quarantine<S: Store>(ctx: &Context<S>, msg: &Inbound, reason: String, now: i64) -> InboundDone {
     tracing::info!(queue_id = %msg.id, reason = %reason, "inbound message quarantined");
     Metrics::inc(&ctx.metrics.quarantined);
-    InboundDone {
-        id: msg.id.clone(),
-        state: InboundState::Quarantined,
-        events: vec![event(msg, None, "quarantined", &reason, now)],
-        reason: Some(reason),
-        deliveries: Vec::new(),
-        then: Vec::new(),
-        notices: Vec::new(),
-        lease_then: None,
-        now,
-    }
+    let mut done = InboundDone::new(msg.id.clone(), InboundState::Quarantined, now);
+    done.events
+        .push(event(msg, None, "quarantined", &reason, now));
+    done.reason = Some(reason);
+    done
 }
 
 /// The To and Cc addresses of a message (REST submission's default recipients).

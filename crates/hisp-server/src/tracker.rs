@@ -34,17 +34,7 @@ pub async fn handle_notification<S: Store>(
     from: &str,
     now: i64,
 ) -> InboundDone {
-    let mut done = InboundDone {
-        id: msg.id.clone(),
-        state: InboundState::Delivered,
-        reason: None,
-        deliveries: Vec::new(),
-        then: Vec::new(),
-        events: Vec::new(),
-        notices: Vec::new(),
-        lease_then: None,
-        now,
-    };
+    let mut done = InboundDone::new(msg.id.clone(), InboundState::Delivered, now);
     let (original_id, reports, entry_kind) = match read_reports(inner, from) {
         Ok(x) => x,
         Err(why) => {

@@ -6,13 +6,16 @@
 //! cost one fsync per message). A PostgreSQL implementation will sit behind the same trait.
 //!
 //! Layout:
-//! - [`model`]: the rows (messages, recipients, leases, mailbox entries, directory entries).
+//! - [`model`]: the rows (messages, recipients, leases, mailbox entries).
+//! - [`directory_model`]: the directory rows (anchors, bundles, routes, static certificates).
 //! - [`sqlite`]: the SQLite implementation.
 #![warn(missing_docs)]
 
+pub mod directory_model;
 pub mod model;
 pub mod sqlite;
 
+pub use directory_model::*;
 pub use model::*;
 
 use std::future::Future;

@@ -1,0 +1,169 @@
+//! The daemon's limits at the SMTP ports: the session defences of RFC 5321, 6409 and 4954
+//! against hostile clients, and a message over the large-message threshold taking the
+//! file-backed paths end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hisp_server::clock::{SharedClock, SystemClock};
+use hisp_store::{EntryKind, RcptState, Store};
+use std::sync::Arc;
+
+/// RFC 5321/6409/4954 session defences at the daemon: no AUTH → 530, AUTH before STARTTLS
+/// → 530, wrong password → 535, over the size limit → 552, a 10,000-octet command → 500,
+/// bare LF in the content → 550, content before 354 → 554, plaintext after STARTTLS → 554;
+/// idle and slowloris sessions held open do not stop a normal exchange, and nothing
+/// hostile was spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sessions_are_refused_and_a_normal_exchange_still_completes() {
+    let (_root, mut a, mut b) = pair(now()).await;
+    a.config.smtp.max_message_bytes = 64 << 10;
+    let clock: SharedClock = Arc::new(SystemClock);
+    start(&mut a, clock.clone()).await;
+    start(&mut b, clock).await;
+    let sub = a.config.smtp.submission_listen;
+    let relay = a.config.smtp.relay_listen;
+    let (alice, pw, bob) = (a.user.clone(), a.password.clone(), b.user.clone());
+
+    let held = tokio::task::spawn_blocking(move || {
+        // No AUTH: MAIL is refused.
+        let mut c = Raw::connect(sub);
+        c.starttls();
+        let r = c.cmd(&format!("MAIL FROM:<{alice}>"));
+        assert_eq!(r.code, 530, "MAIL without AUTH: {}", r.text);
+
+        // AUTH before STARTTLS.
+        let mut c = Raw::connect(sub);
+        c.ehlo();
+        let r = c.auth_plain(&alice, &pw);
+        assert_eq!(r.code, 530, "AUTH in clear: {}", r.text);
+
+        // Wrong password.
+        c.starttls();
+        let r = c.auth_plain(&alice, "not-the-password");
+        assert_eq!(r.code, 535, "wrong password: {}", r.text);
+
+        // Over the 64 KiB limit (no SIZE declared, so it is counted as it streams).
+        let r = c.auth_plain(&alice, &pw);
+        assert_eq!(r.code, 235, "AUTH: {}", r.text);
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{alice}>")).code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{bob}>")).code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(format!("From: {alice}\r\nTo: {bob}\r\nSubject: big\r\n\r\n").as_bytes());
+        let line = format!("{}\r\n", "x".repeat(998));
+        for _ in 0..100 {
+            c.send(line.as_bytes());
+        }
+        c.send(b".\r\n");
+        let r = c.reply();
+        assert_eq!(r.code, 552, "oversized: {}", r.text);
+        assert_eq!(c.cmd("QUIT").code, 221);
+
+        // A 10,000-octet command line; the session survives it.
+        let mut c = Raw::connect(relay);
+        let r = c.cmd(&format!("EHLO {}", "a".repeat(10_000)));
+        assert_eq!(r.code, 500, "long line: {}", r.text);
+        assert_eq!(c.cmd("NOOP").code, 250);
+
+        // Bare LF in the content (RFC 5321 §2.3.8).
+        c.ehlo();
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{bob}>")).code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{alice}>")).code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(b"Subject: smuggle\r\n\r\nbare\nLF\r\n.\r\n");
+        let r = c.reply();
+        assert_eq!(r.code, 550, "bare LF: {}", r.text);
+
+        // Content before the 354 (RFC 2920 §3.1): refused and closed.
+        let mut c = Raw::connect(relay);
+        c.ehlo();
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{bob}>")).code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{alice}>")).code, 250);
+        c.send(b"DATA\r\nSubject: early\r\n\r\nearly\r\n.\r\n");
+        let r = c.reply();
+        assert_eq!(r.code, 554, "data before 354: {}", r.text);
+        assert!(c.closed(), "the session must end after 554");
+
+        // Plaintext pipelined after STARTTLS (RFC 3207 §4.2, CVE-2011-0411).
+        let mut c = Raw::connect(sub);
+        c.ehlo();
+        c.send(b"STARTTLS\r\nNOOP\r\n");
+        let r = c.reply();
+        assert_eq!(r.code, 554, "STARTTLS injection: {}", r.text);
+        assert!(c.closed(), "the session must end after 554");
+
+        // Held open during the exchange: silent sessions on alpha's submission and relay
+        // ports, and a slowloris that sent half a command (one more on beta's relay below).
+        let idle_sub = Raw::connect_silent(sub);
+        let idle_relay = Raw::connect_silent(relay);
+        let mut slow = Raw::connect(relay);
+        slow.send(b"EHL");
+        (idle_sub, idle_relay, slow)
+    })
+    .await
+    .unwrap();
+
+    let m = metrics(&a).await;
+    assert_eq!(
+        metric(&m, "hisp_messages_accepted_total{port=\"relay\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&m, "hisp_messages_accepted_total{port=\"submission\"}"),
+        0.0
+    );
+
+    let b_relay = b.config.smtp.relay_listen;
+    let slow_b = tokio::task::spawn_blocking(move || {
+        let mut s = Raw::connect(b_relay);
+        s.send(b"MAIL FROM:<slow");
+        s
+    })
+    .await
+    .unwrap();
+
+    let mid = message_id(&a.domain);
+    let id = submit(
+        &a,
+        &b.user,
+        &message(&a.user, &b.user, "after the storm", &mid, false),
+    )
+    .await;
+    wait_state(&a, &id, RcptState::Processed).await;
+    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, mid);
+    assert_eq!(rest(&a, "GET", "/healthz", b"").await.status, 200);
+
+    drop((held, slow_b));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A message over `spill::LARGE` (a 12 MiB imaging report) takes the large-message paths:
+/// sealed to a file under `data_dir/tmp` and sent from it in pieces (RFC 5321 §4.5.2
+/// dot-stuffing across piece boundaries: every line of it starts with a period), spooled
+/// by the receiver before it is opened, delivered byte for byte, answered with `processed`;
+/// no temporary file outlives the delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_message_sealed_to_a_file_is_spooled_opened_and_delivered_intact() {
+    let (_root, mut a, mut b) = running_pair().await;
+    let mut m = message(&a.user, &b.user, "imaging", &message_id(&a.domain), false);
+    let line = format!(".{}\r\n", "D".repeat(75));
+    while m.len() < 12 << 20 {
+        m.extend_from_slice(line.as_bytes());
+    }
+    let id = submit(&a, &b.user, &m).await;
+    wait_state(&a, &id, RcptState::Processed).await;
+    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
+    let full = b.store.mailbox_entry(&b.user, got[0].id).await.unwrap();
+    let body = full.unwrap().body;
+    assert!(body.len() >= m.len(), "{} < {}", body.len(), m.len());
+    assert!(body.ends_with(&m[m.len() - 4096..]), "the content changed");
+    let tmp = hisp_server::spill::dir(&a.config.server.data_dir);
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+    a.stop().await;
+    b.stop().await;
+}
