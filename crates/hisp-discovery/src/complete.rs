@@ -124,6 +124,6 @@ async fn fetch_issuer(fetcher: &Fetcher, cert: &X509Ref, out: &mut Completed) ->
 }
 
 /// X509Crl is not Clone: a copy through DER.
-fn copy(crl: &X509Crl) -> Option<X509Crl> {
+pub(crate) fn copy(crl: &X509Crl) -> Option<X509Crl> {
     crl.to_der().ok().and_then(|d| X509Crl::from_der(&d).ok())
 }

@@ -124,15 +124,8 @@ impl Discovery {
         found.trail.extend(done.trail);
         let mut intermediates = policy.intermediates.to_vec();
         intermediates.extend(done.intermediates);
-        let mut crls: Vec<openssl::x509::X509Crl> = policy
-            .crls
-            .iter()
-            .filter_map(|c| {
-                c.to_der()
-                    .ok()
-                    .and_then(|d| openssl::x509::X509Crl::from_der(&d).ok())
-            })
-            .collect();
+        let mut crls: Vec<openssl::x509::X509Crl> =
+            policy.crls.iter().filter_map(complete::copy).collect();
         crls.extend(done.crls);
         let full = Policy {
             anchors: policy.anchors,

@@ -1,7 +1,8 @@
 //! Publishing our own certificates where discovery looks: CERT records for a zone file
 //! (RFC 4398 §2, presentation format §2.2) and LDIF entries for a directory.
 
-use crate::record::{address_owner, domain_owner, NameError};
+use crate::record::{address_owner, cert_type, domain_owner, CertRecord, NameError};
+use hickory_resolver::proto::rr::Name;
 use hisp_direct::binding::{bindings, CertBinding};
 use openssl::x509::X509Ref;
 
@@ -44,24 +45,45 @@ pub fn key_tag(rdata: &[u8]) -> u16 {
     (ac & 0xffff) as u16
 }
 
-/// Zone-file lines publishing `cert` at every owner name it is bound to (an address-bound
-/// certificate at its address, a domain-bound one at its domain).
-pub fn cert_records(cert: &X509Ref, ttl: u32) -> Result<Vec<String>, NameError> {
-    let der = cert.to_der().unwrap_or_default();
-    let b64 = openssl::base64::encode_block(&der).replace(['\n', '\r'], "");
-    let (tag, alg) = key_tag_and_algorithm(cert);
-    let mut out = Vec::new();
+/// Where `cert` is published: the owner name of every address and domain it is bound to
+/// (an address-bound certificate at its address, a domain-bound one at its domain), each
+/// once though the SAN and the subject DN may both name it; a binding that makes no DNS
+/// name is an error in its place.
+pub fn owners(cert: &X509Ref) -> Vec<Result<Name, NameError>> {
+    let mut out: Vec<Result<Name, NameError>> = Vec::new();
     for b in bindings(cert) {
         let owner = match &b {
-            CertBinding::Address(a) => address_owner(a)?,
-            CertBinding::Domain(d) => domain_owner(d)?,
-        };
-        let line = format!("{owner} {ttl} IN CERT PKIX {tag} {alg} {b64}");
-        if !out.contains(&line) {
-            out.push(line);
+            CertBinding::Address(a) => address_owner(a),
+            CertBinding::Domain(d) => domain_owner(d),
+        }
+        .map(|n| n.to_lowercase());
+        if !out.contains(&owner) {
+            out.push(owner);
         }
     }
-    Ok(out)
+    out
+}
+
+/// The CERT record holding `cert`: PKIX, with the key tag and algorithm of RFC 4398 §2.1.
+pub fn cert_record(cert: &X509Ref) -> CertRecord {
+    let (key_tag, algorithm) = key_tag_and_algorithm(cert);
+    CertRecord {
+        cert_type: cert_type::PKIX,
+        key_tag,
+        algorithm,
+        data: cert.to_der().unwrap_or_default(),
+    }
+}
+
+/// Zone-file lines publishing `cert` at every owner name it is bound to.
+pub fn cert_records(cert: &X509Ref, ttl: u32) -> Result<Vec<String>, NameError> {
+    let r = cert_record(cert);
+    let b64 = openssl::base64::encode_block(&r.data).replace(['\n', '\r'], "");
+    let (tag, alg) = (r.key_tag, r.algorithm);
+    owners(cert)
+        .into_iter()
+        .map(|o| o.map(|owner| format!("{owner} {ttl} IN CERT PKIX {tag} {alg} {b64}")))
+        .collect()
 }
 
 /// The base DN conventionally used for a domain: `dc=` for each label.

@@ -9,9 +9,8 @@ use crate::directory::Directory;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::NULL;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use hisp_direct::binding::{bindings, CertBinding};
-use hisp_discovery::publish::key_tag_and_algorithm;
-use hisp_discovery::record::{address_owner, cert_type, domain_owner, CertRecord};
+use hisp_discovery::publish::{cert_record, owners};
+use hisp_discovery::record::domain_owner;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,25 +39,9 @@ impl Zone {
                 z.apexes.push(apex.to_lowercase());
             }
             let cert = d.cred.cert();
-            let (key_tag, algorithm) = key_tag_and_algorithm(cert);
-            let rdata = CertRecord {
-                cert_type: cert_type::PKIX,
-                key_tag,
-                algorithm,
-                data: cert.to_der().unwrap_or_default(),
-            }
-            .to_rdata();
-            for b in bindings(cert) {
-                let owner = match &b {
-                    CertBinding::Address(a) => address_owner(a),
-                    CertBinding::Domain(d) => domain_owner(d),
-                };
-                if let Ok(o) = owner {
-                    z.records
-                        .entry(o.to_lowercase())
-                        .or_default()
-                        .push(rdata.clone());
-                }
+            let rdata = cert_record(cert).to_rdata();
+            for owner in owners(cert).into_iter().flatten() {
+                z.records.entry(owner).or_default().push(rdata.clone());
             }
         }
         z
