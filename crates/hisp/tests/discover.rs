@@ -2,20 +2,11 @@
 //! (0 found, 3 none, 1 no answer from DNS), with a domain made by `hisp init`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use hisp_discovery::testservers::{cert_line, Named, Slapd};
-use std::process::Command;
+mod common;
 
-fn hisp(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hisp"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::hisp_run as hisp;
+
+use hisp_discovery::testservers::{cert_line, Named, Slapd};
 
 #[test]
 fn discover_finds_a_domain_bound_certificate_published_in_dns_and_reports_the_rest() {
@@ -100,22 +91,15 @@ fn init_with_user(root: &std::path::Path, domain: &str, user: &str) -> std::path
     let (code, _, err) = hisp(&["init", "--domain", domain, "--dir", d]);
     assert_eq!(code, 0, "{err}");
     let config = inst.join("hisp.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hisp"))
-        .args([
-            "user",
-            "add",
-            "--config",
-            config.to_str().unwrap(),
-            user,
-            "--password-stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    let args = [
+        "user",
+        "add",
+        "--config",
+        config.to_str().unwrap(),
+        user,
+        "--password-stdin",
+    ];
+    common::check_with(common::hisp().args(args), Some(b"pw\n"));
     inst
 }
 
@@ -214,7 +198,7 @@ fn doctor_reports_a_healthy_domain_and_a_bare_one() {
     assert_eq!(code, 0, "{err}");
     let config = inst.join("hisp.toml");
     let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_hisp"))
+        common::hisp()
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

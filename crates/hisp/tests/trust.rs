@@ -2,20 +2,11 @@
 //! reference implementation's unsigned provider bundle as a local file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn hisp(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hisp"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::hisp_run as hisp;
+
+use std::path::Path;
 
 #[test]
 fn trust_bundles_are_added_listed_refreshed_and_removed() {

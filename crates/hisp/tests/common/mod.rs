@@ -133,6 +133,16 @@ pub fn hisp() -> Command {
     c
 }
 
+/// Run `hisp ARGS` (with the [`TIMEOUT`]): exit status, stdout and stderr as text.
+pub fn hisp_run(args: &[&str]) -> (i32, String, String) {
+    let r = run(hisp().args(args), None);
+    (
+        r.code,
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        r.stderr,
+    )
+}
+
 /// `openssl` with no arguments yet.
 pub fn openssl() -> Command {
     Command::new("openssl")
