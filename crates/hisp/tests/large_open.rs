@@ -6,23 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn hisp(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hisp"))
-        .args(args)
-        .output()
-        .unwrap()
+/// Run `hisp ARGS` with the shared runner's timeout.
+fn hisp(args: &[&str]) -> common::Run {
+    common::run(common::hisp().args(args), None)
 }
 
 fn init(root: &Path, domain: &str) -> std::path::PathBuf {
     let dir = root.join(domain);
     let out = hisp(&["init", "--domain", domain, "--dir", dir.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.code == 0, "{}", out.stderr);
     dir
 }
 
@@ -57,7 +51,7 @@ fn large_sealed_message_opens_the_same_streamed() {
         "--out",
         &sealed,
     ]);
-    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    assert!(s.code == 0, "{}", s.stderr);
     let open = |file: &str| {
         hisp(&[
             "open",
@@ -74,7 +68,7 @@ fn large_sealed_message_opens_the_same_streamed() {
         ])
     };
     let o = open(&sealed);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.code == 0, "{}", o.stderr);
     assert_eq!(std::fs::read(&out).unwrap(), msg);
 
     // LF line ends.
@@ -87,7 +81,7 @@ fn large_sealed_message_opens_the_same_streamed() {
     std::fs::write(&lf_file, lf).unwrap();
     std::fs::remove_file(&out).unwrap();
     let o = open(&lf_file);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.code == 0, "{}", o.stderr);
     assert_eq!(std::fs::read(&out).unwrap(), msg);
 
     // A character that is not base64 in the middle: the precise error, exit 4.
@@ -97,15 +91,6 @@ fn large_sealed_message_opens_the_same_streamed() {
     let bad_file = p(root.path(), "bad.eml");
     std::fs::write(&bad_file, bad).unwrap();
     let o = open(&bad_file);
-    assert_eq!(
-        o.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("base64"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(o.stderr.contains("base64"), "{}", o.stderr);
 }
