@@ -5,6 +5,7 @@
 use crate::asn1::oid;
 use openssl::hash::MessageDigest;
 use openssl::symm::Cipher;
+use std::sync::OnceLock;
 
 /// Content-encryption algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,32 @@ impl ContentCipher {
         Self::ALL
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(n))
+    }
+
+    /// The cipher, fetched from the provider once per process. OpenSSL 3.0 fetches the
+    /// legacy `EVP_aes_*()` objects again at every init, under the method store's lock,
+    /// which two sealing threads contend for.
+    pub fn fetched(self) -> &'static openssl::cipher::CipherRef {
+        static FETCHED: [OnceLock<Option<openssl::cipher::Cipher>>; 7] =
+            [const { OnceLock::new() }; 7];
+        let slot = &FETCHED[self as usize];
+        match slot.get_or_init(|| openssl::cipher::Cipher::fetch(None, self.name(), None).ok()) {
+            Some(c) => c,
+            None => self.legacy(),
+        }
+    }
+
+    fn legacy(self) -> &'static openssl::cipher::CipherRef {
+        use openssl::cipher::Cipher as C;
+        match self {
+            Self::Aes128Cbc => C::aes_128_cbc(),
+            Self::Aes192Cbc => C::aes_192_cbc(),
+            Self::Aes256Cbc => C::aes_256_cbc(),
+            Self::Aes128Gcm => C::aes_128_gcm(),
+            Self::Aes192Gcm => C::aes_192_gcm(),
+            Self::Aes256Gcm => C::aes_256_gcm(),
+            Self::DesEde3Cbc => C::des_ede3_cbc(),
+        }
     }
 
     /// The OpenSSL cipher.
@@ -174,6 +201,25 @@ impl Digest {
         }
     }
 
+    /// Start a running digest.
+    pub fn start(self) -> Hashing {
+        use openssl::sha;
+        match self {
+            Self::Sha1 => Hashing::Sha1(sha::Sha1::new()),
+            Self::Sha224 => Hashing::Sha224(sha::Sha224::new()),
+            Self::Sha256 => Hashing::Sha256(sha::Sha256::new()),
+            Self::Sha384 => Hashing::Sha384(sha::Sha384::new()),
+            Self::Sha512 => Hashing::Sha512(sha::Sha512::new()),
+        }
+    }
+
+    /// The digest of `data`.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        let mut h = self.start();
+        h.update(data);
+        h.finish()
+    }
+
     /// The OpenSSL digest.
     pub fn openssl(self) -> MessageDigest {
         match self {
@@ -182,6 +228,45 @@ impl Digest {
             Self::Sha256 => MessageDigest::sha256(),
             Self::Sha384 => MessageDigest::sha384(),
             Self::Sha512 => MessageDigest::sha512(),
+        }
+    }
+}
+
+/// A running digest through OpenSSL's SHA functions directly: no provider fetch, context
+/// allocation or lock per message, which the EVP layer of OpenSSL 3.0 takes each time.
+pub enum Hashing {
+    /// SHA-1.
+    Sha1(openssl::sha::Sha1),
+    /// SHA-224.
+    Sha224(openssl::sha::Sha224),
+    /// SHA-256.
+    Sha256(openssl::sha::Sha256),
+    /// SHA-384.
+    Sha384(openssl::sha::Sha384),
+    /// SHA-512.
+    Sha512(openssl::sha::Sha512),
+}
+
+impl Hashing {
+    /// Feed more input.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha1(h) => h.update(data),
+            Self::Sha224(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+            Self::Sha384(h) => h.update(data),
+            Self::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(h) => h.finish().to_vec(),
+            Self::Sha224(h) => h.finish().to_vec(),
+            Self::Sha256(h) => h.finish().to_vec(),
+            Self::Sha384(h) => h.finish().to_vec(),
+            Self::Sha512(h) => h.finish().to_vec(),
         }
     }
 }
@@ -319,6 +404,30 @@ impl Default for Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SHA functions used directly give the EVP digests (FIPS 180-4), for every digest.
+    #[test]
+    fn fips180_direct_digests_match_evp() {
+        for d in Digest::ALL {
+            let mut h = d.start();
+            h.update(b"abc");
+            h.update(&[7u8; 300]);
+            let want = openssl::hash::hash(d.openssl(), &[b"abc".as_slice(), &[7u8; 300]].concat());
+            assert_eq!(h.finish(), want.unwrap().to_vec(), "{d:?}");
+        }
+    }
+
+    /// Every content cipher is fetched from the provider with the key and IV sizes of RFC
+    /// 3565 / RFC 5084 (a failed fetch would fall back to the legacy object).
+    #[test]
+    fn rfc3565_fetched_ciphers_have_the_right_sizes() {
+        for c in ContentCipher::ALL {
+            let f = c.fetched();
+            assert_eq!(f.key_length(), c.key_len(), "{c:?}");
+            assert_eq!(f.key_length(), c.openssl().key_len(), "{c:?}");
+            assert_eq!(f.iv_length(), c.openssl().iv_len().unwrap_or(0), "{c:?}");
+        }
+    }
 
     #[test]
     fn applicability_statement_strict_refuses_legacy_algorithms() {

@@ -413,7 +413,7 @@ fn decrypt_content(
         return Err(DecryptError::Content);
     }
     let mut c = CipherCtx::new().map_err(|_| DecryptError::Content)?;
-    c.decrypt_init(Some(ossl_cipher(cipher)?), None, None)
+    c.decrypt_init(Some(cipher.fetched()), None, None)
         .map_err(|_| DecryptError::Content)?;
     if cipher.is_aead() {
         c.set_iv_length(env.iv.len())
@@ -477,19 +477,6 @@ fn decrypt_content(
         strip_padding(&buf[start..w], block)? + start
     };
     Ok(start..unpadded)
-}
-
-fn ossl_cipher(c: ContentCipher) -> Result<&'static openssl::cipher::CipherRef, DecryptError> {
-    use openssl::cipher::Cipher as C;
-    Ok(match c {
-        ContentCipher::Aes128Cbc => C::aes_128_cbc(),
-        ContentCipher::Aes192Cbc => C::aes_192_cbc(),
-        ContentCipher::Aes256Cbc => C::aes_256_cbc(),
-        ContentCipher::Aes128Gcm => C::aes_128_gcm(),
-        ContentCipher::Aes192Gcm => C::aes_192_gcm(),
-        ContentCipher::Aes256Gcm => C::aes_256_gcm(),
-        ContentCipher::DesEde3Cbc => C::des_ede3_cbc(),
-    })
 }
 
 /// Length without the PKCS#7 padding (RFC 5652 §6.3), checked without branching on the pad

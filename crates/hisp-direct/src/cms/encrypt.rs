@@ -7,10 +7,10 @@ use crate::alg::{ContentCipher, Digest, KeyTransport};
 use crate::asn1::{oid, writer as w};
 use crate::cert::{subject_string, CertIds};
 use crate::error::SealError;
+use openssl::cipher_ctx::CipherCtx;
 use openssl::pkey::{PKeyRef, Public};
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
-use openssl::symm::{Crypter, Mode};
 use openssl::x509::X509Ref;
 
 /// GCM tag length written: the full 16 bytes.
@@ -102,26 +102,27 @@ fn encrypt_into(
     iv: &[u8],
     sink: &mut dyn FnMut(&[u8]),
 ) -> Result<(), SealError> {
-    let err = SealError::crypto("encrypt the content");
-    let mut c = Crypter::new(cipher.openssl(), Mode::Encrypt, key, Some(iv)).map_err(err)?;
+    let mut c = CipherCtx::new().map_err(SealError::crypto("start encryption"))?;
+    c.encrypt_init(Some(cipher.fetched()), Some(key), Some(iv))
+        .map_err(SealError::crypto("start encryption"))?;
     const STEP: usize = 64 * 1024;
     let largest = parts.iter().map(|p| p.len()).max().unwrap_or(0);
     let mut scratch = vec![0u8; largest.min(STEP) + 32];
     for part in parts {
         for chunk in part.chunks(STEP) {
             let n = c
-                .update(chunk, &mut scratch)
+                .cipher_update(chunk, Some(&mut scratch))
                 .map_err(SealError::crypto("encrypt the content"))?;
             sink(&scratch[..n]);
         }
     }
     let n = c
-        .finalize(&mut scratch)
+        .cipher_final(&mut scratch)
         .map_err(SealError::crypto("finish encryption"))?;
     sink(&scratch[..n]);
     if cipher.is_aead() {
         let mut tag = [0u8; GCM_TAG];
-        c.get_tag(&mut tag)
+        c.tag(&mut tag)
             .map_err(SealError::crypto("compute the GCM tag"))?;
         sink(&w::octets(&tag));
     }

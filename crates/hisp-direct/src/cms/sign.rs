@@ -7,7 +7,6 @@ use crate::asn1::{oid, writer as w};
 use crate::error::SealError;
 use crate::keys::Credential;
 use crate::time::{der_time, UnixTime};
-use openssl::hash::Hasher;
 use openssl::pkey::Id;
 use openssl::sign::Signer;
 
@@ -18,12 +17,11 @@ pub fn sign_detached(
     digest: Digest,
     signing_time: UnixTime,
 ) -> Result<Vec<u8>, SealError> {
-    let mut h = Hasher::new(digest.openssl()).map_err(SealError::crypto("start the digest"))?;
+    let mut h = digest.start();
     for p in parts {
-        h.update(p)
-            .map_err(SealError::crypto("digest the content"))?;
+        h.update(p);
     }
-    let md = h.finish().map_err(SealError::crypto("finish the digest"))?;
+    let md = h.finish();
     let digest_alg = w::seq(&[&w::oid(digest.oid())]); // RFC 5754 §2: parameters absent
     let sig_alg = signature_alg(cred, digest)?;
     let attrs = signed_attributes(&md, signing_time, &digest_alg, &sig_alg);
@@ -106,8 +104,7 @@ fn sign_attrs(cred: &Credential, digest: Digest, attrs: &[u8]) -> Result<Vec<u8>
     if let Ok(rsa) = cred.key().rsa() {
         // RSASSA-PKCS1-v1_5 (RFC 8017 §8.2): the DigestInfo, type-1 padded, through the RSA
         // method directly; the EVP layer would add a provider fetch per message.
-        let md =
-            openssl::hash::hash(digest.openssl(), attrs).map_err(SealError::crypto("digest"))?;
+        let md = digest.hash(attrs);
         let info = w::seq(&[&w::alg(digest.oid(), &w::NULL), &w::octets(&md)]);
         let mut sig = vec![0u8; rsa.size() as usize];
         let n = rsa

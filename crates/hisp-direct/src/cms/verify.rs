@@ -8,7 +8,6 @@ use crate::alg::{Digest, Profile};
 use crate::asn1::{oid, reader::tags, Class, Tlv};
 use crate::cert::{CertCache, ParsedCert};
 use crate::error::SignatureError;
-use openssl::hash::Hasher;
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
 use std::sync::Arc;
@@ -199,7 +198,7 @@ fn verify_one(
             let md = a
                 .message_digest
                 .ok_or(SignatureError::MissingAttribute("messageDigest"))?;
-            if md != hash(digest, content)? {
+            if md != digest.hash(content) {
                 return Err(SignatureError::DigestMismatch);
             }
             if let Some((d, s)) = a.protection {
@@ -245,15 +244,6 @@ fn find_signer(sd: &SignedData, sid: &RecipientId) -> Option<Arc<ParsedCert>> {
             }
         })
         .cloned()
-}
-
-fn hash(d: Digest, data: &[u8]) -> Result<Vec<u8>, SignatureError> {
-    let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-        let mut h = Hasher::new(d.openssl())?;
-        h.update(data)?;
-        Ok(h.finish()?.to_vec())
-    };
-    run().map_err(|_| SignatureError::UnsupportedDigest(d.name().into()))
 }
 
 /// AlgorithmIdentifiers compare equal when OIDs match and parameters are equal, treating
@@ -374,9 +364,7 @@ fn pkcs1_verify(
     data: &[u8],
     sig: &[u8],
 ) -> bool {
-    let Ok(md) = openssl::hash::hash(d.openssl(), data) else {
-        return false;
-    };
+    let md = d.hash(data);
     let mut em = vec![0u8; rsa.size() as usize];
     let Ok(n) = rsa.public_decrypt(sig, &mut em, Padding::PKCS1) else {
         return false;
