@@ -57,6 +57,7 @@ struct PathKey {
 #[derive(Debug)]
 struct CachedPath {
     chain: Vec<X509>,
+    subjects: Vec<String>,
     notes: Vec<String>,
     valid_from: UnixTime,
     valid_until: UnixTime,
@@ -145,6 +146,8 @@ impl TrustAnchors {
 pub struct TrustPath {
     /// Leaf first, anchor last.
     pub chain: Vec<X509>,
+    /// The subjects of `chain`, one line each (formatted once per cached path).
+    pub subjects: Vec<String>,
     /// Legacy algorithms accepted and revocation checks that could not be made.
     pub notes: Vec<String>,
 }
@@ -200,10 +203,12 @@ fn evaluate_with(
         notes.extend(check_revocation(&p.chain, input.crls, input.at)?);
         return Ok(TrustPath {
             chain: p.chain.clone(),
+            subjects: p.subjects.clone(),
             notes,
         });
     }
     let chain = build_path(cert, input)?;
+    let subjects: Vec<String> = chain.iter().map(|c| subject_string(c)).collect();
     let mut notes = Vec::new();
     check_usage(cert, usage)?;
     for c in &chain {
@@ -230,12 +235,17 @@ fn evaluate_with(
                 .min()
                 .unwrap_or(i64::MIN),
             chain: chain.clone(),
+            subjects: subjects.clone(),
             notes: notes.clone(),
         };
         input.anchors.remember_path(key, path);
     }
     notes.extend(check_revocation(&chain, input.crls, input.at)?);
-    Ok(TrustPath { chain, notes })
+    Ok(TrustPath {
+        chain,
+        subjects,
+        notes,
+    })
 }
 
 fn path_key(

@@ -223,11 +223,7 @@ fn check_trust(
     match evaluate_known(&outcome.signer, Usage::Signing, &input) {
         Ok(path) => {
             o.verdict.trusted = true;
-            o.verdict.chain = path
-                .chain
-                .iter()
-                .map(|c| crate::cert::subject_string(c))
-                .collect();
+            o.verdict.chain = path.subjects;
             o.verdict.warnings.extend(path.notes);
         }
         Err(e) => o.verdict.errors.push(e.into()),
