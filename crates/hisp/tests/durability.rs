@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 const MESSAGES: usize = 500;
 /// Submissions in flight at once.
 const CONCURRENCY: usize = 8;
+/// Every this many messages is large enough that the stores keep its bodies in files
+/// (from 256 KiB), so the kill covers file bodies as well as inline ones.
+const LARGE_EVERY: usize = 10;
+/// The size of those.
+const LARGE_BYTES: usize = 300 * 1024;
 /// Bob's mailbox holds this many when the receiving daemon is killed.
 const KILL_AFTER: usize = 100;
 /// How long the receiving daemon stays down.
@@ -117,6 +122,12 @@ struct Submitted {
     elapsed: Duration,
 }
 
+/// About `bytes` of 76-character text lines, as a scanned attachment would add.
+fn attachment_lines(bytes: usize) -> Vec<u8> {
+    let line = format!("{}\r\n", "Q".repeat(76));
+    line.repeat(bytes / line.len()).into_bytes()
+}
+
 /// Submit [`MESSAGES`] messages from Alice to Bob, [`CONCURRENCY`] at a time.
 async fn submit_all(addr: String, run: u64) -> Submitted {
     let start = Instant::now();
@@ -135,7 +146,10 @@ async fn submit_all(addr: String, run: u64) -> Submitted {
                     return;
                 }
                 let id = format!("<durability-{run:x}-{i:04}@direct.alpha.example>");
-                let msg = text_message(ALICE, BOB, &id, &format!("Referral {i}"));
+                let mut msg = text_message(ALICE, BOB, &id, &format!("Referral {i}"));
+                if i % LARGE_EVERY == 0 {
+                    msg.extend(attachment_lines(LARGE_BYTES));
+                }
                 let r = submit(&addr, &cfg, ALICE, ALICE_PASSWORD, &[BOB], &msg).await;
                 if daemon_support::accepted(&r) {
                     accepted.lock().unwrap().push(bare(&id));

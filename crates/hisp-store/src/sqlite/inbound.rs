@@ -6,6 +6,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::blobs::{self, Body};
+use super::spool;
 use super::{
     collect, db, fold, mailbox, new_id, parse_name, queue, sql_len, sql_limit, timeline, tracking,
 };
@@ -43,7 +44,7 @@ fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreR
         .map_err(db(what))?;
     inbound.rcpts = collect(&mut rcpts, [&inbound.id.0], what, |row| Ok(Ok(row.get(0)?)))?;
     if with_body {
-        let select = "SELECT rowid, length(body) FROM inbound_bodies WHERE inbound = ?1";
+        let select = "SELECT rowid, length(body), file FROM inbound_bodies WHERE inbound = ?1";
         inbound.body =
             blobs::read(conn, "inbound_bodies", select, [&inbound.id.0])?.ok_or_else(|| {
                 StoreError::NotFound {
@@ -175,6 +176,14 @@ pub(super) fn finish(conn: &Connection, done: InboundDone) -> StoreResult<Commit
         });
     }
     if done.state == InboundState::Delivered {
+        let file = spool::file_of(
+            conn,
+            "SELECT file FROM inbound_bodies WHERE inbound = ?1",
+            [&done.id.0],
+        )?;
+        if let Some(name) = file {
+            spool::doom(conn, &name)?;
+        }
         conn.prepare_cached("DELETE FROM inbound_bodies WHERE inbound = ?1")
             .map_err(db(what))?
             .execute([&done.id.0])

@@ -110,7 +110,7 @@ pub(super) fn entry(conn: &Connection, owner: &str, id: i64) -> StoreResult<Opti
     else {
         return Ok(None);
     };
-    let select = "SELECT rowid, length(body) FROM mailbox_bodies WHERE entry = ?1";
+    let select = "SELECT rowid, length(body), file FROM mailbox_bodies WHERE entry = ?1";
     entry.body =
         blobs::read(conn, "mailbox_bodies", select, [id])?.ok_or_else(|| StoreError::NotFound {
             what: "mailbox body",

@@ -1,5 +1,6 @@
 //! The embedded SQLite store (DESIGN §2 "hisp-store"; STYLE §4). One file in WAL mode with
-//! `synchronous=FULL`, so a commit survives kill -9 and power loss. All writes go through one
+//! `synchronous=FULL`, so a commit survives kill -9 and power loss, and large bodies in
+//! files beside it, synced before the rows naming them commit (`spool.rs`). All writes go through one
 //! writer thread with group commit (`writer.rs`); reads use a small pool of connections on
 //! tokio's blocking pool. The SQL for each concern lives in its own module; the [`Store`]
 //! trait impl (`api.rs`) only moves arguments onto the right thread.
@@ -26,6 +27,7 @@ mod inbound;
 mod mailbox;
 mod queue;
 mod schema;
+mod spool;
 mod timeline;
 mod tracking;
 mod writer;
@@ -72,6 +74,7 @@ impl SqliteStore {
     /// newer than this code, or that is not a database, with [`StoreError::Open`].
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let conn = schema::open_writer(path)?;
+        spool::sweep(&conn, path)?;
         let (checkpointer, committed) =
             checkpoint::Checkpointer::spawn(&conn, path).map_err(|e| {
                 schema::open_error(path, format!("cannot start the checkpoint thread: {e}"))

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, Row};
 
 use super::blobs::{self, Body};
+use super::spool;
 use super::{
     collect, db, domain_of, fold, new_id, parse_name, sql_len, sql_limit, timeline, unsigned,
 };
@@ -164,7 +165,7 @@ pub(super) fn outbound_body(conn: &Connection, id: &QueueId) -> StoreResult<Opti
     blobs::read(
         conn,
         "message_bodies",
-        "SELECT rowid, length(body) FROM message_bodies WHERE message = ?1",
+        "SELECT rowid, length(body), file FROM message_bodies WHERE message = ?1",
         [&id.0],
     )
 }
@@ -188,6 +189,14 @@ pub(super) fn store_sealed(
             id: id.0.clone(),
         });
     }
+    let replaced = spool::file_of(
+        conn,
+        "SELECT file FROM sealed WHERE message = ?1 AND domain = ?2",
+        params![id.0, fold(domain)],
+    )?;
+    if let Some(name) = replaced {
+        spool::doom(conn, &name)?;
+    }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO sealed (message, domain, body) VALUES (?1, ?2, ?3)",
     )
@@ -206,7 +215,7 @@ pub(super) fn sealed(
     blobs::read(
         conn,
         "sealed",
-        "SELECT rowid, length(body) FROM sealed WHERE message = ?1 AND domain = ?2",
+        "SELECT rowid, length(body), file FROM sealed WHERE message = ?1 AND domain = ?2",
         params![id.0, fold(domain)],
     )
 }

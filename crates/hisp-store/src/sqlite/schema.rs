@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -174,6 +174,16 @@ CREATE TABLE notifications (
 
 /// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
 /// as mailboxes and queues grow (delivery de-duplication, unread listings).
+/// Version 5: bodies from `blobs::IN_FILES` up live in files beside the database (one write
+/// and fsync instead of the WAL and then the checkpoint); `file` names the file, and `body`
+/// is then empty. Rows written before keep their bodies inline.
+const SCHEMA_V5: &str = "
+ALTER TABLE message_bodies ADD COLUMN file TEXT;
+ALTER TABLE sealed ADD COLUMN file TEXT;
+ALTER TABLE inbound_bodies ADD COLUMN file TEXT;
+ALTER TABLE mailbox_bodies ADD COLUMN file TEXT;
+";
+
 /// Version 4: an anchor (or a bundle's anchors) may be trusted for one direction only:
 /// `incoming` (signers of mail received) or `outgoing` (recipients' certificates); NULL is
 /// both.
@@ -292,6 +302,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
         1 => SCHEMA_V2,
         2 => SCHEMA_V3,
         3 => SCHEMA_V4,
+        4 => SCHEMA_V5,
         _ => {
             return Err(open_error(
                 path,

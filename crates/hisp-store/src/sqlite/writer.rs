@@ -5,6 +5,7 @@
 //! nothing is acknowledged before it is committed). Reads do not come here (`mod.rs`).
 
 use super::checkpoint::Nudge;
+use super::spool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -156,6 +157,8 @@ fn run(
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 committed.committed(&conn);
+                // Before the answers, so a caller sees the files its commit removed gone.
+                spool::committed();
                 for job in batch {
                     job.finish(None);
                 }
@@ -167,6 +170,7 @@ fn run(
                     // Best effort: if even ROLLBACK fails the connection reports it next time.
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                spool::aborted();
                 for job in batch {
                     job.finish(Some(&err));
                 }
@@ -184,6 +188,7 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchE
     for job in batch.iter_mut() {
         conn.execute_batch("SAVEPOINT job")
             .map_err(fail("opening a savepoint"))?;
+        let mark = spool::mark();
         if job.run(conn) {
             conn.execute_batch("RELEASE job")
                 .map_err(fail("releasing a savepoint"))?;
@@ -198,10 +203,19 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchE
                 ),
             });
         } else {
+            spool::forget_since(&mark);
             conn.execute_batch("ROLLBACK TO job; RELEASE job")
                 .map_err(fail("rolling back a failed job"))?;
         }
     }
+    // Body files first: a committed row must never name a file a crash could lose.
+    spool::sync().map_err(|e| BatchError {
+        what: "syncing message body files",
+        source: rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_IOERR),
+            Some(e.to_string()),
+        ),
+    })?;
     conn.execute_batch("COMMIT")
         .map_err(fail("committing a write batch"))
 }

@@ -1,0 +1,261 @@
+//! Large message bodies in files beside the database (`<db>-bodies/`), the way a mail queue
+//! keeps queue files: a body from [`IN_FILES`](super::blobs::IN_FILES) up is written once
+//! and fsync'd, instead of going into the WAL and then being copied again by the checkpoint
+//! (at 1 MiB a message, those two copies were half of the daemon's CPU). The row names the
+//! file; the file is durable before the row commits, and a file whose row is gone is removed
+//! only after the commit that removed the row.
+//!
+//! Only the writer thread creates and removes files, inside its batch transaction, so what a
+//! batch wrote and doomed is kept per thread here: the writer marks each job, forgets a
+//! failed job's files, syncs the batch's files and the directory before `COMMIT`, and
+//! removes the doomed files after it. Files left by a crash before a `COMMIT` are swept when
+//! the store opens, under the write lock.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::db;
+use crate::{StoreError, StoreResult};
+
+/// The tables whose bodies may live in files.
+const TABLES: [&str; 4] = [
+    "message_bodies",
+    "sealed",
+    "inbound_bodies",
+    "mailbox_bodies",
+];
+
+thread_local! {
+    static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
+}
+
+/// What the current batch on this (the writer) thread has written and doomed.
+#[derive(Default)]
+struct Batch {
+    written: Vec<(PathBuf, File)>,
+    doomed: Vec<PathBuf>,
+}
+
+/// Where a job's files start in the batch lists.
+pub(super) struct Mark {
+    written: usize,
+    doomed: usize,
+}
+
+/// The body directory of the database at `db`.
+pub(super) fn dir_of(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push("-bodies");
+    db.with_file_name(name)
+}
+
+fn dir(conn: &Connection) -> StoreResult<PathBuf> {
+    match conn.path() {
+        Some(p) if !p.is_empty() => Ok(dir_of(Path::new(p))),
+        _ => Err(io(
+            "finding the body directory",
+            std::io::Error::other("a database without a file cannot keep bodies in files"),
+        )),
+    }
+}
+
+/// Write `body` as the file of row `rowid` of `table` and return its name. It is synced
+/// with the rest of the batch, before the batch commits.
+pub(super) fn write(
+    conn: &Connection,
+    table: &str,
+    rowid: i64,
+    body: &[u8],
+) -> StoreResult<String> {
+    let what = "writing a message body file";
+    let dir = dir(conn)?;
+    std::fs::create_dir_all(&dir).map_err(|e| io(what, e))?;
+    let name = format!("{table}-{rowid}-{:016x}", rand::random::<u64>());
+    let path = dir.join(&name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io(what, e))?;
+    if let Err(e) = file.write_all(body) {
+        // Best effort: a file never referenced is swept at the next open anyway.
+        let _ = std::fs::remove_file(&path);
+        return Err(io(what, e));
+    }
+    BATCH.with(|b| b.borrow_mut().written.push((path, file)));
+    Ok(name)
+}
+
+/// Read the body file `name`.
+pub(super) fn read(conn: &Connection, name: &str) -> StoreResult<Vec<u8>> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(StoreError::Corrupt {
+            column: "file",
+            value: name.to_string(),
+        });
+    }
+    std::fs::read(dir(conn)?.join(name)).map_err(|e| io("reading a message body file", e))
+}
+
+/// Remove the body file `name` once the current batch has committed.
+pub(super) fn doom(conn: &Connection, name: &str) -> StoreResult<()> {
+    let path = dir(conn)?.join(name);
+    BATCH.with(|b| b.borrow_mut().doomed.push(path));
+    Ok(())
+}
+
+/// The file of row `rowid` of `table` when its body is in one (`select` returns `file`).
+pub(super) fn file_of<P: rusqlite::Params>(
+    conn: &Connection,
+    select: &str,
+    params: P,
+) -> StoreResult<Option<String>> {
+    let what = "finding a message body file";
+    let found: Option<Option<String>> = conn
+        .prepare_cached(select)
+        .map_err(db(what))?
+        .query_row(params, |row| row.get(0))
+        .optional()
+        .map_err(db(what))?;
+    Ok(found.flatten())
+}
+
+/// Before a job runs.
+pub(super) fn mark() -> Mark {
+    BATCH.with(|b| {
+        let b = b.borrow();
+        Mark {
+            written: b.written.len(),
+            doomed: b.doomed.len(),
+        }
+    })
+}
+
+/// A job failed and was rolled back to its savepoint: its files go, its dooms are void.
+pub(super) fn forget_since(mark: &Mark) {
+    BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        for (path, _) in b.written.drain(mark.written..) {
+            let _ = std::fs::remove_file(path);
+        }
+        b.doomed.truncate(mark.doomed);
+    });
+}
+
+/// Make the batch's files (and their directory entries) durable; called before `COMMIT`.
+pub(super) fn sync() -> std::io::Result<()> {
+    BATCH.with(|b| {
+        let b = b.borrow();
+        let mut dirs: Vec<&Path> = Vec::new();
+        for (path, file) in &b.written {
+            file.sync_data()?;
+            if let Some(parent) = path.parent().filter(|p| !dirs.contains(p)) {
+                dirs.push(parent);
+            }
+        }
+        for d in dirs {
+            File::open(d)?.sync_all()?;
+        }
+        Ok(())
+    })
+}
+
+/// The batch committed: remove the files its rows no longer name.
+pub(super) fn committed() {
+    BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        b.written.clear();
+        for path in b.doomed.drain(..) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %path.display(), error = %e,
+                        "cannot remove a message body file no longer used; it is removed at the next start");
+                }
+            }
+        }
+    });
+}
+
+/// The batch was rolled back: the files it wrote are named by no row.
+pub(super) fn aborted() {
+    BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        b.doomed.clear();
+        for (path, _) in b.written.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    });
+}
+
+/// Remove body files no committed row names (a crash between writing a file and committing
+/// its row, or a removal that did not happen). Runs under the write lock, so no batch of
+/// another process is between writing its files and committing.
+pub(super) fn sweep(conn: &Connection, db_path: &Path) -> StoreResult<usize> {
+    let what = "sweeping message body files";
+    let dir = dir_of(db_path);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(what, e)),
+    };
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(db(what))?;
+    let mut removed = 0;
+    for entry in entries {
+        let name = entry.map_err(|e| io(what, e))?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((table, rowid)) = parse_name(name) else {
+            continue;
+        };
+        let select = format!("SELECT file FROM {table} WHERE rowid = ?1");
+        if file_of(&tx, &select, [rowid])?.as_deref() != Some(name) {
+            std::fs::remove_file(dir.join(name)).map_err(|e| io(what, e))?;
+            removed += 1;
+        }
+    }
+    tx.commit().map_err(db(what))?;
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed message body files no row names");
+    }
+    Ok(removed)
+}
+
+/// `table-rowid-random` → (table, rowid), for the tables that keep bodies.
+fn parse_name(name: &str) -> Option<(&'static str, i64)> {
+    let (rest, _random) = name.rsplit_once('-')?;
+    let (table, rowid) = rest.rsplit_once('-')?;
+    let table = TABLES.into_iter().find(|t| *t == table)?;
+    Some((table, rowid.parse().ok()?))
+}
+
+fn io(what: &'static str, source: std::io::Error) -> StoreError {
+    StoreError::Io { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_to_their_table_and_row() {
+        assert_eq!(
+            parse_name("sealed-42-00ff00ff00ff00ff"),
+            Some(("sealed", 42))
+        );
+        assert_eq!(
+            parse_name("inbound_bodies-7-0123456789abcdef"),
+            Some(("inbound_bodies", 7))
+        );
+        assert_eq!(parse_name("users-1-00"), None);
+        assert_eq!(parse_name("sealed-x-00"), None);
+        assert_eq!(parse_name("notes.txt"), None);
+        assert_eq!(
+            dir_of(Path::new("/d/hisp.db")),
+            PathBuf::from("/d/hisp.db-bodies")
+        );
+    }
+}
