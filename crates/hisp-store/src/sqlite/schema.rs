@@ -252,8 +252,13 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
     // In WAL mode FULL syncs the WAL at every commit: a committed message survives power loss.
     // After a checkpoint, shrink the WAL back to 64 MiB: tens-of-MiB bodies would otherwise
     // leave it at its high-water mark for good.
+    // The savepoint of each job in a group commit keeps a sub-journal of the pages it
+    // changes; past 64 KiB SQLite spills it to a temporary file, a write per page (a third
+    // of the bytes the store wrote at 10 KiB). In memory it is bounded by a batch's pages,
+    // as bodies large enough to matter live in files (`spool.rs`).
     conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;",
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;
+         PRAGMA temp_store=MEMORY;",
     )
     .map_err(|e| open_error(path, e))?;
     migrate(&conn, path)?;
