@@ -386,6 +386,35 @@ proptest! {
         prop_assert_eq!(&buf[out], &data[..]);
     }
 
+    /// Lines of any width (the .NET RI writes 64 KiB lines), LF or CRLF, stray whitespace:
+    /// the decoder gathers text in 32 KiB chunks, so sizes here cross chunk boundaries.
+    #[test]
+    fn rfc2045_6_8_any_line_width_and_whitespace_decode_to_the_data(
+        data in proptest::collection::vec(any::<u8>(), 0..120_000),
+        width in prop_oneof![Just(76usize), 1usize..200, 60_000usize..70_000],
+        crlf in any::<bool>(),
+        stray in proptest::collection::vec((any::<prop::sample::Index>(), prop_oneof![Just(b' '), Just(b'\t'), Just(0x0c_u8)]), 0..4),
+        padded in any::<bool>(),
+    ) {
+        use ::base64::Engine as _;
+        let mut flat = ::base64::engine::general_purpose::STANDARD.encode(&data).into_bytes();
+        if !padded {
+            while flat.last() == Some(&b'=') {
+                flat.pop();
+            }
+        }
+        let mut text = Vec::new();
+        for line in flat.chunks(width) {
+            text.extend_from_slice(line);
+            text.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        }
+        for (at, ws) in stray {
+            let i = at.index(text.len() + 1);
+            text.insert(i, ws);
+        }
+        prop_assert_eq!(base64::decode(&text).unwrap(), data);
+    }
+
     #[test]
     fn rfc5751_3_1_1_to_crlf_is_idempotent(
         data in proptest::collection::vec(
