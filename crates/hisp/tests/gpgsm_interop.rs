@@ -70,12 +70,7 @@ impl GnupgHome {
                 .arg(pki.cert(INTER)),
         );
         for who in [BOB, ALICE] {
-            check_with(
-                home.gpgsm_with_passphrase()
-                    .arg("--import")
-                    .arg(pki.p12(who)),
-                Some(format!("{P12_PASSWORD}\n").as_bytes()),
-            );
+            home.import_p12(who);
         }
         let secrets = check(home.gpgsm().arg("--list-secret-keys").arg("--with-colons"));
         let listed = String::from_utf8_lossy(&secrets.stdout);
@@ -91,6 +86,45 @@ impl GnupgHome {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Import `who`'s key and certificate from PKCS#12. gpgsm 2.2's PKCS#12 reader rejects
+    /// about one valid OpenSSL file in sixty ("decryption failed; trying charset ...", then
+    /// "error parsing or decrypting the PKCS#12 file"): its check of the decrypted bags
+    /// misjudges some random salts. OpenSSL reads those files, so a rejected one is exported
+    /// again, with a fresh salt, from the same key and certificate.
+    fn import_p12(&self, who: &str) {
+        let pki = pki();
+        let mut p12 = pki.p12(who);
+        for attempt in 1..=5 {
+            let r = run(
+                self.gpgsm_with_passphrase().arg("--import").arg(&p12),
+                Some(format!("{P12_PASSWORD}\n").as_bytes()),
+            );
+            if r.code == 0 {
+                return;
+            }
+            assert!(
+                r.stderr
+                    .contains("error parsing or decrypting the PKCS#12 file")
+                    && attempt < 5,
+                "gpgsm could not import {who}'s PKCS#12 (attempt {attempt}):\n{}",
+                r.stderr
+            );
+            p12 = self.path().join(format!("{who}-{attempt}.p12"));
+            check(
+                Command::new("openssl")
+                    .args(["pkcs12", "-export", "-in"])
+                    .arg(pki.cert(who))
+                    .arg("-inkey")
+                    .arg(pki.key(who))
+                    .arg("-passout")
+                    .arg(format!("pass:{P12_PASSWORD}"))
+                    .args(["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"])
+                    .args(["-macalg", "sha1", "-out"])
+                    .arg(&p12),
+            );
+        }
     }
 
     fn gpgsm(&self) -> Command {
