@@ -2,12 +2,11 @@
 //! threshold and from files at and above it; files are durable, go when their rows do, and
 //! files no row names (a crash before a commit) are swept at open.
 
-use super::{fresh, message};
+use super::{fresh, inbound, message};
 use crate::sqlite::blobs::IN_FILES;
 use crate::sqlite::{queue, SqliteStore};
 use crate::{
-    EntryKind, InboundDone, InboundState, LeaseTo, NewInbound, NewMailboxEntry, QueueId, Store,
-    StoreError,
+    EntryKind, InboundDone, InboundState, LeaseTo, NewMailboxEntry, QueueId, Store, StoreError,
 };
 
 fn body(len: usize) -> Vec<u8> {
@@ -55,13 +54,7 @@ async fn bodies_of_every_size_round_trip_through_every_table() {
     for len in [10, IN_FILES, 2 * IN_FILES + 1] {
         let b = body(len);
         let spooled = store
-            .spool_inbound(NewInbound {
-                mail_from: "alice@a.example".into(),
-                rcpts: vec!["bob@b.example".into()],
-                body: b.clone(),
-                peer: "127.0.0.1:1".into(),
-                now: 100,
-            })
+            .spool_inbound(inbound("alice@a.example", "bob@b.example", b.clone(), 100))
             .await
             .unwrap();
         let leased = store.lease_inbound(100, "w", 400, 10).await.unwrap();
@@ -152,13 +145,12 @@ async fn large_bodies_live_in_files_that_go_with_their_rows_and_outlive_a_reopen
 
     // A delivered inbound message's body is dropped, and with it its file.
     let spooled = store
-        .spool_inbound(NewInbound {
-            mail_from: "alice@a.example".into(),
-            rcpts: vec!["bob@b.example".into()],
-            body: big.clone(),
-            peer: "127.0.0.1:1".into(),
-            now: 100,
-        })
+        .spool_inbound(inbound(
+            "alice@a.example",
+            "bob@b.example",
+            big.clone(),
+            100,
+        ))
         .await
         .unwrap();
     assert_eq!(files(dir.path()).len(), 3);

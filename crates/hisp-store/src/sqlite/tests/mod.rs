@@ -20,6 +20,17 @@ fn fresh() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// A message received from `from` for `rcpt`, from a peer on loopback.
+fn inbound(from: &str, rcpt: &str, body: Vec<u8>, now: UnixTime) -> crate::NewInbound {
+    crate::NewInbound {
+        mail_from: from.into(),
+        rcpts: vec![rcpt.into()],
+        body,
+        peer: "127.0.0.1:1".into(),
+        now,
+    }
+}
+
 /// A submitted message.
 fn message(message_id: &str, recipients: &[&str], now: UnixTime) -> NewOutbound {
     NewOutbound {

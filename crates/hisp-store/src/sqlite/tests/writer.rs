@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 
-use super::{fresh, message};
+use super::{fresh, inbound, message};
 use crate::sqlite::{directory, SqliteStore};
-use crate::{EntryKind, NewInbound, NewMailboxEntry, Store, StoreError};
+use crate::{EntryKind, NewMailboxEntry, Store, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_batches_concurrent_enqueues() {
@@ -111,13 +111,12 @@ async fn committed_data_survives_drop_and_reopen() {
         msg.body = big.clone();
         let out = store.enqueue(msg).await.unwrap();
         let inb = store
-            .spool_inbound(NewInbound {
-                mail_from: "x@b.example".into(),
-                rcpts: vec!["alice@a.example".into()],
-                body: b"sealed".to_vec(),
-                peer: "127.0.0.1:1".into(),
-                now: 100,
-            })
+            .spool_inbound(inbound(
+                "x@b.example",
+                "alice@a.example",
+                b"sealed".to_vec(),
+                100,
+            ))
             .await
             .unwrap();
         let entry = store
