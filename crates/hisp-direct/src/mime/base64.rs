@@ -26,7 +26,7 @@ pub fn decode_in_place(buf: &mut [u8], range: Range<usize>) -> Result<Range<usiz
     while read < range.end {
         read = text.take_lines(&buf[..range.end], read);
         if text.len >= CHUNK || read >= range.end {
-            let Some(n) = text.decode(read >= range.end, &mut buf[write..read]) else {
+            let Some(n) = text.decode(&mut buf[write..read]) else {
                 return Err(MimeError::Base64 {
                     offset: text_from + first_bad(text.text()),
                 });
@@ -127,25 +127,22 @@ impl Scratch {
         next
     }
 
-    /// Decode all the text but its last group of four characters (which the forgiving
-    /// decoder takes at the very end: it may be padded or short; `last` says this is the
-    /// end) into `out`, keep the rest, and return how many bytes were written; None when the
-    /// text is not base64. A 76-column window may have let line breaks or spaces through:
-    /// then they are removed and the decode is tried once more.
-    fn decode(&mut self, last: bool, out: &mut [u8]) -> Option<usize> {
+    /// Decode the text into `out`, all but its last four to seven characters, and return
+    /// how many bytes were written; None when the text is not base64. What is held back
+    /// may be the padded or short end, which only the end of the input tells: the next
+    /// chunk, or the forgiving decoder at the very end, takes it. A window of the fast loop
+    /// may have let line breaks or spaces through: then they are removed and the decode is
+    /// tried once more.
+    fn decode(&mut self, out: &mut [u8]) -> Option<usize> {
         for attempt in 0..2 {
             if attempt == 1 {
                 self.remove_whitespace();
             }
-            let whole = if last {
-                self.len.saturating_sub(4) / 4 * 4
-            } else {
-                self.len / 4 * 4
-            };
+            let whole = self.len.saturating_sub(4) / 4 * 4;
             let n = whole / 4 * 3;
-            // Padding is only allowed at the very end.
+            // Padding followed by more text is not padding (and not base64).
             if whole > 0 && self.buf[whole - 1] == b'=' {
-                return None;
+                continue;
             }
             let dst = base64_simd::Out::from_slice(out.get_mut(..n)?);
             if let Ok(decoded) = base64_simd::STANDARD.decode(&self.buf[..whole], dst) {
@@ -318,6 +315,11 @@ mod tests {
         mid.extend_from_slice(b"QUJD");
         assert!(decode(&mid).is_err());
         mid.truncate(CHUNK);
+        assert_eq!(decode(&mid).unwrap().len(), (CHUNK / 4 - 1) * 3 + 1);
+        // ... and padding that ends a chunk with only a line break after it is the end.
+        mid.extend_from_slice(b"\n");
+        assert_eq!(decode(&mid).unwrap().len(), (CHUNK / 4 - 1) * 3 + 1);
+        mid.extend_from_slice(b"\r\n \n");
         assert_eq!(decode(&mid).unwrap().len(), (CHUNK / 4 - 1) * 3 + 1);
     }
 }
