@@ -298,6 +298,10 @@ async fn submit<S: Store>(
             Json(json!({ "queue_id": id, "message_id": submitted.message_id })),
         )
             .into_response(),
+        // The SMTP reply says why: a full store is 507, anything else 503 (try again).
+        Err(reply) if reply.code == 452 => {
+            error(StatusCode::INSUFFICIENT_STORAGE, &reply.to_string())
+        }
         Err(reply) => error(StatusCode::SERVICE_UNAVAILABLE, &reply.to_string()),
     }
 }

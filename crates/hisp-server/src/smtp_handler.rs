@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use hisp_direct::mime::{self, Entity};
 use hisp_direct::notification::NotificationRequest;
 use hisp_smtp::{AuthOutcome, Envelope, Handler, Reply, SessionInfo};
-use hisp_store::{NewInbound, NewOutbound, OutKind, Store};
+use hisp_store::{NewInbound, NewOutbound, OutKind, Store, StoreError};
 use std::sync::Arc;
 
 /// Put `head` before `body` in place: a large message is moved within its buffer (or
@@ -161,6 +161,19 @@ pub fn prepare_submission<S: Store>(
     })
 }
 
+/// The reply when the store cannot take a message, logged with the cause: `452 4.3.1` when
+/// the disk holding the store is full (RFC 3463 "mail system full": the operator must free
+/// space; clients keep the message and retry), else `451 4.3.0`.
+pub fn store_failure(e: &StoreError, what: &str) -> Reply {
+    if e.is_storage_full() {
+        tracing::error!(error = %e, "{what}: the disk holding the store is full; free space there (clients retry)");
+        Reply::insufficient_storage()
+    } else {
+        tracing::error!(error = %e, "{what}");
+        Reply::storage_failure()
+    }
+}
+
 /// Queue a submission durably (and start delivering it).
 pub async fn queue_submission<S: Store>(
     ctx: &Arc<Context<S>>,
@@ -171,10 +184,7 @@ pub async fn queue_submission<S: Store>(
             Metrics::inc(&ctx.metrics.accepted_submission);
             Ok(id.0)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot queue a submitted message");
-            Err(Reply::storage_failure())
-        }
+        Err(e) => Err(store_failure(&e, "cannot queue a submitted message")),
     }
 }
 
@@ -200,7 +210,7 @@ impl<S: Store> Handler for Relay<S> {
         match ctx.is_user(forward_path).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Reply::unknown_user(forward_path)),
-            Err(_) => Err(Reply::storage_failure()),
+            Err(e) => Err(store_failure(&e, "cannot look up a recipient")),
         }
     }
 
@@ -245,10 +255,45 @@ impl<S: Store> Handler for Relay<S> {
                 Metrics::inc(&ctx.metrics.accepted_relay);
                 Ok(id.0)
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot accept an inbound message");
-                Err(Reply::storage_failure())
-            }
+            Err(e) => Err(store_failure(&e, "cannot accept an inbound message")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_failure;
+    use hisp_store::StoreError;
+
+    /// RFC 3463 §3.4: X.3.1 "mail system full" for a full disk, whether SQLite saw it or a
+    /// body file did; any other store failure stays the generic transient 451 4.3.0.
+    #[test]
+    fn rfc3463_3_4_a_full_store_is_452_4_3_1() {
+        let sqlite_full = StoreError::Database {
+            what: "committing a write batch",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        };
+        let file_full = StoreError::Io {
+            what: "writing a message body file",
+            source: std::io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        let quota = StoreError::Io {
+            what: "writing a message body file",
+            source: std::io::Error::from_raw_os_error(122), // EDQUOT
+        };
+        for e in [sqlite_full, file_full, quota] {
+            let r = store_failure(&e, "test");
+            assert_eq!((r.code, r.status), (452, Some((4, 3, 1))), "{e}");
+        }
+        let other = StoreError::Io {
+            what: "reading",
+            source: std::io::Error::from_raw_os_error(5), // EIO
+        };
+        let r = store_failure(&other, "test");
+        assert_eq!((r.code, r.status), (451, Some((4, 3, 0))));
+        assert_eq!(store_failure(&StoreError::Closed, "test").code, 451);
     }
 }

@@ -74,6 +74,30 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The disk (or the user's quota) holding the store is full: SQLite's `SQLITE_FULL`, or
+    /// `ENOSPC`/`EDQUOT` writing a body file. Callers answer with a "storage full" reply
+    /// (SMTP `452 4.3.1`) rather than a generic failure, so the operator sees the cause.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Database {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Io { source, .. } => io_is_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// An I/O error that means no space is left (or the quota is used up).
+pub(crate) fn io_is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 

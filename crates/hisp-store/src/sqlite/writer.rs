@@ -212,7 +212,12 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchE
     spool::sync().map_err(|e| BatchError {
         what: "syncing message body files",
         source: rusqlite::Error::SqliteFailure(
-            ffi::Error::new(ffi::SQLITE_IOERR),
+            // A full disk can first show at the sync (delayed allocation): say so.
+            ffi::Error::new(if crate::io_is_full(&e) {
+                ffi::SQLITE_FULL
+            } else {
+                ffi::SQLITE_IOERR
+            }),
             Some(e.to_string()),
         ),
     })?;

@@ -205,3 +205,42 @@ async fn deleted_database_file_gives_errors_not_panics() {
         .enqueue(message("<gone@a.example>", &["b@b.example"], 1))
         .await;
 }
+
+/// A full disk is reported as such (`SQLITE_FULL`: the SMTP side answers `452 4.3.1`), the
+/// failed write leaves nothing behind, and the store works again once there is room.
+/// SQLite's `max_page_count` makes the database full exactly as a full disk does.
+#[tokio::test]
+async fn a_full_disk_is_storage_full_and_the_store_recovers() {
+    let (_dir, store) = fresh();
+    let pages: i64 = store
+        .write(|conn| {
+            let n: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(crate::sqlite::db("counting pages"))?;
+            conn.query_row(&format!("PRAGMA max_page_count = {n}"), [], |r| r.get(0))
+                .map_err(crate::sqlite::db("capping pages"))
+        })
+        .await
+        .unwrap();
+    let mut big = message("<full@a.example>", &["bob@b.example"], 100);
+    big.body = vec![b'x'; 64 * 1024];
+    let err = store.enqueue(big.clone()).await.unwrap_err();
+    assert!(err.is_storage_full(), "{err}");
+    assert!(store.list_outbound(10).await.unwrap().is_empty());
+
+    let _: i64 = store
+        .write(move |conn| {
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {}", pages * 100),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(crate::sqlite::db("raising the cap"))
+        })
+        .await
+        .unwrap();
+    store.enqueue(big).await.unwrap();
+    assert_eq!(store.list_outbound(10).await.unwrap().len(), 1);
+    // Other failures are not "full".
+    assert!(!StoreError::Closed.is_storage_full());
+}
