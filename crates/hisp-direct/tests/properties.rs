@@ -415,6 +415,40 @@ proptest! {
         prop_assert_eq!(base64::decode(&text).unwrap(), data);
     }
 
+    /// Differential: base64 in lines of any width, then a few characters replaced or
+    /// inserted (padding, whitespace, junk, anywhere, chunk boundaries included): the
+    /// chunked decoder accepts exactly what WHATWG forgiving base64 (as `base64_simd`
+    /// implements it over the whole text) accepts, and yields the same bytes.
+    #[test]
+    fn rfc2045_6_8_decode_agrees_with_forgiving_base64(
+        data in proptest::collection::vec(any::<u8>(), 0..12_000),
+        width in prop_oneof![Just(76usize), 1usize..300, 4000usize..9000],
+        edits in proptest::collection::vec(
+            (any::<prop::sample::Index>(), any::<bool>(), proptest::sample::select(
+                b"AZaz09+/= \t\r\n\x0c*-_\x00\xff".to_vec())),
+            0..3,
+        ),
+    ) {
+        use ::base64::Engine as _;
+        let flat = ::base64::engine::general_purpose::STANDARD.encode(&data).into_bytes();
+        let mut text = Vec::new();
+        for line in flat.chunks(width) {
+            text.extend_from_slice(line);
+            text.extend_from_slice(b"\r\n");
+        }
+        for (at, insert, c) in edits {
+            let i = at.index(text.len() + 1);
+            if insert || i == text.len() {
+                text.insert(i, c);
+            } else {
+                text[i] = c;
+            }
+        }
+        let ours = base64::decode(&text).ok();
+        let reference = base64_simd::forgiving_decode_to_vec(&text).ok();
+        prop_assert_eq!(ours, reference);
+    }
+
     #[test]
     fn rfc5751_3_1_1_to_crlf_is_idempotent(
         data in proptest::collection::vec(
