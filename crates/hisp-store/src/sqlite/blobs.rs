@@ -9,7 +9,7 @@ use std::io::Read;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, DatabaseName, OptionalExtension, ToSql};
 
-use super::{db, spool};
+use super::{db, io, spool};
 use crate::StoreResult;
 
 /// Bodies at least this large are kept in files. Below it, the WAL's group commit is
@@ -73,8 +73,4 @@ pub(super) fn read<P: rusqlite::Params>(
         blob.read_exact(piece).map_err(|e| io(what, e))?;
     }
     Ok(Some(body))
-}
-
-fn io(what: &'static str, source: std::io::Error) -> crate::StoreError {
-    crate::StoreError::Io { what, source }
 }

@@ -176,14 +176,11 @@ pub(super) fn finish(conn: &Connection, done: InboundDone) -> StoreResult<Commit
         });
     }
     if done.state == InboundState::Delivered {
-        let file = spool::file_of(
+        spool::doom_file_of(
             conn,
             "SELECT file FROM inbound_bodies WHERE inbound = ?1",
             [&done.id.0],
         )?;
-        if let Some(name) = file {
-            spool::doom(conn, &name)?;
-        }
         conn.prepare_cached("DELETE FROM inbound_bodies WHERE inbound = ?1")
             .map_err(db(what))?
             .execute([&done.id.0])

@@ -1,8 +1,8 @@
 //! The embedded SQLite store (DESIGN §2 "hisp-store"; STYLE §4). One file in WAL mode with
 //! `synchronous=FULL`, so a commit survives kill -9 and power loss, and large bodies in
-//! files beside it, synced before the rows naming them commit (`spool.rs`). All writes go through one
-//! writer thread with group commit (`writer.rs`); reads use a small pool of connections on
-//! tokio's blocking pool. The SQL for each concern lives in its own module; the [`Store`]
+//! files beside it, synced before the rows naming them commit (`spool.rs`). All writes go
+//! through one writer thread with group commit (`writer.rs`); reads use a small pool of
+//! connections on tokio's blocking pool. The SQL for each concern lives in its own module; the [`Store`]
 //! trait impl (`api.rs`) only moves arguments onto the right thread.
 //!
 //! [`Store`]: crate::Store
@@ -175,6 +175,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Map a rusqlite error to [`StoreError::Database`] saying what we were doing.
 pub(super) fn db(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |source| StoreError::Database { what, source }
+}
+
+/// Wrap an I/O error (a body file, an incremental blob) as [`StoreError::Io`] saying what
+/// we were doing.
+pub(super) fn io(what: &'static str, source: std::io::Error) -> StoreError {
+    StoreError::Io { what, source }
 }
 
 /// Addresses and domains are kept lower case.

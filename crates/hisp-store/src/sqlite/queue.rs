@@ -189,14 +189,11 @@ pub(super) fn store_sealed(
             id: id.0.clone(),
         });
     }
-    let replaced = spool::file_of(
+    spool::doom_file_of(
         conn,
         "SELECT file FROM sealed WHERE message = ?1 AND domain = ?2",
         params![id.0, fold(domain)],
     )?;
-    if let Some(name) = replaced {
-        spool::doom(conn, &name)?;
-    }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO sealed (message, domain, body) VALUES (?1, ?2, ?3)",
     )

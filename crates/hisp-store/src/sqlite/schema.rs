@@ -172,8 +172,6 @@ CREATE TABLE notifications (
 );
 ";
 
-/// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
-/// as mailboxes and queues grow (delivery de-duplication, unread listings).
 /// Version 5: bodies from `blobs::IN_FILES` up live in files beside the database (one write
 /// and fsync instead of the WAL and then the checkpoint); `file` names the file, and `body`
 /// is then empty. Rows written before keep their bodies inline.
@@ -215,6 +213,8 @@ CREATE TABLE bundle_anchors (
 );
 ";
 
+/// Version 2: indexes for the lookups that happen once per message, so their cost stays flat
+/// as mailboxes and queues grow (delivery de-duplication, unread listings).
 const SCHEMA_V2: &str = "
 CREATE INDEX mailbox_message ON mailbox (owner, message_id);
 CREATE INDEX mailbox_unpicked ON mailbox (owner, id) WHERE picked_up IS NULL;

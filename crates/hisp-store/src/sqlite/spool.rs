@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::db;
+use super::{db, io};
 use crate::{StoreError, StoreResult};
 
 /// The tables whose bodies may live in files.
@@ -101,14 +101,21 @@ pub(super) fn read(conn: &Connection, name: &str) -> StoreResult<Vec<u8>> {
     std::fs::read(dir(conn)?.join(name)).map_err(|e| io("reading a message body file", e))
 }
 
-/// Remove the body file `name` once the current batch has committed.
-pub(super) fn doom(conn: &Connection, name: &str) -> StoreResult<()> {
-    let path = dir(conn)?.join(name);
-    BATCH.with(|b| b.borrow_mut().doomed.push(path));
+/// The row `select` finds (`select` returns its `file`) is about to be deleted or replaced:
+/// remove its body file, when it has one, once the current batch has committed.
+pub(super) fn doom_file_of<P: rusqlite::Params>(
+    conn: &Connection,
+    select: &str,
+    params: P,
+) -> StoreResult<()> {
+    if let Some(name) = file_of(conn, select, params)? {
+        let path = dir(conn)?.join(name);
+        BATCH.with(|b| b.borrow_mut().doomed.push(path));
+    }
     Ok(())
 }
 
-/// The file of row `rowid` of `table` when its body is in one (`select` returns `file`).
+/// The file of the row `select` finds, when its body is in one (`select` returns `file`).
 pub(super) fn file_of<P: rusqlite::Params>(
     conn: &Connection,
     select: &str,
@@ -230,10 +237,6 @@ fn parse_name(name: &str) -> Option<(&'static str, i64)> {
     let (table, rowid) = rest.rsplit_once('-')?;
     let table = TABLES.into_iter().find(|t| *t == table)?;
     Some((table, rowid.parse().ok()?))
-}
-
-fn io(what: &'static str, source: std::io::Error) -> StoreError {
-    StoreError::Io { what, source }
 }
 
 #[cfg(test)]
