@@ -164,7 +164,7 @@ pub fn prepare_submission<S: Store>(
 /// The reply when the store cannot take a message, logged with the cause: `452 4.3.1` when
 /// the disk holding the store is full (RFC 3463 "mail system full": the operator must free
 /// space; clients keep the message and retry), else `451 4.3.0`.
-pub fn store_failure(e: &StoreError, what: &str) -> Reply {
+fn store_failure(e: &StoreError, what: &str) -> Reply {
     if e.is_storage_full() {
         tracing::error!(error = %e, "{what}: the disk holding the store is full; free space there (clients retry)");
         Reply::insufficient_storage()
