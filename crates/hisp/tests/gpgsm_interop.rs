@@ -112,18 +112,7 @@ impl GnupgHome {
                 r.stderr
             );
             p12 = self.path().join(format!("{who}-{attempt}.p12"));
-            check(
-                Command::new("openssl")
-                    .args(["pkcs12", "-export", "-in"])
-                    .arg(pki.cert(who))
-                    .arg("-inkey")
-                    .arg(pki.key(who))
-                    .arg("-passout")
-                    .arg(format!("pass:{P12_PASSWORD}"))
-                    .args(["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"])
-                    .args(["-macalg", "sha1", "-out"])
-                    .arg(&p12),
-            );
+            pki.export_p12(who, &p12);
         }
     }
 

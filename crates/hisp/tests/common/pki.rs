@@ -52,6 +52,11 @@ impl Pki {
     pub fn p12(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.p12"))
     }
+    /// Export `<name>`'s key and certificate again, as [`Pki::p12`] is made, to `out`
+    /// (a fresh random salt each time).
+    pub fn export_p12(&self, name: &str, out: &Path) {
+        export_p12(&self.dir, name, out);
+    }
     /// The intermediate's CRL, listing [`ALICE_REVOKED`].
     pub fn crl(&self) -> PathBuf {
         self.dir.join("inter.crl")
@@ -346,28 +351,24 @@ fn build_pki() -> Pki {
         std::fs::write(dir.join(format!("{}.chain.pem", l.name)), chain).unwrap();
     }
     for name in [ALICE, BOB, CAROL] {
-        ossl(
-            &[
-                "pkcs12",
-                "-export",
-                "-in",
-                &format!("{name}.pem"),
-                "-inkey",
-                &format!("{name}.key"),
-                "-passout",
-                &format!("pass:{P12_PASSWORD}"),
-                // gpgsm 2.2 cannot read OpenSSL 3's default PBES2/AES PKCS#12.
-                "-certpbe",
-                "PBE-SHA1-3DES",
-                "-keypbe",
-                "PBE-SHA1-3DES",
-                "-macalg",
-                "sha1",
-                "-out",
-                &format!("{name}.p12"),
-            ],
-            "",
-        );
+        export_p12(&dir, name, &dir.join(format!("{name}.p12")));
     }
     Pki { dir }
+}
+
+/// `<name>.pem` and `<name>.key` in `dir` as PKCS#12 at `out`, password [`P12_PASSWORD`].
+fn export_p12(dir: &Path, name: &str, out: &Path) {
+    check(
+        Command::new("openssl")
+            .args(["pkcs12", "-export", "-in"])
+            .arg(dir.join(format!("{name}.pem")))
+            .arg("-inkey")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-passout")
+            .arg(format!("pass:{P12_PASSWORD}"))
+            // gpgsm 2.2 cannot read OpenSSL 3's default PBES2/AES PKCS#12.
+            .args(["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"])
+            .args(["-macalg", "sha1", "-out"])
+            .arg(out),
+    );
 }
