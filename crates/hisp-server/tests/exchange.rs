@@ -2,7 +2,8 @@
 //! Direct exchange end to end (Applicability Statement 1.2, Direct IG for Delivery
 //! Notification §3) through the clients operators use — swaks, Python smtplib, curl — and
 //! that submission and relay policy, trust, notification de-duplication and metrics hold
-//! at the daemon level (session defences and large messages: `limits.rs`).
+//! at the daemon level (session defences and large messages: `limits.rs`; submission over
+//! REST: `rest_submission.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -24,10 +25,6 @@ async fn mdn_dispositions(p: &Peer, owner: &str) -> Vec<DispositionType> {
         out.push(m.disposition.disposition_type);
     }
     out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Direct IG §3.1/§3.3: swaks submits (STARTTLS, AUTH PLAIN) a message asking for
@@ -200,107 +197,6 @@ async fn python_smtplib_submission_is_delivered_and_processed() {
 
     a.stop().await;
     b.stop().await;
-}
-
-/// The REST edge submits (POST /api/v1/messages, recipients from To): 202 with a queue id,
-/// delivered to bob, `processed` at alpha, and the timeline is readable over REST.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_submission_is_delivered_and_processed() {
-    let (_root, mut a, mut b) = running_pair().await;
-    let mid = message_id(&a.domain);
-    let msg = message(&a.user, &b.user, "Discharge summary", &mid, false);
-    let r = rest(&a, "POST", "/api/v1/messages", &msg).await;
-    assert_eq!(r.status, 202, "{}", text(&r.body));
-    let v = r.json().unwrap();
-    assert_eq!(v["message_id"], mid.as_str());
-    let id = hisp_store::QueueId(v["queue_id"].as_str().unwrap().to_string());
-
-    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
-    assert_eq!(got[0].message_id, mid);
-    wait_state(&a, &id, RcptState::Processed).await;
-    let t = rest(&a, "GET", &format!("/api/v1/outbound/{id}"), b"").await;
-    assert_eq!(t.status, 200);
-    let t = t.json().unwrap();
-    assert_eq!(t["recipients"][0]["state"], "processed");
-    let events: Vec<&str> = t["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
-    assert!(
-        events.contains(&"relayed") && events.contains(&"processed"),
-        "{events:?}"
-    );
-    // Bob cannot read alice's outbound message.
-    let other = rest(&b, "GET", &format!("/api/v1/outbound/{id}"), b"").await;
-    assert_eq!(other.status, 404);
-
-    a.stop().await;
-    b.stop().await;
-}
-
-/// http.rs `SubmitQuery`: "Envelope recipients; default: the To and Cc addresses". A
-/// message addressed to an undisclosed-recipients group is sent to the `rcpt=` given.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_submission_takes_envelope_recipients_from_rcpt_parameters() {
-    let (_root, mut a, mut b) = running_pair().await;
-    let mid = message_id(&a.domain);
-    let msg = message(
-        &a.user,
-        "undisclosed-recipients:;",
-        "Bcc referral",
-        &mid,
-        false,
-    );
-    let r = rest(
-        &a,
-        "POST",
-        &format!("/api/v1/messages?rcpt={}", b.user),
-        &msg,
-    )
-    .await;
-    assert_eq!(r.status, 202, "POST ?rcpt=: {}", text(&r.body));
-    let id = hisp_store::QueueId(r.json().unwrap()["queue_id"].as_str().unwrap().to_string());
-    assert_eq!(rcpt(&a, &id).await.rcpt, b.user);
-    let got = wait_entries(&b, &b.user, EntryKind::Message, 1).await;
-    assert_eq!(got[0].message_id, mid);
-    a.stop().await;
-    b.stop().await;
-}
-
-/// `smtp.max_message_bytes` bounds REST submission as it bounds SMTP (http.rs `submit`
-/// answers 413 "message too large" past it): with a 4 MiB limit a 3 MiB message (a
-/// scanned referral) is accepted, a 5 MiB one refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_submission_accepts_messages_up_to_max_message_bytes() {
-    let root = tempfile::tempdir().unwrap();
-    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
-    a.config.smtp.max_message_bytes = 4 << 20;
-    start(&mut a, Arc::new(SystemClock)).await;
-    let bob = format!("dr.bob@{BETA}");
-    let sized = |n: usize| {
-        let mut m = message(&a.user, &bob, "scan", &message_id(&a.domain), false);
-        let line = format!("{}\r\n", "A".repeat(76));
-        while m.len() < n {
-            m.extend_from_slice(line.as_bytes());
-        }
-        m
-    };
-    let small = sized(3 << 20);
-    let r = rest(&a, "POST", "/api/v1/messages", &small).await;
-    assert_eq!(
-        r.status,
-        202,
-        "3 MiB under a 4 MiB limit: {}",
-        text(&r.body)
-    );
-    let id = hisp_store::QueueId(r.json().unwrap()["queue_id"].as_str().unwrap().to_string());
-    let m = a.store.outbound(&id).await.unwrap().unwrap();
-    assert!(m.size >= small.len() as u64);
-    let r = rest(&a, "POST", "/api/v1/messages", &sized(5 << 20)).await;
-    assert_eq!(r.status, 413, "5 MiB over a 4 MiB limit: {}", text(&r.body));
-    a.stop().await;
 }
 
 /// RFC 6409 §6.1 / DESIGN §2 "policy (sender owns the address)": MAIL FROM someone else is

@@ -567,3 +567,8 @@ pub async fn relay_to(to: &Peer, from: &str, rcpt: &str, sealed: &[u8]) {
         .unwrap_or_else(|e| panic!("delivery to {relay} failed: {e}"));
     assert_eq!(d.data_reply.map(|r| r.code), Some(250), "{:?}", d.per_rcpt);
 }
+
+/// Bytes as text, for assertion messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
