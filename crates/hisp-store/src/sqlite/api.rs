@@ -101,11 +101,12 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, msg: NewOutbound) -> StoreResult<QueueId> {
-        self.write(move |c| queue::enqueue(c, &msg)).await
+        self.write_with_bodies(msg, outbound_body, |c, msg| queue::enqueue(c, &msg))
+            .await
     }
 
     async fn enqueue_leased(&self, msg: NewOutbound, lease: LeaseTo) -> StoreResult<Queued> {
-        self.write(move |c| {
+        self.write_with_bodies(msg, outbound_body, move |c, msg| {
             let (id, leases) = queue::enqueue_leased(c, &msg, &lease)?;
             Ok(Queued {
                 id,
@@ -124,8 +125,12 @@ impl Store for SqliteStore {
     async fn store_sealed(&self, id: &QueueId, domain: &str, sealed: &[u8]) -> StoreResult<()> {
         // The one copy the borrowed signature forces: the bytes must outlive the call.
         let (id, domain, sealed) = (id.clone(), domain.to_owned(), sealed.to_vec());
-        self.write(move |c| queue::store_sealed(c, &id, &domain, &sealed))
-            .await
+        self.write_with_bodies(
+            sealed,
+            |s| vec![s.as_slice()],
+            move |c, sealed| queue::store_sealed(c, &id, &domain, &sealed),
+        )
+        .await
     }
 
     async fn sealed(&self, id: &QueueId, domain: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -209,7 +214,12 @@ impl Store for SqliteStore {
     }
 
     async fn spool_inbound(&self, msg: NewInbound) -> StoreResult<QueueId> {
-        self.write(move |c| inbound::spool(c, &msg)).await
+        self.write_with_bodies(
+            msg,
+            |m| vec![m.body.as_slice()],
+            |c, msg| inbound::spool(c, &msg),
+        )
+        .await
     }
 
     async fn lease_inbound(
@@ -225,11 +235,15 @@ impl Store for SqliteStore {
     }
 
     async fn finish_inbound(&self, done: InboundDone) -> StoreResult<Committed> {
-        self.write(move |c| inbound::finish(c, done)).await
+        self.write_with_bodies(done, done_bodies, inbound::finish)
+            .await
     }
 
     async fn record_inbound(&self, msg: NewInbound, done: InboundDone) -> StoreResult<Committed> {
-        self.write(move |c| inbound::record(c, &msg, done)).await
+        self.write_with_bodies((msg, done), record_bodies, |c, (msg, done)| {
+            inbound::record(c, &msg, done)
+        })
+        .await
     }
 
     async fn quarantined(&self, limit: usize) -> StoreResult<Vec<Inbound>> {
@@ -237,7 +251,12 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, entry: NewMailboxEntry) -> StoreResult<i64> {
-        self.write(move |c| mailbox::deliver(c, &entry)).await
+        self.write_with_bodies(
+            entry,
+            |e| vec![e.body.as_slice()],
+            |c, entry| mailbox::deliver(c, &entry),
+        )
+        .await
     }
 
     async fn mailbox(
@@ -281,4 +300,24 @@ impl Store for SqliteStore {
         self.write(move |c| mailbox::note_notification(c, &mid, &rcpt, &kind, now))
             .await
     }
+}
+
+/// The body of an outbound message.
+fn outbound_body(msg: &NewOutbound) -> Vec<&[u8]> {
+    vec![msg.body.as_slice()]
+}
+
+/// The bodies an inbound message's outcome stores: mailbox entries and queued replies.
+fn done_bodies(done: &InboundDone) -> Vec<&[u8]> {
+    let delivered = done.deliveries.iter().map(|d| d.body.as_slice());
+    delivered
+        .chain(done.then.iter().map(|m| m.body.as_slice()))
+        .collect()
+}
+
+/// The inbound message's own body (kept when not empty) and its outcome's bodies.
+fn record_bodies((msg, done): &(NewInbound, InboundDone)) -> Vec<&[u8]> {
+    let mut bodies = done_bodies(done);
+    bodies.push(msg.body.as_slice());
+    bodies
 }

@@ -22,6 +22,7 @@ mod api;
 mod blobs;
 mod bundles;
 mod checkpoint;
+mod direct;
 mod directory;
 mod inbound;
 mod mailbox;
@@ -114,6 +115,44 @@ impl SqliteStore {
     {
         let answer = self.inner.writer.submit(work)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// As [`write`](Self::write), for `item` carrying message bodies (`bodies` lists them):
+    /// those to be kept in files are written and synced on the blocking pool first, in
+    /// parallel with other work, and the job only renames them into place.
+    async fn write_with_bodies<M, T, F>(
+        &self,
+        item: M,
+        bodies: for<'a> fn(&'a M) -> Vec<&'a [u8]>,
+        work: F,
+    ) -> StoreResult<T>
+    where
+        M: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Connection, M) -> StoreResult<T> + Send + 'static,
+    {
+        let large = bodies(&item).iter().any(|b| b.len() >= blobs::IN_FILES);
+        let named = self.inner.path.file_name().is_some();
+        let (item, staged) = if large && named {
+            let dir = spool::dir_of(&self.inner.path);
+            let task = tokio::task::spawn_blocking(move || {
+                let staged = spool::stage(&dir, &bodies(&item), blobs::IN_FILES);
+                (item, staged)
+            });
+            let (item, staged) = match task.await {
+                Ok(done) => done,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Err(StoreError::Closed),
+            };
+            (
+                item,
+                staged.map_err(|e| io("writing a message body file", e))?,
+            )
+        } else {
+            (item, spool::Staged::default())
+        };
+        self.write(move |c| spool::with_staged(staged, || work(c, item)))
+            .await
     }
 
     /// Run `work` in a read transaction on a pooled connection, on the blocking pool.

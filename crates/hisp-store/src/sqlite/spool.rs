@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -36,7 +35,8 @@ thread_local! {
 /// What the current batch on this (the writer) thread has written and doomed.
 #[derive(Default)]
 struct Batch {
-    written: Vec<(PathBuf, File)>,
+    /// Each with its file when it still needs a sync (staged ones are synced already).
+    written: Vec<(PathBuf, Option<File>)>,
     doomed: Vec<PathBuf>,
 }
 
@@ -63,8 +63,9 @@ fn dir(conn: &Connection) -> StoreResult<PathBuf> {
     }
 }
 
-/// Write `body` as the file of row `rowid` of `table` and return its name. It is synced
-/// with the rest of the batch, before the batch commits.
+/// Write `body` as the file of row `rowid` of `table` and return its name. A body staged
+/// ahead of the job ([`stage`]) is only renamed; any other is written here and synced with
+/// the rest of the batch, before the batch commits.
 pub(super) fn write(
     conn: &Connection,
     table: &str,
@@ -73,21 +74,98 @@ pub(super) fn write(
 ) -> StoreResult<String> {
     let what = "writing a message body file";
     let dir = dir(conn)?;
-    std::fs::create_dir_all(&dir).map_err(|e| io(what, e))?;
     let name = format!("{table}-{rowid}-{:016x}", rand::random::<u64>());
     let path = dir.join(&name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| io(what, e))?;
-    if let Err(e) = file.write_all(body) {
-        // Best effort: a file never referenced is swept at the next open anyway.
-        let _ = std::fs::remove_file(&path);
-        return Err(io(what, e));
+    if let Some(staged) = claim(body) {
+        // A sweep by another process may have removed a staged file (it only does so past
+        // STAGE_GRACE): then the rename fails and so does this job, before anyone was told
+        // the body is safe.
+        std::fs::rename(&staged, &path).map_err(|e| io(what, e))?;
+        BATCH.with(|b| b.borrow_mut().written.push((path, None)));
+        return Ok(name);
     }
-    BATCH.with(|b| b.borrow_mut().written.push((path, file)));
+    std::fs::create_dir_all(&dir).map_err(|e| io(what, e))?;
+    let file = match super::direct::create(&path, body) {
+        Ok(file) => file,
+        Err(e) => {
+            // Best effort: a file never referenced is swept at the next open anyway.
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(io(what, e));
+        }
+    };
+    BATCH.with(|b| b.borrow_mut().written.push((path, Some(file))));
     Ok(name)
+}
+
+/// Bodies written and synced ahead of their job, off the writer thread, so that at a
+/// megabyte a message the one writer thread is not the bottleneck writing them one after
+/// another (it only renames them). Each is known by where its bytes live: the job that
+/// stores it borrows the very same buffer. Files not claimed by the job are removed.
+#[derive(Default)]
+pub(super) struct Staged(Vec<StagedFile>);
+
+struct StagedFile {
+    at: usize,
+    len: usize,
+    path: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for f in self.0.drain(..) {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    }
+}
+
+/// Name prefix of staged files; a sweep removes those older than [`STAGE_GRACE`].
+const STAGE_PREFIX: &str = "stage-";
+
+/// A staged file this old belongs to no job any more (its process died before the job
+/// ran); younger ones may be another process's work in flight.
+const STAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Write each body of at least `min` bytes to a fresh file in `dir` and sync it. Runs on
+/// the blocking pool, before the job that stores the bodies is sent to the writer.
+pub(super) fn stage(dir: &Path, bodies: &[&[u8]], min: usize) -> std::io::Result<Staged> {
+    let mut staged = Staged::default();
+    for body in bodies.iter().filter(|b| b.len() >= min) {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{STAGE_PREFIX}{:016x}", rand::random::<u64>()));
+        let file = super::direct::create(&path, body)?;
+        staged.0.push(StagedFile {
+            at: body.as_ptr() as usize,
+            len: body.len(),
+            path,
+        });
+        file.sync_data()?;
+    }
+    Ok(staged)
+}
+
+thread_local! {
+    static STAGED: RefCell<Staged> = RefCell::new(Staged::default());
+}
+
+/// Run a job with its staged bodies at hand for [`write`]; what it leaves unclaimed is
+/// removed.
+pub(super) fn with_staged<T>(staged: Staged, job: impl FnOnce() -> T) -> T {
+    STAGED.with(|s| *s.borrow_mut() = staged);
+    let out = job();
+    drop(STAGED.with(|s| std::mem::take(&mut *s.borrow_mut())));
+    out
+}
+
+/// The staged file holding exactly `body`'s buffer, taken out of the job's set.
+fn claim(body: &[u8]) -> Option<PathBuf> {
+    let (at, len) = (body.as_ptr() as usize, body.len());
+    STAGED.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = s.0.iter().position(|f| f.at == at && f.len == len)?;
+        Some(s.0.swap_remove(i).path)
+    })
 }
 
 /// Read the body file `name`.
@@ -159,7 +237,9 @@ pub(super) fn sync() -> std::io::Result<()> {
         let b = b.borrow();
         let mut dirs: Vec<&Path> = Vec::new();
         for (path, file) in &b.written {
-            file.sync_data()?;
+            if let Some(file) = file {
+                file.sync_data()?;
+            }
             if let Some(parent) = path.parent().filter(|p| !dirs.contains(p)) {
                 dirs.push(parent);
             }
@@ -200,7 +280,8 @@ pub(super) fn aborted() {
 
 /// Remove body files no committed row names (a crash between writing a file and committing
 /// its row, or a removal that did not happen). Runs under the write lock, so no batch of
-/// another process is between writing its files and committing.
+/// another process is between writing its files and committing; files staged for a job
+/// not yet run are left alone until they are older than [`STAGE_GRACE`].
 pub(super) fn sweep(conn: &Connection, db_path: &Path) -> StoreResult<usize> {
     let what = "sweeping message body files";
     let dir = dir_of(db_path);
@@ -215,6 +296,13 @@ pub(super) fn sweep(conn: &Connection, db_path: &Path) -> StoreResult<usize> {
     for entry in entries {
         let name = entry.map_err(|e| io(what, e))?.file_name();
         let Some(name) = name.to_str() else { continue };
+        if name.starts_with(STAGE_PREFIX) {
+            if stale(&dir.join(name)) {
+                std::fs::remove_file(dir.join(name)).map_err(|e| io(what, e))?;
+                removed += 1;
+            }
+            continue;
+        }
         let Some((table, rowid)) = parse_name(name) else {
             continue;
         };
@@ -229,6 +317,12 @@ pub(super) fn sweep(conn: &Connection, db_path: &Path) -> StoreResult<usize> {
         tracing::info!(removed, dir = %dir.display(), "removed message body files no row names");
     }
     Ok(removed)
+}
+
+/// A staged file no job can still claim: older than [`STAGE_GRACE`] (or gone).
+fn stale(path: &Path) -> bool {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified());
+    modified.is_ok_and(|m| m.elapsed().unwrap_or_default() > STAGE_GRACE)
 }
 
 /// `table-rowid-random` → (table, rowid), for the tables that keep bodies.

@@ -4,7 +4,7 @@
 
 use super::{fresh, inbound, message};
 use crate::sqlite::blobs::IN_FILES;
-use crate::sqlite::{queue, SqliteStore};
+use crate::sqlite::{queue, spool, SqliteStore};
 use crate::{
     EntryKind, InboundDone, InboundState, LeaseTo, NewMailboxEntry, QueueId, Store, StoreError,
 };
@@ -209,4 +209,91 @@ async fn a_missing_body_file_is_an_error_naming_it() {
     std::fs::remove_file(dir.path().join("hisp.db-bodies").join(&name)).unwrap();
     let err = store.outbound_body(&id).await.unwrap_err();
     assert!(err.to_string().contains("message body file"), "{err}");
+}
+
+/// A body staged ahead of its job (written off the writer thread) is removed when the job
+/// fails or does not store it; a staged file gone before its job runs (another process
+/// swept it) fails the job instead of committing a row that names nothing.
+#[tokio::test]
+async fn staged_bodies_go_with_failed_jobs_and_a_missing_one_fails_its_job() {
+    let (dir, store) = fresh();
+    let id = store
+        .enqueue(message("<s@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    for fail in [true, false] {
+        let sealed_id = id.clone();
+        let stored = store
+            .write_with_bodies(
+                body(IN_FILES),
+                |b| vec![b.as_slice()],
+                move |c, b| {
+                    if fail {
+                        queue::store_sealed(c, &sealed_id, "b.example", &b)?;
+                        return Err(StoreError::Closed);
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+        assert_eq!(stored.is_err(), fail);
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    let sealed = body(IN_FILES + 5);
+    let bodies = dir.path().join("hisp.db-bodies");
+    let staged = spool::stage(&bodies, &[sealed.as_slice()], IN_FILES).unwrap();
+    assert_eq!(files(dir.path()).len(), 1);
+    for f in files(dir.path()) {
+        std::fs::remove_file(bodies.join(f)).unwrap();
+    }
+    let sealed_id = id.clone();
+    let failed = store
+        .write(move |c| {
+            spool::with_staged(staged, || {
+                queue::store_sealed(c, &sealed_id, "b.example", &sealed)
+            })
+        })
+        .await;
+    assert!(failed
+        .unwrap_err()
+        .to_string()
+        .contains("message body file"));
+    assert!(store.sealed(&id, "b.example").await.unwrap().is_none());
+
+    // Through the API the staged file is renamed into place.
+    store
+        .store_sealed(&id, "b.example", &body(IN_FILES + 5))
+        .await
+        .unwrap();
+    let names = files(dir.path());
+    assert!(
+        names.len() == 1 && names[0].starts_with("sealed-"),
+        "{names:?}"
+    );
+}
+
+/// At open, a staged file older than the grace period (its process died before the job
+/// ran) is swept; a fresh one may be another process's work in flight and stays.
+#[tokio::test]
+async fn the_sweep_removes_stale_staged_files_and_keeps_fresh_ones() {
+    let (dir, store) = fresh();
+    drop(store);
+    let bodies = dir.path().join("hisp.db-bodies");
+    std::fs::create_dir_all(&bodies).unwrap();
+    std::fs::write(bodies.join("stage-00000000000000aa"), b"fresh").unwrap();
+    let stale = bodies.join("stage-00000000000000bb");
+    std::fs::write(&stale, b"stale").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let _store = SqliteStore::open(&dir.path().join("hisp.db")).unwrap();
+    assert_eq!(
+        files(dir.path()),
+        vec!["stage-00000000000000aa".to_string()]
+    );
 }
