@@ -13,8 +13,8 @@ use hisp_direct::seal::{seal, seal_to, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError, Content};
 use hisp_smtp::Envelope;
 use hisp_store::{
-    Lease, LeaseTo, NewOutbound, OutKind, OutRecipient, QueueId, Queued, RcptState, RcptUpdate,
-    Store, StoreResult,
+    Lease, LeaseContent, LeaseTo, NewOutbound, OutKind, OutRecipient, QueueId, Queued, RcptState,
+    RcptUpdate, Store, StoreResult,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -138,7 +138,12 @@ pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
 
 /// One delivery attempt for the leased recipients of one message in one domain; `body` is
 /// the submitted message when the caller has it (else it is read from the store).
-pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Option<Arc<Vec<u8>>>) {
+pub async fn deliver_group<S: Store>(
+    ctx: &Context<S>,
+    mut lease: Lease,
+    body: Option<Arc<Vec<u8>>>,
+) {
+    let content = lease.content.take();
     let now = ctx.now();
     let expire = lease.created + ctx.config.queue.expire_after.as_secs() as i64;
     if now >= expire {
@@ -167,7 +172,7 @@ pub async fn deliver_group<S: Store>(ctx: &Context<S>, lease: Lease, body: Optio
         no_cert,
         unknown,
         fresh,
-    } = match sealed_for(ctx, &lease, body).await {
+    } = match sealed_for(ctx, &lease, body, content).await {
         Ok(x) => x,
         Err(why) => {
             // Our own failure (store, key): try again later rather than fail the message.
@@ -256,6 +261,7 @@ async fn sealed_for<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
     body: Option<Arc<Vec<u8>>>,
+    content: Option<LeaseContent>,
 ) -> Result<Prepared, String> {
     let mut p = Prepared {
         sealed: Sealed::Memory(Vec::new()),
@@ -290,10 +296,16 @@ async fn sealed_for<S: Store>(
         return Ok(p);
     }
     let store = &ctx.store;
-    let body = match body {
+    let body = match (body, content) {
         // Just queued: never sealed before.
-        Some(b) => b,
-        None => {
+        (Some(b), _) => b,
+        // Read with the lease.
+        (None, Some(LeaseContent::Sealed(s))) => {
+            p.sealed = Sealed::Memory(s);
+            return Ok(p);
+        }
+        (None, Some(LeaseContent::Body(b))) => Arc::new(b),
+        (None, None) => {
             if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
                 p.sealed = Sealed::Memory(s);
                 return Ok(p);

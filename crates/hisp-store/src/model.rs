@@ -200,6 +200,29 @@ pub struct Lease {
     pub domain: String,
     /// The leased recipients with their attempt counts.
     pub recipients: Vec<OutRecipient>,
+    /// What to send, when leasing read it in passing (a body kept in the database); `None`
+    /// when the worker reads it itself (a body in a file), or already has it (a lease taken
+    /// as the message was queued).
+    pub content: Option<LeaseContent>,
+}
+
+/// A leased message's content, read with its lease.
+#[derive(Clone, PartialEq, Eq)]
+pub enum LeaseContent {
+    /// Sealed for this domain by an earlier attempt: sent as it is.
+    Sealed(Vec<u8>),
+    /// Never sealed for this domain: the submitted message.
+    Body(Vec<u8>),
+}
+
+impl std::fmt::Debug for LeaseContent {
+    // Sizes only: message content never goes to a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseContent::Sealed(b) => write!(f, "Sealed({} bytes)", b.len()),
+            LeaseContent::Body(b) => write!(f, "Body({} bytes)", b.len()),
+        }
+    }
 }
 
 /// A lease to take on work as it is queued, so the worker that queues it can deliver it

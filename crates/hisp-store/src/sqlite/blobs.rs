@@ -44,6 +44,16 @@ pub(super) fn fill(conn: &Connection, table: &str, rowid: i64, body: &[u8]) -> S
     Ok(())
 }
 
+/// A body looked up in the database.
+pub(super) enum Found {
+    /// No such row.
+    Missing,
+    /// Kept in the row: here it is.
+    Inline(Vec<u8>),
+    /// Kept in this file (not read).
+    InFile(String),
+}
+
 /// The body of the row `select` finds; `select` returns `rowid, length(body), file` of
 /// `table`.
 pub(super) fn read<P: rusqlite::Params>(
@@ -52,6 +62,20 @@ pub(super) fn read<P: rusqlite::Params>(
     select: &str,
     params: P,
 ) -> StoreResult<Option<Vec<u8>>> {
+    match find(conn, table, select, params)? {
+        Found::Missing => Ok(None),
+        Found::Inline(body) => Ok(Some(body)),
+        Found::InFile(name) => spool::read(conn, &name).map(Some),
+    }
+}
+
+/// As [`read`], but a body in a file is only named.
+pub(super) fn find<P: rusqlite::Params>(
+    conn: &Connection,
+    table: &str,
+    select: &str,
+    params: P,
+) -> StoreResult<Found> {
     let what = "reading a message body";
     let found: Option<(i64, i64, Option<String>)> = conn
         .prepare_cached(select)
@@ -60,10 +84,10 @@ pub(super) fn read<P: rusqlite::Params>(
         .optional()
         .map_err(db(what))?;
     let Some((rowid, len, file)) = found else {
-        return Ok(None);
+        return Ok(Found::Missing);
     };
     if let Some(name) = file {
-        return spool::read(conn, &name).map(Some);
+        return Ok(Found::InFile(name));
     }
     let mut body = vec![0u8; usize::try_from(len).unwrap_or(0)];
     let mut blob = conn
@@ -72,5 +96,5 @@ pub(super) fn read<P: rusqlite::Params>(
     for piece in body.chunks_mut(PIECE) {
         blob.read_exact(piece).map_err(|e| io(what, e))?;
     }
-    Ok(Some(body))
+    Ok(Found::Inline(body))
 }

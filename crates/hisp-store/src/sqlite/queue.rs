@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, Row};
 
-use super::blobs::{self, Body};
+use super::blobs::{self, Body, Found};
 use super::spool;
 use super::{
     collect, db, domain_of, fold, new_id, parse_name, sql_len, sql_limit, timeline, unsigned,
 };
 use crate::{
-    Lease, LeaseTo, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId, RcptState, RcptUpdate,
-    StoreError, StoreResult, UnixTime,
+    Lease, LeaseContent, LeaseTo, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId,
+    RcptState, RcptUpdate, StoreError, StoreResult, UnixTime,
 };
 
 /// The columns [`out_recipient`] reads, from `recipients r JOIN messages m`.
@@ -98,6 +98,7 @@ pub(super) fn enqueue_leased(
                 created: msg.now,
                 domain: r.domain.clone(),
                 recipients: vec![r],
+                content: None,
             }),
         }
     }
@@ -160,14 +161,12 @@ fn insert(conn: &Connection, msg: &NewOutbound, lease: Option<&LeaseTo>) -> Stor
     Ok(id)
 }
 
+/// The stored body of an outbound message, as [`blobs::read`] wants it.
+const BODY_SELECT: &str = "SELECT rowid, length(body), file FROM message_bodies WHERE message = ?1";
+
 /// The submitted body.
 pub(super) fn outbound_body(conn: &Connection, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
-    blobs::read(
-        conn,
-        "message_bodies",
-        "SELECT rowid, length(body), file FROM message_bodies WHERE message = ?1",
-        [&id.0],
-    )
+    blobs::read(conn, "message_bodies", BODY_SELECT, [&id.0])
 }
 
 /// Keep (or replace) the sealed form for one domain.
@@ -286,6 +285,7 @@ pub(super) fn lease_due(
         take_stmt
             .execute(params![now, message, domain, owner, lease_until])
             .map_err(db(what))?;
+        let content = lease_content(conn, &message, &domain)?;
         leases.push(Lease {
             message: header.id,
             message_id: header.message_id,
@@ -294,9 +294,35 @@ pub(super) fn lease_due(
             created: header.created,
             domain,
             recipients,
+            content,
         });
     }
     Ok(leases)
+}
+
+/// The content of a leased group when the database holds it: read here, on the writer's
+/// connection whose cache is warm, it saves the worker two reads on a pooled connection
+/// (which starts cold after every commit). Bodies in files are left to the worker, off
+/// this thread.
+fn lease_content(
+    conn: &Connection,
+    message: &str,
+    domain: &str,
+) -> StoreResult<Option<LeaseContent>> {
+    let sealed = blobs::find(
+        conn,
+        "sealed",
+        "SELECT rowid, length(body), file FROM sealed WHERE message = ?1 AND domain = ?2",
+        params![message, domain],
+    )?;
+    Ok(match sealed {
+        Found::Inline(b) => Some(LeaseContent::Sealed(b)),
+        Found::InFile(_) => None,
+        Found::Missing => match blobs::find(conn, "message_bodies", BODY_SELECT, [message])? {
+            Found::Inline(b) => Some(LeaseContent::Body(b)),
+            Found::InFile(_) | Found::Missing => None,
+        },
+    })
 }
 
 /// Apply recipient updates (releasing leases) and append their events. An unknown

@@ -6,7 +6,8 @@ use super::{fresh, inbound, message};
 use crate::sqlite::blobs::IN_FILES;
 use crate::sqlite::{queue, spool, SqliteStore};
 use crate::{
-    EntryKind, InboundDone, InboundState, LeaseTo, NewMailboxEntry, QueueId, Store, StoreError,
+    EntryKind, InboundDone, InboundState, LeaseContent, LeaseTo, NewMailboxEntry, QueueId,
+    RcptState, RcptUpdate, Store, StoreError,
 };
 
 fn body(len: usize) -> Vec<u8> {
@@ -296,4 +297,48 @@ async fn the_sweep_removes_stale_staged_files_and_keeps_fresh_ones() {
         files(dir.path()),
         vec!["stage-00000000000000aa".to_string()]
     );
+}
+
+/// A lease brings its content along when the database holds it: the sealed form of an
+/// earlier attempt before the submitted body; a body in a file is left to the worker.
+#[tokio::test]
+async fn leases_carry_inline_content_sealed_first_and_not_files() {
+    let (_dir, store) = fresh();
+    let small = body(100);
+    let mut msg = message("<c1@a.example>", &["bob@b.example"], 100);
+    msg.body = small.clone();
+    let id = store.enqueue(msg).await.unwrap();
+    let lease = store.lease_due(100, "w", 200, 10).await.unwrap().remove(0);
+    assert_eq!(lease.content, Some(LeaseContent::Body(small)));
+
+    // A retry after an attempt that kept the sealed form sends that.
+    let sealed = body(150);
+    store.store_sealed(&id, "b.example", &sealed).await.unwrap();
+    let retry = RcptUpdate {
+        message: id.clone(),
+        rcpt: "bob@b.example".into(),
+        state: RcptState::Queued,
+        attempts: 1,
+        next_attempt: 150,
+        last_error: Some("451 try later".into()),
+        deadline: None,
+        event: "deferred".into(),
+        detail: String::new(),
+        now: 120,
+    };
+    store.update_recipients(vec![retry]).await.unwrap();
+    let lease = store.lease_due(150, "w", 300, 10).await.unwrap().remove(0);
+    assert_eq!(lease.content, Some(LeaseContent::Sealed(sealed)));
+    assert_eq!(
+        format!("{:?}", lease.content),
+        "Some(Sealed(150 bytes))",
+        "content never goes to a log"
+    );
+
+    let mut msg = message("<c2@a.example>", &["bob@b.example"], 400);
+    msg.body = body(IN_FILES);
+    let in_file = store.enqueue(msg).await.unwrap();
+    let leases = store.lease_due(400, "w", 900, 10).await.unwrap();
+    let lease = leases.iter().find(|l| l.message == in_file).unwrap();
+    assert_eq!(lease.content, None);
 }
