@@ -183,15 +183,12 @@ fn run(
 /// fails alone; anything that endangers the transaction itself fails the whole batch.
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchError> {
     let fail = |what| move |source| BatchError { what, source };
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(fail("beginning a write transaction"))?;
+    run_cached(conn, "BEGIN IMMEDIATE").map_err(fail("beginning a write transaction"))?;
     for job in batch.iter_mut() {
-        conn.execute_batch("SAVEPOINT job")
-            .map_err(fail("opening a savepoint"))?;
+        run_cached(conn, "SAVEPOINT job").map_err(fail("opening a savepoint"))?;
         let mark = spool::mark();
         if job.run(conn) {
-            conn.execute_batch("RELEASE job")
-                .map_err(fail("releasing a savepoint"))?;
+            run_cached(conn, "RELEASE job").map_err(fail("releasing a savepoint"))?;
         } else if conn.is_autocommit() {
             // Some errors (I/O, disk full, out of memory) make SQLite roll back the whole
             // transaction: the jobs before this one are gone too, so they must not see `Ok`.
@@ -221,8 +218,13 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), BatchE
             Some(e.to_string()),
         ),
     })?;
-    conn.execute_batch("COMMIT")
-        .map_err(fail("committing a write batch"))
+    run_cached(conn, "COMMIT").map_err(fail("committing a write batch"))
+}
+
+/// Run a transaction-control statement, prepared once: a group commit runs three or more
+/// per job, and parsing them each time was ~1 % of the daemon's CPU at 10 KiB.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Copy an error for every job of a failed batch (`rusqlite::Error` is not `Clone`).
