@@ -2,8 +2,9 @@
 //! `synchronous=FULL`, so a commit survives kill -9 and power loss, and large bodies in
 //! files beside it, synced before the rows naming them commit (`spool.rs`). All writes go
 //! through one writer thread with group commit (`writer.rs`); reads use a small pool of
-//! connections on tokio's blocking pool. The SQL for each concern lives in its own module; the [`Store`]
-//! trait impl (`api.rs`) only moves arguments onto the right thread.
+//! connections on tokio's blocking pool. The SQL for each concern lives in its own module;
+//! the [`Store`] trait impl (`api.rs`) only moves arguments onto the right thread, and
+//! writes large bodies to their files ahead of their jobs (`SqliteStore::write_with_bodies`).
 //!
 //! [`Store`]: crate::Store
 
@@ -136,7 +137,7 @@ impl SqliteStore {
         let (item, staged) = if large && named {
             let dir = spool::dir_of(&self.inner.path);
             let task = tokio::task::spawn_blocking(move || {
-                let staged = spool::stage(&dir, &bodies(&item), blobs::IN_FILES);
+                let staged = spool::stage(&dir, &bodies(&item));
                 (item, staged)
             });
             let (item, staged) = match task.await {

@@ -202,18 +202,17 @@ pub(super) fn store_sealed(
     blobs::fill(conn, "sealed", conn.last_insert_rowid(), sealed)
 }
 
+/// The stored sealed form of a message for a domain, as [`blobs::read`] wants it.
+const SEALED_SELECT: &str =
+    "SELECT rowid, length(body), file FROM sealed WHERE message = ?1 AND domain = ?2";
+
 /// The sealed form for one domain.
 pub(super) fn sealed(
     conn: &Connection,
     id: &QueueId,
     domain: &str,
 ) -> StoreResult<Option<Vec<u8>>> {
-    blobs::read(
-        conn,
-        "sealed",
-        "SELECT rowid, length(body), file FROM sealed WHERE message = ?1 AND domain = ?2",
-        params![id.0, fold(domain)],
-    )
+    blobs::read(conn, "sealed", SEALED_SELECT, params![id.0, fold(domain)])
 }
 
 /// Lease due recipients, grouped per (message, domain), oldest due first. Runs on the
@@ -309,12 +308,7 @@ fn lease_content(
     message: &str,
     domain: &str,
 ) -> StoreResult<Option<LeaseContent>> {
-    let sealed = blobs::find(
-        conn,
-        "sealed",
-        "SELECT rowid, length(body), file FROM sealed WHERE message = ?1 AND domain = ?2",
-        params![message, domain],
-    )?;
+    let sealed = blobs::find(conn, "sealed", SEALED_SELECT, params![message, domain])?;
     Ok(match sealed {
         Found::Inline(b) => Some(LeaseContent::Sealed(b)),
         Found::InFile(_) => None,

@@ -127,12 +127,13 @@ const STAGE_PREFIX: &str = "stage-";
 /// ran); younger ones may be another process's work in flight.
 const STAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Write each body of at least `min` bytes to a fresh file in `dir` and sync it. Runs on
-/// the blocking pool, before the job that stores the bodies is sent to the writer.
-pub(super) fn stage(dir: &Path, bodies: &[&[u8]], min: usize) -> std::io::Result<Staged> {
+/// Write each body to be kept in a file ([`IN_FILES`](super::blobs::IN_FILES) and up) to a
+/// fresh file in `dir` and sync it. Runs on the blocking pool, before the job that stores
+/// the bodies is sent to the writer.
+pub(super) fn stage(dir: &Path, bodies: &[&[u8]]) -> std::io::Result<Staged> {
     let mut staged = Staged::default();
-    for body in bodies.iter().filter(|b| b.len() >= min) {
-        std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir)?;
+    for body in bodies.iter().filter(|b| b.len() >= super::blobs::IN_FILES) {
         let path = dir.join(format!("{STAGE_PREFIX}{:016x}", rand::random::<u64>()));
         let file = super::direct::create(&path, body)?;
         staged.0.push(StagedFile {

@@ -243,7 +243,7 @@ async fn staged_bodies_go_with_failed_jobs_and_a_missing_one_fails_its_job() {
 
     let sealed = body(IN_FILES + 5);
     let bodies = dir.path().join("hisp.db-bodies");
-    let staged = spool::stage(&bodies, &[sealed.as_slice()], IN_FILES).unwrap();
+    let staged = spool::stage(&bodies, &[sealed.as_slice()]).unwrap();
     assert_eq!(files(dir.path()).len(), 1);
     for f in files(dir.path()) {
         std::fs::remove_file(bodies.join(f)).unwrap();
