@@ -2,7 +2,7 @@
 //! threshold and from files at and above it; files are durable, go when their rows do, and
 //! files no row names (a crash before a commit) are swept at open.
 
-use super::{fresh, inbound, message};
+use super::{fresh, inbound, message, update};
 use crate::sqlite::blobs::IN_FILES;
 use crate::sqlite::{queue, spool, SqliteStore};
 use crate::{
@@ -315,16 +315,9 @@ async fn leases_carry_inline_content_sealed_first_and_not_files() {
     let sealed = body(150);
     store.store_sealed(&id, "b.example", &sealed).await.unwrap();
     let retry = RcptUpdate {
-        message: id.clone(),
-        rcpt: "bob@b.example".into(),
-        state: RcptState::Queued,
-        attempts: 1,
         next_attempt: 150,
         last_error: Some("451 try later".into()),
-        deadline: None,
-        event: "deferred".into(),
-        detail: String::new(),
-        now: 120,
+        ..update(&id, "bob@b.example", RcptState::Queued, 120)
     };
     store.update_recipients(vec![retry]).await.unwrap();
     let lease = store.lease_due(150, "w", 300, 10).await.unwrap().remove(0);

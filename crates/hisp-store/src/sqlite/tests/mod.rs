@@ -11,7 +11,7 @@ mod tracking;
 mod writer;
 
 use super::SqliteStore;
-use crate::{NewOutbound, OutKind, UnixTime};
+use crate::{NewOutbound, OutKind, QueueId, RcptState, RcptUpdate, UnixTime};
 
 /// A store on a fresh file; keep the directory alive as long as the store.
 fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -41,6 +41,22 @@ fn message(message_id: &str, recipients: &[&str], now: UnixTime) -> NewOutbound 
         wants_dispatched: true,
         kind: OutKind::Message,
         via: "smtp".into(),
+        now,
+    }
+}
+
+/// A delivery outcome for one recipient, as a worker reports it (one attempt, at `now`).
+fn update(id: &QueueId, rcpt: &str, state: RcptState, now: i64) -> RcptUpdate {
+    RcptUpdate {
+        message: id.clone(),
+        rcpt: rcpt.into(),
+        state,
+        attempts: 1,
+        next_attempt: now,
+        last_error: None,
+        deadline: None,
+        event: state.as_str().into(),
+        detail: String::new(),
         now,
     }
 }

@@ -1,23 +1,8 @@
 //! The outbound queue: enqueue, leases, recipient updates, tracking (overdue, MDN
 //! matching), listings and the queue-depth metric.
 
-use super::{fresh, message};
-use crate::{LeaseTo, NewEvent, OutKind, QueueId, RcptState, RcptUpdate, Store, StoreError};
-
-fn update(id: &QueueId, rcpt: &str, state: RcptState, now: i64) -> RcptUpdate {
-    RcptUpdate {
-        message: id.clone(),
-        rcpt: rcpt.into(),
-        state,
-        attempts: 1,
-        next_attempt: now,
-        last_error: None,
-        deadline: None,
-        event: state.as_str().into(),
-        detail: String::new(),
-        now,
-    }
-}
+use super::{fresh, message, update};
+use crate::{LeaseTo, NewEvent, OutKind, QueueId, RcptState, Store, StoreError};
 
 #[tokio::test]
 async fn enqueue_lease_relay_overdue_find_recipient() {

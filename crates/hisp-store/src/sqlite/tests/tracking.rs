@@ -2,7 +2,7 @@
 //! sender's HISP tracks `processed`, `dispatched` and failures per recipient): each counts
 //! once, states only move forward, and a repeated notification is not delivered again.
 
-use super::{fresh, message, SqliteStore};
+use super::{fresh, message, update, SqliteStore};
 use crate::{
     EntryKind, InboundDone, InboundState, NewInbound, NewMailboxEntry, Notice, QueueId, RcptState,
     RcptUpdate, Store,
@@ -138,16 +138,9 @@ async fn an_mdn_overtaking_the_relayed_record_is_not_undone() {
         .unwrap();
     receive(&store, notice(&id, "processed", RcptState::Processed), 110).await;
     let relayed = RcptUpdate {
-        message: id.clone(),
-        rcpt: "bob@b.example".into(),
-        state: RcptState::Relayed,
-        attempts: 1,
-        next_attempt: 110,
-        last_error: None,
         deadline: Some(3710),
-        event: "relayed".into(),
         detail: "250 OK".into(),
-        now: 110,
+        ..update(&id, "bob@b.example", RcptState::Relayed, 110)
     };
     store.update_recipients(vec![relayed]).await.unwrap();
     let r = store.outbound(&id).await.unwrap().unwrap().recipients[0].clone();
