@@ -40,6 +40,11 @@ pub enum EdgeError {
 }
 
 /// Send one request and read the whole response.
+///
+/// The response is read while the body is still being sent: a server may answer early
+/// (413 when the declared length is over its limit, RFC 9110 §15.5.14) and close without
+/// reading the rest, which fails the remaining writes with EPIPE or a reset. A complete
+/// response received that way is the answer, not an I/O error.
 pub async fn request(
     addr: &str,
     method: &str,
@@ -53,16 +58,42 @@ pub async fn request(
     };
     let auth = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", credentials.0, credentials.1));
-    let mut stream = TcpStream::connect(addr).await.map_err(io)?;
+    let stream = TcpStream::connect(addr).await.map_err(io)?;
+    let (mut rx, mut tx) = stream.into_split();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await.map_err(io)?;
-    stream.write_all(body).await.map_err(io)?;
+    let send = async {
+        tx.write_all(head.as_bytes()).await?;
+        tx.write_all(body).await
+    };
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.map_err(io)?;
-    parse(&raw).ok_or_else(|| EdgeError::Malformed(addr.to_string()))
+    let (sent, received) = tokio::join!(send, rx.read_to_end(&mut raw));
+    // read_to_end keeps what arrived before an error (a reset after an early answer).
+    match (parse(&raw), sent, received) {
+        (Some(r), _, _) if complete(&raw) => Ok(r),
+        (_, Err(e), _) | (_, _, Err(e)) => Err(io(e)),
+        (Some(r), Ok(()), Ok(_)) => Ok(r),
+        (None, Ok(()), Ok(_)) => Err(EdgeError::Malformed(addr.to_string())),
+    }
+}
+
+/// Whether `raw` holds a whole response: its Content-Length is all there, or its chunked
+/// body ends. A response without either ends at EOF, which an error does not prove.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = memchr_find(raw, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return dechunk(body).is_some();
+    }
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| body.len() >= n)
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
@@ -111,5 +142,22 @@ mod tests {
     fn rfc9112_7_1_chunked_body() {
         let r = super::parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
+    }
+
+    /// RFC 9112 §6.3: a response's end is its Content-Length or its last chunk; only those
+    /// make a response read before a reset complete.
+    #[test]
+    fn rfc9112_6_3_a_response_is_complete_at_its_length_or_last_chunk() {
+        use super::complete;
+        assert!(complete(b"HTTP/1.1 413 X\r\nContent-Length: 2\r\n\r\nab"));
+        assert!(!complete(b"HTTP/1.1 413 X\r\nContent-Length: 3\r\n\r\nab"));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+        ));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n"
+        ));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\n\r\nabc"));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-"));
     }
 }
