@@ -114,7 +114,7 @@ fn seal_into(
     let message = canonical.as_deref().unwrap_or(message);
     let wrapper = scan.wrapper_header();
     let signature = sign_detached(&[&wrapper, message], signer, opts.digest, opts.signing_time)?;
-    let boundary = boundary_for(message)?;
+    let boundary = boundary_for(message, &signature)?;
     let ms_header = format!(
         "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg={}; boundary=\"{boundary}\"\r\n\r\n",
         opts.digest.micalg()
@@ -248,15 +248,25 @@ impl Scan {
     }
 }
 
-/// A boundary that occurs nowhere in the content (RFC 2046 §5.1.1).
-fn boundary_for(message: &[u8]) -> Result<String, SealError> {
+/// A boundary that occurs nowhere in the content (RFC 2046 §5.1.1). The first candidate
+/// is made of the signature's last bytes, which nobody can predict without the signing
+/// key and which are already paid for (a draw from the DRBG costs a lock and a getpid
+/// system call); a content that holds it anyway gets fresh random candidates.
+fn boundary_for(message: &[u8], signature: &[u8]) -> Result<String, SealError> {
+    let draw = |seed: &mut [u8; 16]| {
+        openssl::rand::rand_bytes(seed).map_err(SealError::crypto("generate a MIME boundary"))
+    };
+    let mut seed = [0u8; 16];
+    match signature.len().checked_sub(16) {
+        Some(at) => seed.copy_from_slice(&signature[at..]),
+        None => draw(&mut seed)?,
+    }
     loop {
-        let mut r = [0u8; 16];
-        openssl::rand::rand_bytes(&mut r).map_err(SealError::crypto("generate a MIME boundary"))?;
-        let b = format!("----=_Hisp_{}", hex::encode(r));
+        let b = format!("----=_Hisp_{}", hex::encode(seed));
         if memchr::memmem::find(message, b.as_bytes()).is_none() {
             return Ok(b);
         }
+        draw(&mut seed)?;
     }
 }
 
@@ -287,4 +297,25 @@ fn outer_headers(message: &[u8], opts: &SealOptions) -> Vec<u8> {
         .as_bytes(),
     );
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::boundary_for;
+
+    /// RFC 2046 §5.1.1: the boundary must not occur in the encapsulated text. The first
+    /// candidate comes from the signature; a content that already holds it gets another.
+    #[test]
+    fn rfc2046_5_1_1_boundary_avoids_the_content() {
+        let sig: Vec<u8> = (0u8..=255).collect();
+        let first = boundary_for(b"plain text", &sig).unwrap();
+        assert_eq!(first, format!("----=_Hisp_{}", hex::encode(&sig[240..])));
+        let hostile = format!("a line\r\n--{first}\r\nmore\r\n");
+        let other = boundary_for(hostile.as_bytes(), &sig).unwrap();
+        assert_ne!(other, first);
+        assert!(!hostile.contains(&other));
+        let short = boundary_for(b"x", b"tiny").unwrap();
+        assert_eq!(short.len(), "----=_Hisp_".len() + 32);
+    }
 }

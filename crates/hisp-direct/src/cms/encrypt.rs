@@ -42,13 +42,15 @@ pub fn encrypt_to(
     if recipients.is_empty() {
         return Err(SealError::NoRecipients);
     }
-    let mut key = vec![0u8; cipher.key_len()];
-    let mut iv = vec![0u8; if cipher.is_aead() { 12 } else { 16 }];
-    openssl::rand::rand_bytes(&mut key).map_err(SealError::crypto("generate a content key"))?;
-    openssl::rand::rand_bytes(&mut iv).map_err(SealError::crypto("generate an IV"))?;
+    // Key and IV in one draw: each call to the DRBG takes its lock and reseed checks.
+    let key_len = cipher.key_len();
+    let mut fresh = vec![0u8; key_len + if cipher.is_aead() { 12 } else { 16 }];
+    openssl::rand::rand_bytes(&mut fresh)
+        .map_err(SealError::crypto("generate a content key and IV"))?;
+    let (key, iv) = fresh.split_at(key_len);
     let mut ris = Vec::with_capacity(recipients.len());
     for r in recipients {
-        ris.push(recipient_info(r, kt, &key)?);
+        ris.push(recipient_info(r, kt, key)?);
     }
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let ct_len = if cipher.is_aead() {
@@ -57,9 +59,9 @@ pub fn encrypt_to(
         (total / 16 + 1) * 16
     };
     let params = if cipher.is_aead() {
-        w::seq(&[&w::octets(&iv), &w::uint(GCM_TAG as u64)])
+        w::seq(&[&w::octets(iv), &w::uint(GCM_TAG as u64)])
     } else {
-        w::octets(&iv)
+        w::octets(iv)
     };
     let alg = w::alg(cipher.oid(), &params);
     let ct_header = w::header(0x80, ct_len); // [0] IMPLICIT OCTET STRING, primitive
@@ -92,7 +94,7 @@ pub fn encrypt_to(
     sink(&w::oid(oid::DATA));
     sink(&alg);
     sink(&ct_header);
-    encrypt_into(parts, cipher, &key, &iv, sink)
+    encrypt_into(parts, cipher, key, iv, sink)
 }
 
 fn encrypt_into(
