@@ -156,19 +156,8 @@ pub async fn start_with_options<S: Store>(
             tracing::error!(error = %e, "submission listener failed");
         }
     });
-    let (c3, mut s3) = (ctx.clone(), stop_rx.clone());
-    tasks.spawn(async move {
-        let app = crate::http::router(c3);
-        let stopped = async move {
-            let _ = s3.changed().await;
-        };
-        if let Err(e) = axum::serve(http_l, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP listener failed");
-        }
-    });
+    let app = crate::http::router(ctx.clone());
+    tasks.spawn(crate::http_serve::serve(http_l, app, stop_rx.clone()));
     if workers {
         tasks.spawn(crate::outbound::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));

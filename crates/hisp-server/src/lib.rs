@@ -12,6 +12,7 @@ pub mod directory;
 pub mod dns_server;
 pub mod edge;
 pub mod http;
+pub mod http_serve;
 pub mod inbound;
 pub mod instance;
 pub mod metrics;

@@ -110,3 +110,42 @@ async fn rest_submission_accepts_messages_up_to_max_message_bytes() {
     assert_eq!(r.status, 413, "5 MiB over a 4 MiB limit: {}", text(&r.body));
     a.stop().await;
 }
+
+/// A client that sends the whole body before it reads (Python's http.client) gets the 413
+/// for a body over the limit, not a broken pipe: RFC 9112 §9.6 — the server half-closes
+/// and reads what is still in flight instead of resetting the connection (http_serve.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_submission_over_the_limit_answers_413_to_a_client_that_sends_it_all() {
+    const CLIENT: &str = r#"
+import base64, http.client, sys
+host, port, user, pw, mib = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+auth = base64.b64encode(f"{user}:{pw}".encode()).decode()
+c = http.client.HTTPConnection(host, port, timeout=30)
+try:
+    c.request("POST", "/api/v1/messages", body=b"A" * (mib << 20),
+              headers={"Authorization": "Basic " + auth})
+    print(c.getresponse().status)
+except OSError as e:
+    print(type(e).__name__, e)
+"#;
+    let root = tempfile::tempdir().unwrap();
+    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
+    a.config.smtp.max_message_bytes = 1 << 20;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let http = a.config.http.listen;
+    let (host, port) = (http.ip().to_string(), http.port().to_string());
+    for _ in 0..3 {
+        let out = tool(
+            "python3",
+            &["-c", CLIENT, &host, &port, &a.user, &a.password, "32"],
+            None,
+        )
+        .await;
+        let said = text(&out.stdout);
+        assert_eq!(said.trim(), "413", "{said}{}", text(&out.stderr));
+    }
+    // The connection closed cleanly and the daemon still answers.
+    let r = rest(&a, "GET", "/api/v1/messages", b"").await;
+    assert_eq!(r.status, 200);
+    a.stop().await;
+}
