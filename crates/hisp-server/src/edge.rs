@@ -72,42 +72,34 @@ pub async fn request(
     let (sent, received) = tokio::join!(send, rx.read_to_end(&mut raw));
     // read_to_end keeps what arrived before an error (a reset after an early answer).
     match (parse(&raw), sent, received) {
-        (Some(r), _, _) if complete(&raw) => Ok(r),
+        (Some((r, true)), _, _) => Ok(r),
         (_, Err(e), _) | (_, _, Err(e)) => Err(io(e)),
-        (Some(r), Ok(()), Ok(_)) => Ok(r),
+        (Some((r, false)), Ok(()), Ok(_)) => Ok(r),
         (None, Ok(()), Ok(_)) => Err(EdgeError::Malformed(addr.to_string())),
     }
 }
 
-/// Whether `raw` holds a whole response: its Content-Length is all there, or its chunked
-/// body ends. A response without either ends at EOF, which an error does not prove.
-fn complete(raw: &[u8]) -> bool {
-    let Some(end) = memchr_find(raw, b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let body = &raw[end + 4..];
-    if head.contains("transfer-encoding: chunked") {
-        return dechunk(body).is_some();
-    }
-    head.lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| body.len() >= n)
-}
-
-fn parse(raw: &[u8]) -> Option<Response> {
+/// The response in `raw`, and whether it is whole: its Content-Length all there, or its
+/// chunked body ended (RFC 9112 §6.3). A response with neither ends at EOF, which an I/O
+/// error does not prove.
+fn parse(raw: &[u8]) -> Option<(Response, bool)> {
     let end = memchr_find(raw, b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let mut body = raw[end + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body)?;
+    let head = head.to_ascii_lowercase();
+    let rest = &raw[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        // dechunk answers only once the last chunk is there.
+        let body = dechunk(rest)?;
+        return Some((Response { status, body }, true));
     }
-    Some(Response { status, body })
+    let whole = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| rest.len() >= n);
+    let body = rest.to_vec();
+    Some((Response { status, body }, whole))
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -140,7 +132,7 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     #[test]
     fn rfc9112_7_1_chunked_body() {
-        let r = super::parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        let (r, _) = super::parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
     }
 
@@ -148,7 +140,7 @@ mod tests {
     /// make a response read before a reset complete.
     #[test]
     fn rfc9112_6_3_a_response_is_complete_at_its_length_or_last_chunk() {
-        use super::complete;
+        let complete = |raw: &[u8]| super::parse(raw).is_some_and(|(_, whole)| whole);
         assert!(complete(b"HTTP/1.1 413 X\r\nContent-Length: 2\r\n\r\nab"));
         assert!(!complete(b"HTTP/1.1 413 X\r\nContent-Length: 3\r\n\r\nab"));
         assert!(complete(
