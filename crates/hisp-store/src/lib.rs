@@ -258,6 +258,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
+    /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
+    /// how many. Each gets a `flushed` event on its timeline.
+    fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Recipients still in hand: `queued`, or waiting for a notification (`relayed` or
     /// `processed` with a deadline), for the queue-depth metric.
     fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;
@@ -296,6 +299,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Committed>> + Send;
     /// Quarantined inbound messages, newest first.
     fn quarantined(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<Inbound>>> + Send;
+    /// One inbound message with its recipients, and its sealed body when it was kept
+    /// (spooled and quarantined mail; empty once delivered).
+    fn inbound(&self, id: &QueueId) -> impl Future<Output = StoreResult<Option<Inbound>>> + Send;
+    /// Put a quarantined message back in the spool to be opened again, once the operator
+    /// fixed what it failed on. False when it is not quarantined.
+    fn release_quarantined(
+        &self,
+        id: &QueueId,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     // ----- mailboxes ---------------------------------------------------------------------------
     /// Put a message (or an MDN/DSN for a sender) in a local user's mailbox. A message whose

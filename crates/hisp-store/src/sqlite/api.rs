@@ -200,6 +200,10 @@ impl Store for SqliteStore {
         self.read(move |c| queue::list_outbound(c, limit)).await
     }
 
+    async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {
+        self.write(move |c| queue::flush(c, now)).await
+    }
+
     async fn queue_depth(&self) -> StoreResult<u64> {
         self.read(queue::queue_depth).await
     }
@@ -248,6 +252,16 @@ impl Store for SqliteStore {
 
     async fn quarantined(&self, limit: usize) -> StoreResult<Vec<Inbound>> {
         self.read(move |c| inbound::quarantined(c, limit)).await
+    }
+
+    async fn inbound(&self, id: &QueueId) -> StoreResult<Option<Inbound>> {
+        let id = id.clone();
+        self.read(move |c| inbound::get(c, &id)).await
+    }
+
+    async fn release_quarantined(&self, id: &QueueId, now: UnixTime) -> StoreResult<bool> {
+        let id = id.clone();
+        self.write(move |c| inbound::release(c, &id, now)).await
     }
 
     async fn deliver(&self, entry: NewMailboxEntry) -> StoreResult<i64> {

@@ -44,16 +44,18 @@ fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreR
         .map_err(db(what))?;
     inbound.rcpts = collect(&mut rcpts, [&inbound.id.0], what, |row| Ok(Ok(row.get(0)?)))?;
     if with_body {
-        let select = "SELECT rowid, length(body), file FROM inbound_bodies WHERE inbound = ?1";
-        inbound.body =
-            blobs::read(conn, "inbound_bodies", select, [&inbound.id.0])?.ok_or_else(|| {
-                StoreError::NotFound {
-                    what: "inbound message body",
-                    id: inbound.id.0.clone(),
-                }
-            })?;
+        inbound.body = body_of(conn, &inbound.id)?.ok_or_else(|| StoreError::NotFound {
+            what: "inbound message body",
+            id: inbound.id.0.clone(),
+        })?;
     }
     Ok(())
+}
+
+/// The sealed body kept for `id` (spooled and quarantined mail), if any.
+fn body_of(conn: &Connection, id: &QueueId) -> StoreResult<Option<Vec<u8>>> {
+    let select = "SELECT rowid, length(body), file FROM inbound_bodies WHERE inbound = ?1";
+    blobs::read(conn, "inbound_bodies", select, [&id.0])
 }
 
 /// Spool a received message and note it on its timeline.
@@ -241,4 +243,54 @@ pub(super) fn quarantined(conn: &Connection, limit: usize) -> StoreResult<Vec<In
         complete(conn, inbound, false)?;
     }
     Ok(listed)
+}
+
+/// One inbound message with its recipients and the sealed body when it was kept.
+pub(super) fn get(conn: &Connection, id: &QueueId) -> StoreResult<Option<Inbound>> {
+    let what = "reading an inbound message";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {INBOUND_COLUMNS} FROM inbound WHERE id = ?1"
+        ))
+        .map_err(db(what))?;
+    let Some(mut inbound) = collect(&mut stmt, [&id.0], what, inbound_row)?.pop() else {
+        return Ok(None);
+    };
+    complete(conn, &mut inbound, false)?;
+    inbound.body = body_of(conn, id)?.unwrap_or_default();
+    Ok(Some(inbound))
+}
+
+/// Put a quarantined message back in the spool, so the next worker opens it again (after
+/// the operator fixed what it failed on: an anchor, a user). False when `id` is not
+/// quarantined; an error when its sealed body was not kept.
+pub(super) fn release(conn: &Connection, id: &QueueId, now: UnixTime) -> StoreResult<bool> {
+    let what = "releasing a quarantined message";
+    let changed = conn
+        .prepare_cached(
+            "UPDATE inbound SET state = 'spooled', reason = NULL, updated = ?2, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND state = 'quarantined' \
+             AND EXISTS (SELECT 1 FROM inbound_bodies WHERE inbound = ?1)",
+        )
+        .map_err(db(what))?
+        .execute(params![id.0, now])
+        .map_err(db(what))?;
+    if changed == 0 {
+        return match get(conn, id)? {
+            Some(m) if m.state == InboundState::Quarantined => Err(StoreError::NotFound {
+                what: "sealed body of the quarantined message",
+                id: id.0.clone(),
+            }),
+            _ => Ok(false),
+        };
+    }
+    timeline::insert(
+        conn,
+        &id.0,
+        None,
+        "released",
+        "from quarantine by the operator, to be opened again",
+        now,
+    )?;
+    Ok(true)
 }

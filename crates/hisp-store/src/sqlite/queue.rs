@@ -28,6 +28,10 @@ const MESSAGE_COLUMNS: &str = "id, sender, message_id, kind, created, size";
 const LEASABLE: &str = "r.state = 'queued' AND r.next_attempt <= ?1 \
      AND (r.lease_owner IS NULL OR r.lease_until < ?1)";
 
+/// Recipients waiting for a later attempt, not in delivery now. `?1` is now.
+const WAITING: &str = "state = 'queued' AND next_attempt > ?1 \
+     AND (lease_owner IS NULL OR lease_until < ?1)";
+
 fn out_recipient(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutRecipient>> {
     let state = value!(parse_name(
         row.get(3)?,
@@ -474,6 +478,29 @@ pub(super) fn list_outbound(conn: &Connection, limit: usize) -> StoreResult<Vec<
         message.recipients = by_message.remove(&message.id).unwrap_or_default();
     }
     Ok(messages)
+}
+
+/// Make every recipient waiting for a retry due now, noting it on their timelines;
+/// returns how many. One in delivery (leased: its `next_attempt` is the lease's end) is
+/// left alone.
+pub(super) fn flush(conn: &Connection, now: UnixTime) -> StoreResult<u64> {
+    let what = "flushing the queue";
+    conn.prepare_cached(&format!(
+        "INSERT INTO events (message, rcpt, kind, detail, at) \
+         SELECT message, rcpt, 'flushed', 'due now (hisp queue flush)', ?1 \
+         FROM recipients WHERE {WAITING}"
+    ))
+    .map_err(db(what))?
+    .execute([now])
+    .map_err(db(what))?;
+    let changed = conn
+        .prepare_cached(&format!(
+            "UPDATE recipients SET next_attempt = ?1 WHERE {WAITING}"
+        ))
+        .map_err(db(what))?
+        .execute([now])
+        .map_err(db(what))?;
+    Ok(changed as u64)
 }
 
 /// Recipients not in a final state: queued, relayed, and processed when `dispatched` is

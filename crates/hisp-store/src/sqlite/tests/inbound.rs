@@ -58,6 +58,20 @@ fn delivered(id: &QueueId) -> InboundDone {
     }
 }
 
+fn quarantine(id: &QueueId, reason: &str, now: i64) -> InboundDone {
+    InboundDone {
+        id: id.clone(),
+        state: InboundState::Quarantined,
+        reason: Some(reason.into()),
+        deliveries: vec![],
+        then: vec![],
+        events: vec![],
+        notices: vec![],
+        lease_then: None,
+        now,
+    }
+}
+
 #[tokio::test]
 async fn spool_lease_and_finish_commit_everything_together() {
     let (_dir, store) = fresh();
@@ -200,17 +214,7 @@ async fn record_commits_receipt_and_outcome_at_once_with_leased_mdns() {
 async fn record_keeps_the_sealed_body_of_quarantined_mail() {
     let (_dir, store) = fresh();
     let id = QueueId::fresh('i');
-    let done = InboundDone {
-        id: id.clone(),
-        state: InboundState::Quarantined,
-        reason: Some("untrusted signer".into()),
-        deliveries: vec![],
-        then: vec![],
-        events: vec![],
-        notices: vec![],
-        lease_then: None,
-        now: 100,
-    };
+    let done = quarantine(&id, "untrusted signer", 100);
     assert!(store
         .record_inbound(received(100), done)
         .await
@@ -229,17 +233,7 @@ async fn quarantine_keeps_the_reason_and_lists_without_body() {
     let first = store.spool_inbound(received(100)).await.unwrap();
     let second = store.spool_inbound(received(110)).await.unwrap();
     for (id, reason) in [(&first, "untrusted signer"), (&second, "cannot decrypt")] {
-        let done = InboundDone {
-            id: id.clone(),
-            state: InboundState::Quarantined,
-            reason: Some(reason.into()),
-            deliveries: vec![],
-            then: vec![],
-            events: vec![],
-            notices: vec![],
-            lease_then: None,
-            now: 130,
-        };
+        let done = quarantine(id, reason, 130);
         assert!(store.finish_inbound(done).await.unwrap().queued.is_empty());
     }
     let listed = store.quarantined(10).await.unwrap();
@@ -279,4 +273,64 @@ async fn inbound_lease_expires_and_unknown_finish_fails() {
         .unwrap()
         .is_empty());
     assert!(store.list_outbound(10).await.unwrap().is_empty());
+}
+
+/// The operator's way out of quarantine (`hisp quarantine release`): the message goes back
+/// to the spool with its sealed body, a worker leases and opens it again, and once
+/// delivered it cannot be released a second time.
+#[tokio::test]
+async fn release_puts_a_quarantined_message_back_in_the_spool() {
+    let (_dir, store) = fresh();
+    let id = QueueId::fresh('i');
+    let done = quarantine(&id, "untrusted signer", 100);
+    store.record_inbound(received(100), done).await.unwrap();
+    let kept = store.inbound(&id).await.unwrap().unwrap();
+    assert_eq!(kept.state, InboundState::Quarantined);
+    assert_eq!(kept.body, received(100).body);
+    assert_eq!(kept.reason.as_deref(), Some("untrusted signer"));
+
+    assert!(store.release_quarantined(&id, 200).await.unwrap());
+    assert!(store.quarantined(10).await.unwrap().is_empty());
+    let leased = store.lease_inbound(200, "w1", 800, 10).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!((&leased[0].id, &leased[0].body), (&id, &received(100).body));
+    assert_eq!(leased[0].reason, None);
+    store.finish_inbound(delivered(&id)).await.unwrap();
+
+    assert!(
+        !store.release_quarantined(&id, 300).await.unwrap(),
+        "delivered"
+    );
+    assert!(store.inbound(&id).await.unwrap().unwrap().body.is_empty());
+    let unknown = QueueId("i-0000000000000000".into());
+    assert!(!store.release_quarantined(&unknown, 300).await.unwrap());
+    assert_eq!(store.inbound(&unknown).await.unwrap(), None);
+    let kinds: Vec<String> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"released".to_string()), "{kinds:?}");
+}
+
+/// Without the sealed message there is nothing to open again: the release says so.
+#[tokio::test]
+async fn release_refuses_a_quarantined_message_whose_body_was_not_kept() {
+    let (_dir, store) = fresh();
+    let id = QueueId::fresh('i');
+    let mut msg = received(100);
+    msg.body.clear();
+    store
+        .record_inbound(msg, quarantine(&id, "cannot decrypt", 100))
+        .await
+        .unwrap();
+    let err = store.release_quarantined(&id, 200).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert_eq!(
+        store.quarantined(10).await.unwrap().len(),
+        1,
+        "still quarantined"
+    );
 }

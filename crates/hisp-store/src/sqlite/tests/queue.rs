@@ -435,3 +435,47 @@ async fn store_sealed_for_unknown_message_is_not_found() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
+
+/// `hisp queue flush` (Postfix's `postqueue -f`): a recipient waiting for its next retry is
+/// due at once, with a `flushed` event; relayed and final recipients are left alone.
+#[tokio::test]
+async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message(
+            "<m1@a.example>",
+            &["dave@b.example", "erin@c.example"],
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.lease_due(100, "w1", 700, 10).await.unwrap().len(), 2);
+    let mut retry = update(&id, "dave@b.example", RcptState::Queued, 110);
+    retry.next_attempt = 230;
+    let relayed = update(&id, "erin@c.example", RcptState::Relayed, 110);
+    store.update_recipients(vec![retry, relayed]).await.unwrap();
+    assert!(store
+        .lease_due(150, "w2", 800, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(store.flush_queue(150).await.unwrap(), 1);
+    let due = store.lease_due(150, "w2", 800, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipients[0].rcpt, "dave@b.example");
+    assert_eq!(
+        store.flush_queue(150).await.unwrap(),
+        0,
+        "nothing waits any more"
+    );
+    let flushed: Vec<_> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "flushed")
+        .collect();
+    assert_eq!(flushed.len(), 1);
+    assert_eq!(flushed[0].rcpt.as_deref(), Some("dave@b.example"));
+}
