@@ -130,6 +130,25 @@ impl<S: Store> Context<S> {
         Ok(true)
     }
 
+    /// Reload the directory if the operator changed it, saying so in the log; true when it
+    /// was reloaded. The daemon does this every two seconds, and the workers before work
+    /// that may depend on a change (a message released from quarantine after `hisp anchor
+    /// add`, a retry flushed after `hisp route add`).
+    pub async fn reload_directory_if_changed(&self) -> bool {
+        match self.refresh_directory().await {
+            Ok(reloaded) => {
+                if reloaded {
+                    tracing::info!("directory reloaded");
+                }
+                reloaded
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the directory; keeping the previous one");
+                false
+            }
+        }
+    }
+
     /// Whether `address` is one of our users (asked of the store once per directory
     /// snapshot).
     pub async fn is_user(&self, address: &str) -> Result<bool, hisp_store::StoreError> {

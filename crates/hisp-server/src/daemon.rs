@@ -223,15 +223,8 @@ async fn refresh_directory<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Rece
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = stop.changed() => return,
         }
-        match ctx.refresh_directory().await {
-            Ok(true) => {
-                tracing::info!("directory reloaded");
-                ctx.wake_outbound.notify_one();
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot reload the directory; keeping the previous one")
-            }
+        if ctx.reload_directory_if_changed().await {
+            ctx.wake_outbound.notify_one();
         }
     }
 }

@@ -42,6 +42,9 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
             }
         };
         let idle = batch.is_empty();
+        if !idle {
+            ctx.reload_directory_if_changed().await;
+        }
         for msg in batch {
             let Ok(permit) = workers.clone().acquire_owned().await else {
                 return;

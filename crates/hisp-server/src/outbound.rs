@@ -54,6 +54,14 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         // A full batch means more may be due: finishing deliveries wake the loop again.
         ctx.backlog.store(leases.len() == want, Ordering::Relaxed);
         let idle = leases.is_empty();
+        // A retry may be due because the operator fixed its cause: use the fix. First
+        // attempts (nearly all of the work) do not pay for the check.
+        if leases
+            .iter()
+            .any(|l| l.recipients.iter().any(|r| r.attempts > 0))
+        {
+            ctx.reload_directory_if_changed().await;
+        }
         for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
             let ctx = ctx.clone();
             tokio::spawn(async move {

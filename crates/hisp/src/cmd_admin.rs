@@ -1,6 +1,7 @@
 //! The operator's commands over a configuration: `serve`, `user add`, `anchor add`, `route
-//! add`, `cert add`, `queue`, `mailbox`. They work whether or not the daemon runs: they write
-//! the store, and a running daemon reloads its directory within seconds.
+//! add`, `cert add`, `mailbox` (the queues: `cmd_queue.rs`). They work whether or not the
+//! daemon runs: they write the store, and a running daemon reloads its directory within
+//! seconds.
 
 use crate::files;
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -96,20 +97,6 @@ pub enum CertCmd {
         #[arg(long)]
         file: PathBuf,
     },
-}
-
-/// Arguments of `hisp queue`.
-#[derive(clap::Args)]
-pub struct QueueArgs {
-    /// The configuration file.
-    #[arg(long, default_value = "hisp.toml")]
-    config: PathBuf,
-    /// One JSON object.
-    #[arg(long)]
-    json: bool,
-    /// Most messages shown, newest first.
-    #[arg(long, default_value_t = 200)]
-    limit: usize,
 }
 
 /// Arguments of `hisp mailbox`.
@@ -307,25 +294,6 @@ pub fn cert(cmd: &CertCmd) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// `hisp queue`.
-pub fn queue(a: &QueueArgs) -> Result<u8> {
-    let (_, store) = load(&a.config)?;
-    runtime()?.block_on(async {
-        let messages = store.list_outbound(a.limit).await?;
-        if a.json {
-            let mut out = Vec::new();
-            for m in &messages {
-                let events = store.events(&m.id).await?;
-                out.push(hisp_server::report::message_json(m, &events));
-            }
-            println!("{}", serde_json::json!({ "messages": out }));
-        } else {
-            print!("{}", hisp_server::report::queue_text(&messages));
-        }
-        Ok(0)
-    })
 }
 
 /// `hisp mailbox`.

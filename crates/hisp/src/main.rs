@@ -12,6 +12,7 @@ mod cmd_explain;
 mod cmd_init;
 mod cmd_open;
 mod cmd_publish;
+mod cmd_queue;
 mod cmd_seal;
 mod cmd_trust;
 mod demo;
@@ -68,8 +69,10 @@ enum Command {
     /// Manage static recipient certificates.
     #[command(subcommand)]
     Cert(cmd_admin::CertCmd),
-    /// Show the outbound queue with per-recipient state.
-    Queue(cmd_admin::QueueArgs),
+    /// Show the outbound queue with per-recipient state, or make retries due now (`flush`).
+    Queue(cmd_queue::QueueArgs),
+    /// Show, save or release inbound messages quarantined because they failed to open.
+    Quarantine(cmd_queue::QuarantineArgs),
     /// Show the messages delivered to an address.
     Mailbox(cmd_admin::MailboxArgs),
 }
@@ -99,7 +102,8 @@ fn main() -> ExitCode {
         Command::Anchor(c) => cmd_admin::anchor(&c),
         Command::Route(c) => cmd_admin::route(&c),
         Command::Cert(c) => cmd_admin::cert(&c),
-        Command::Queue(a) => cmd_admin::queue(&a),
+        Command::Queue(a) => cmd_queue::queue(&a),
+        Command::Quarantine(a) => cmd_queue::quarantine(&a),
         Command::Mailbox(a) => cmd_admin::mailbox(&a),
     };
     match result {

@@ -1,0 +1,203 @@
+//! The operator's view of and hand on the queues, as Postfix's `postqueue`/`postsuper`
+//! give one: `hisp queue` (outbound, per recipient) and `queue flush`, and `hisp
+//! quarantine` (inbound mail that failed to open) with `show` and `release`. Like the
+//! other operator commands they work on the store, whether or not the daemon runs; a
+//! running daemon's workers look for due work every second.
+
+use crate::cmd_admin::{load, runtime};
+use crate::files;
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+use hisp_direct::time::format_rfc3339;
+use hisp_store::{Inbound, QueueId, Store};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `hisp queue`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    cmd: Option<QueueCmd>,
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Most messages shown, newest first.
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+}
+
+/// `hisp queue …`
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    /// Make every recipient waiting for a retry due now (as `postqueue -f` does).
+    Flush {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Arguments of `hisp quarantine`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QuarantineArgs {
+    #[command(subcommand)]
+    cmd: Option<QuarantineCmd>,
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Most messages shown, newest first.
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+}
+
+/// `hisp quarantine …`
+#[derive(Subcommand)]
+pub enum QuarantineCmd {
+    /// Write a quarantined message as it was received (still sealed), e.g. for `hisp open`.
+    Show {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// Its id (`i-…`, from `hisp quarantine`).
+        id: String,
+        /// Write it here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Put a quarantined message back in the inbound spool to be opened again, once what
+    /// it failed on is fixed (`hisp anchor add`, `hisp user add`).
+    Release {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// Its id (`i-…`, from `hisp quarantine`).
+        id: String,
+    },
+}
+
+/// `hisp queue [flush]`.
+pub fn queue(a: &QueueArgs) -> Result<u8> {
+    if let Some(QueueCmd::Flush { config }) = &a.cmd {
+        let (_, store) = load(config)?;
+        let n = runtime()?.block_on(store.flush_queue(files::now()))?;
+        println!("{n} recipient(s) waiting for a retry are due now");
+        return Ok(0);
+    }
+    let (_, store) = load(&a.config)?;
+    runtime()?.block_on(async {
+        let messages = store.list_outbound(a.limit).await?;
+        if a.json {
+            let mut out = Vec::new();
+            for m in &messages {
+                let events = store.events(&m.id).await?;
+                out.push(hisp_server::report::message_json(m, &events));
+            }
+            println!("{}", json!({ "messages": out }));
+        } else {
+            print!("{}", hisp_server::report::queue_text(&messages));
+        }
+        Ok(0)
+    })
+}
+
+/// `hisp quarantine [show ID | release ID]`.
+pub fn quarantine(a: &QuarantineArgs) -> Result<u8> {
+    match &a.cmd {
+        None => list(a),
+        Some(QuarantineCmd::Show { config, id, out }) => show(config, id, out.as_deref()),
+        Some(QuarantineCmd::Release { config, id }) => release(config, id),
+    }
+}
+
+fn list(a: &QuarantineArgs) -> Result<u8> {
+    let (_, store) = load(&a.config)?;
+    let listed = runtime()?.block_on(store.quarantined(a.limit))?;
+    if a.json {
+        let items: Vec<_> = listed.iter().map(inbound_json).collect();
+        println!("{}", json!({ "messages": items }));
+        return Ok(0);
+    }
+    if listed.is_empty() {
+        println!("nothing quarantined");
+    }
+    for m in &listed {
+        println!(
+            "{} {} from {} to {}",
+            m.id,
+            format_rfc3339(m.received),
+            m.mail_from,
+            m.rcpts.join(", ")
+        );
+        println!(
+            "    {}",
+            m.reason.as_deref().unwrap_or("(no reason recorded)")
+        );
+    }
+    Ok(0)
+}
+
+fn inbound_json(m: &Inbound) -> serde_json::Value {
+    json!({
+        "id": m.id.0,
+        "received": format_rfc3339(m.received),
+        "mail_from": m.mail_from,
+        "rcpts": m.rcpts,
+        "reason": m.reason,
+    })
+}
+
+/// The quarantined message `id`, or an error saying what it is instead.
+async fn quarantined(store: &impl Store, id: &str) -> Result<Inbound> {
+    match store.inbound(&QueueId(id.to_string())).await? {
+        None => bail!("no inbound message {id}: `hisp quarantine` lists the quarantined ones"),
+        Some(m) if m.state != hisp_store::InboundState::Quarantined => bail!(
+            "{id} is not quarantined (it is {}): only quarantined messages can be shown or released",
+            m.state.as_str()
+        ),
+        Some(m) => Ok(m),
+    }
+}
+
+fn show(config: &Path, id: &str, out: Option<&Path>) -> Result<u8> {
+    let (_, store) = load(config)?;
+    let m = runtime()?.block_on(quarantined(&store, id))?;
+    if m.body.is_empty() {
+        bail!(
+            "the sealed form of {id} was not kept; its reason: {}",
+            m.reason.unwrap_or_default()
+        );
+    }
+    match out {
+        Some(path) => std::fs::write(path, &m.body)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(&m.body)?;
+        }
+    }
+    Ok(0)
+}
+
+fn release(config: &Path, id: &str) -> Result<u8> {
+    let (_, store) = load(config)?;
+    runtime()?.block_on(async {
+        let m = quarantined(&store, id).await?;
+        if !store.release_quarantined(&m.id, files::now()).await? {
+            bail!("{id} left quarantine meanwhile: see `hisp quarantine`");
+        }
+        println!(
+            "{id} (from {}) is back in the inbound spool: it is opened again within seconds \
+             if the daemon runs, else when it starts",
+            m.mail_from
+        );
+        Ok(0)
+    })
+}

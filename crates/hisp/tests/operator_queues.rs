@@ -1,0 +1,220 @@
+//! The operator's hand on the queues (issue 4: "what an operator of Postfix-class mail
+//! software would expect"), with two real `hisp serve` daemons on loopback:
+//! - `hisp quarantine` lists a message that failed to open (its signer's CA is not yet an
+//!   anchor at the receiving HISP) with the reason; `quarantine show` saves it as received,
+//!   and `hisp open` with the right anchor opens that file; after `hisp anchor add`,
+//!   `quarantine release` has the running daemon open it again: Bob gets it and Alice's
+//!   HISP the `processed` MDN (Delivery Notification IG: one MDN per successful receipt).
+//! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
+//!   is retried at once, before its scheduled retry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod daemon_support;
+
+use daemon_support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+fn submit_one(from: &Instance, id: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let msg = text_message(ALICE, BOB, id, "Referral");
+    let r = rt.block_on(submit(
+        &from.submission_addr(),
+        &submission_client(),
+        ALICE,
+        ALICE_PASSWORD,
+        &[BOB],
+        &msg,
+    ));
+    assert!(accepted(&r), "submission: {r:?}");
+}
+
+/// `hisp <args…> --config <instance>`, whatever the outcome.
+fn hisp_at(inst: &Instance, args: &[&str]) -> common::Run {
+    common::run(
+        common::hisp().args(args).arg("--config").arg(&inst.config),
+        None,
+    )
+}
+
+fn quarantine_json(inst: &Instance) -> Vec<Value> {
+    let r = hisp_at(inst, &["quarantine", "--json"]);
+    assert_eq!(r.code, 0, "hisp quarantine: {}", r.stderr);
+    json_of(&r)["messages"].as_array().unwrap().clone()
+}
+
+/// Bob's recipient entry of the message `id` in Alice's `hisp queue --json`.
+fn bob_at_alpha(alpha: &Instance, id: &str) -> Option<Value> {
+    let q = alpha.queue_json();
+    q["messages"]
+        .as_array()?
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .and_then(|m| m["recipients"].as_array()?.first().cloned())
+}
+
+fn bob_has(beta: &Instance, id: &str) -> bool {
+    beta.mailbox_json(BOB)["messages"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|e| e["message_id"] == id))
+}
+
+#[test]
+fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
+    let tmp = common::workdir();
+    let alpha = Instance::init(tmp.path(), "alpha", "direct.alpha.example");
+    let beta = Instance::init(tmp.path(), "beta", "direct.beta.example");
+    alpha.add_user(ALICE, ALICE_PASSWORD);
+    beta.add_user(BOB, BOB_PASSWORD);
+    for (me, peer) in [(&alpha, &beta), (&beta, &alpha)] {
+        me.route_to(peer);
+        me.know_cert_of(peer);
+    }
+    // Beta does not trust alpha's CA yet: the message is quarantined, not delivered.
+    alpha.trust(&beta);
+    let a = Daemon::start(&alpha);
+    let b = Daemon::start(&beta);
+    let logs = || format!("{}\n{}", a.all_logs(6000), b.all_logs(6000));
+    let id = format!("<quarantine-{}@direct.alpha.example>", std::process::id());
+    submit_one(&alpha, &id);
+
+    let mut listed = Vec::new();
+    let quarantined = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        listed = quarantine_json(&beta);
+        !listed.is_empty()
+    });
+    assert!(quarantined, "nothing quarantined at beta\n{}", logs());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let qid = listed[0]["id"].as_str().unwrap().to_string();
+    let reason = listed[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("trust"),
+        "reason names the trust failure: {reason}"
+    );
+    assert_eq!(listed[0]["mail_from"], ALICE);
+    assert_eq!(listed[0]["rcpts"][0], BOB);
+    assert!(!bob_has(&beta, &id));
+    let text = hisp_at(&beta, &["quarantine"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&qid),
+        "text listing: {}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    // Saved as received: `hisp open` with alpha's CA as anchor opens it.
+    let saved = tmp.path().join("quarantined.eml");
+    let show = hisp_at(
+        &beta,
+        &["quarantine", "show", &qid, "--out", saved.to_str().unwrap()],
+    );
+    assert_eq!(show.code, 0, "quarantine show: {}", show.stderr);
+    let dir = |i: &Instance, f: &str| i.dir.join(f).to_str().unwrap().to_string();
+    let open = common::run(
+        common::hisp().args([
+            "open",
+            "--cert",
+            &dir(&beta, "domain.pem"),
+            "--key",
+            &dir(&beta, "domain.key"),
+            "--anchor",
+            &dir(&alpha, "ca.pem"),
+            "--in",
+            saved.to_str().unwrap(),
+            "--json",
+        ]),
+        None,
+    );
+    assert_eq!(
+        open.code, 0,
+        "hisp open of the saved message: {}",
+        open.stderr
+    );
+    assert_eq!(json_of(&open)["trusted"], true);
+
+    // Trust alpha, release: the running daemon opens it again and delivers it.
+    beta.trust(&alpha);
+    let release = hisp_at(&beta, &["quarantine", "release", &qid]);
+    assert_eq!(release.code, 0, "quarantine release: {}", release.stderr);
+    let delivered = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob_has(&beta, &id)
+    });
+    assert!(delivered, "released message not delivered\n{}", logs());
+    let processed = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob_at_alpha(&alpha, &id).is_some_and(|r| r["state"] == "processed")
+    });
+    assert!(processed, "no processed MDN at alpha\n{}", logs());
+    assert!(quarantine_json(&beta).is_empty());
+
+    // Released once: a second release, and an unknown id, are refused by name.
+    let again = hisp_at(&beta, &["quarantine", "release", &qid]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("not quarantined"), "{}", again.stderr);
+    let unknown = hisp_at(&beta, &["quarantine", "show", "i-0000000000000000"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no inbound message"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
+    let tmp = common::workdir();
+    let pair = Pair::init(tmp.path());
+    pair.alpha.set("queue", "retry_first", "\"30m\"");
+    let a = Daemon::start(&pair.alpha);
+    let id = format!("<flush-{}@direct.alpha.example>", std::process::id());
+    submit_one(&pair.alpha, &id);
+
+    // Beta is down: the first attempt fails and the next is scheduled 30 minutes out.
+    let mut bob = None;
+    let deferred = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob = bob_at_alpha(&pair.alpha, &id);
+        bob.as_ref()
+            .is_some_and(|r| r["state"] == "queued" && r["attempts"].as_u64() >= Some(1))
+    });
+    assert!(deferred, "not deferred: {bob:?}\n{}", a.all_logs(6000));
+    let scheduled = bob.unwrap()["next_attempt"].as_str().unwrap().to_string();
+
+    let b = Daemon::start(&pair.beta);
+    let flush = hisp_at(&pair.alpha, &["queue", "flush"]);
+    assert_eq!(flush.code, 0, "queue flush: {}", flush.stderr);
+    assert!(
+        String::from_utf8_lossy(&flush.stdout).starts_with("1 recipient"),
+        "{}",
+        String::from_utf8_lossy(&flush.stdout)
+    );
+    let relayed = wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
+        bob_has(&pair.beta, &id)
+    });
+    assert!(
+        relayed,
+        "flushed message not delivered (retry was due {scheduled})\n{}\n{}",
+        a.all_logs(6000),
+        b.all_logs(6000)
+    );
+    let q = pair.alpha.queue_json();
+    let m = q["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .unwrap();
+    let events: Vec<&str> = m["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let flushed = events.iter().position(|e| *e == "flushed");
+    let relayed_at = events.iter().position(|e| *e == "relayed");
+    assert!(
+        flushed.is_some() && relayed_at > flushed,
+        "timeline: {events:?}"
+    );
+}
