@@ -13,12 +13,9 @@ use hisp_store::{Inbound, QueueId, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Arguments of `hisp queue`.
+/// How `hisp queue` and `hisp quarantine` list.
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct QueueArgs {
-    #[command(subcommand)]
-    cmd: Option<QueueCmd>,
+struct Listing {
     /// The configuration file.
     #[arg(long, default_value = "hisp.toml")]
     config: PathBuf,
@@ -28,6 +25,16 @@ pub struct QueueArgs {
     /// Most messages shown, newest first.
     #[arg(long, default_value_t = 200)]
     limit: usize,
+}
+
+/// Arguments of `hisp queue`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    cmd: Option<QueueCmd>,
+    #[command(flatten)]
+    list: Listing,
 }
 
 /// `hisp queue …`
@@ -47,15 +54,8 @@ pub enum QueueCmd {
 pub struct QuarantineArgs {
     #[command(subcommand)]
     cmd: Option<QuarantineCmd>,
-    /// The configuration file.
-    #[arg(long, default_value = "hisp.toml")]
-    config: PathBuf,
-    /// One JSON object.
-    #[arg(long)]
-    json: bool,
-    /// Most messages shown, newest first.
-    #[arg(long, default_value_t = 200)]
-    limit: usize,
+    #[command(flatten)]
+    list: Listing,
 }
 
 /// `hisp quarantine …`
@@ -91,10 +91,10 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
         println!("{n} recipient(s) waiting for a retry are due now");
         return Ok(0);
     }
-    let (_, store) = load(&a.config)?;
+    let (_, store) = load(&a.list.config)?;
     runtime()?.block_on(async {
-        let messages = store.list_outbound(a.limit).await?;
-        if a.json {
+        let messages = store.list_outbound(a.list.limit).await?;
+        if a.list.json {
             let mut out = Vec::new();
             for m in &messages {
                 let events = store.events(&m.id).await?;
@@ -111,13 +111,13 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
 /// `hisp quarantine [show ID | release ID]`.
 pub fn quarantine(a: &QuarantineArgs) -> Result<u8> {
     match &a.cmd {
-        None => list(a),
+        None => list(&a.list),
         Some(QuarantineCmd::Show { config, id, out }) => show(config, id, out.as_deref()),
         Some(QuarantineCmd::Release { config, id }) => release(config, id),
     }
 }
 
-fn list(a: &QuarantineArgs) -> Result<u8> {
+fn list(a: &Listing) -> Result<u8> {
     let (_, store) = load(&a.config)?;
     let listed = runtime()?.block_on(store.quarantined(a.limit))?;
     if a.json {

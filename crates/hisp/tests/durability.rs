@@ -410,21 +410,8 @@ fn kill9_mid_delivery_restart_resumes_the_leased_delivery() {
     let mut beta = Daemon::start(&pair.beta);
     let logs = |a: &Daemon, b: &Daemon| format!("{}\n{}", a.all_logs(6000), b.all_logs(6000));
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let id = format!("<lease-{}@direct.alpha.example>", std::process::id());
-    let msg = text_message(ALICE, BOB, &id, "Referral");
-    let r = rt.block_on(submit(
-        &pair.alpha.submission_addr(),
-        &submission_client(),
-        ALICE,
-        ALICE_PASSWORD,
-        &[BOB],
-        &msg,
-    ));
-    assert!(accepted(&r), "submission: {r:?}");
+    submit_referral(&pair.alpha, &id);
 
     // Bob has it; beta's MDN delivery hangs on the black hole, its recipient leased.
     let delivered = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {

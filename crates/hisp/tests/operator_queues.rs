@@ -16,23 +16,6 @@ use daemon_support::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn submit_one(from: &Instance, id: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let msg = text_message(ALICE, BOB, id, "Referral");
-    let r = rt.block_on(submit(
-        &from.submission_addr(),
-        &submission_client(),
-        ALICE,
-        ALICE_PASSWORD,
-        &[BOB],
-        &msg,
-    ));
-    assert!(accepted(&r), "submission: {r:?}");
-}
-
 /// `hisp <args…> --config <instance>`, whatever the outcome.
 fn hisp_at(inst: &Instance, args: &[&str]) -> common::Run {
     common::run(
@@ -80,7 +63,7 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
     let b = Daemon::start(&beta);
     let logs = || format!("{}\n{}", a.all_logs(6000), b.all_logs(6000));
     let id = format!("<quarantine-{}@direct.alpha.example>", std::process::id());
-    submit_one(&alpha, &id);
+    submit_referral(&alpha, &id);
 
     let mut listed = Vec::new();
     let quarantined = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
@@ -169,7 +152,7 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
     pair.alpha.set("queue", "retry_first", "\"30m\"");
     let a = Daemon::start(&pair.alpha);
     let id = format!("<flush-{}@direct.alpha.example>", std::process::id());
-    submit_one(&pair.alpha, &id);
+    submit_referral(&pair.alpha, &id);
 
     // Beta is down: the first attempt fails and the next is scheduled 30 minutes out.
     let mut bob = None;

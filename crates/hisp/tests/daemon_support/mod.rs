@@ -417,6 +417,25 @@ pub async fn submit(
     hisp_smtp::client::submit(addr, cfg, user, password, &env, message).await
 }
 
+/// Submit a referral from Alice to Bob with Message-ID `id` at `alpha`'s submission port,
+/// on a runtime of its own, insisting it is accepted.
+pub fn submit_referral(alpha: &Instance, id: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let msg = text_message(ALICE, BOB, id, "Referral");
+    let r = rt.block_on(submit(
+        &alpha.submission_addr(),
+        &submission_client(),
+        ALICE,
+        ALICE_PASSWORD,
+        &[BOB],
+        &msg,
+    ));
+    assert!(accepted(&r), "submission: {r:?}");
+}
+
 /// True when the submission was accepted with a 2xx reply to the end of DATA.
 pub fn accepted(d: &Result<Delivery, ClientError>) -> bool {
     matches!(d, Ok(d) if d.data_reply.as_ref().is_some_and(|r| r.is_positive()))

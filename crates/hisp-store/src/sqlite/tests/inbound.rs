@@ -58,6 +58,12 @@ fn delivered(id: &QueueId) -> InboundDone {
     }
 }
 
+/// The kinds of `id`'s timeline events, oldest first.
+async fn event_kinds(store: &crate::sqlite::SqliteStore, id: &QueueId) -> Vec<String> {
+    let events = store.events(id).await.unwrap();
+    events.into_iter().map(|e| e.kind).collect()
+}
+
 fn quarantine(id: &QueueId, reason: &str, now: i64) -> InboundDone {
     InboundDone {
         id: id.clone(),
@@ -115,14 +121,7 @@ async fn spool_lease_and_finish_commit_everything_together() {
     assert_eq!(mdn.kind, OutKind::Notification);
     assert_eq!(mdn.recipients[0].state, RcptState::Queued);
     assert_eq!(store.lease_due(120, "w1", 700, 10).await.unwrap().len(), 1);
-    let kinds: Vec<_> = store
-        .events(&id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert_eq!(kinds, ["received", "delivered"]);
+    assert_eq!(event_kinds(&store, &id).await, ["received", "delivered"]);
     assert!(
         store
             .lease_inbound(10_000, "w2", 10_400, 10)
@@ -185,14 +184,7 @@ async fn record_commits_receipt_and_outcome_at_once_with_leased_mdns() {
         store.mailbox("carol@b.example", false).await.unwrap().len(),
         1
     );
-    let kinds: Vec<_> = store
-        .events(&id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert_eq!(kinds, ["received", "delivered"]);
+    assert_eq!(event_kinds(&store, &id).await, ["received", "delivered"]);
     // Nothing is left for the inbound workers.
     assert!(store
         .lease_inbound(100, "w1", 400, 10)
@@ -305,13 +297,7 @@ async fn release_puts_a_quarantined_message_back_in_the_spool() {
     let unknown = QueueId("i-0000000000000000".into());
     assert!(!store.release_quarantined(&unknown, 300).await.unwrap());
     assert_eq!(store.inbound(&unknown).await.unwrap(), None);
-    let kinds: Vec<String> = store
-        .events(&id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = event_kinds(&store, &id).await;
     assert!(kinds.contains(&"released".to_string()), "{kinds:?}");
 }
 
