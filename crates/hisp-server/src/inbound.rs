@@ -89,7 +89,7 @@ pub async fn process<S: Store>(ctx: &Arc<Context<S>>, mut msg: Inbound) {
     let (done, permit) = lease_notifications(ctx, done);
     let (id, delivered) = (done.id.clone(), delivered(&done));
     match ctx.store.finish_inbound(done).await {
-        Ok(committed) => after_commit(ctx, delivered, committed, permit),
+        Ok(committed) => after_commit(ctx, &id, delivered, committed, permit),
         // The lease expires and another attempt is made: nothing is lost.
         Err(e) => tracing::error!(error = %e, queue_id = %id, "cannot record an inbound outcome"),
     }
@@ -122,7 +122,7 @@ pub async fn receive<S: Store>(ctx: &Arc<Context<S>>, new: NewInbound) -> StoreR
     let (done, permit) = lease_notifications(ctx, done);
     let delivered = delivered(&done);
     let committed = ctx.store.record_inbound(record, done).await?;
-    after_commit(ctx, delivered, committed, permit);
+    after_commit(ctx, &id, delivered, committed, permit);
     Ok(id)
 }
 
@@ -215,10 +215,22 @@ fn delivered(done: &InboundDone) -> usize {
 /// Count what was committed and send the notifications it queued.
 fn after_commit<S: Store>(
     ctx: &Arc<Context<S>>,
+    id: &QueueId,
     delivered: usize,
     committed: Committed,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    // Queue ids and counts only: addresses may name patients (they are in `hisp queue`).
+    if delivered > 0 || committed.notices_new + committed.notices_repeated > 0 {
+        tracing::info!(
+            queue_id = %id,
+            delivered,
+            mdn_queued = committed.queued.len(),
+            notices = committed.notices_new,
+            repeated = committed.notices_repeated,
+            "inbound message done"
+        );
+    }
     let m = &ctx.metrics;
     let counts = [
         (&m.delivered, delivered),

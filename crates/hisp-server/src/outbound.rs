@@ -525,6 +525,14 @@ async fn finish<S: Store>(
         tracing::error!(error = %e, queue_id = %lease.message, "cannot record a delivery outcome");
         return;
     }
+    log_outcome(
+        lease,
+        now,
+        relayed.len(),
+        retry.len(),
+        failed.len(),
+        fail_state,
+    );
     if tracked && !failed.is_empty() {
         let original = Original {
             queue_id: &lease.message,
@@ -537,6 +545,34 @@ async fn finish<S: Store>(
             Err(e) => tracing::error!(error = %e, "cannot deliver a DSN to the sender"),
         }
     }
+}
+
+/// One line per attempt, as an MTA's log has: queue id, domain, how many recipients went
+/// which way, and the delay. Addresses and the peer's reply text (which often repeats
+/// them) are in `hisp queue`; an address may name a patient, so it is not logged here.
+fn log_outcome(
+    lease: &Lease,
+    now: i64,
+    relayed: usize,
+    deferred: usize,
+    failed: usize,
+    fail_state: RcptState,
+) {
+    let (failed, expired) = match fail_state {
+        RcptState::Expired => (0, failed),
+        _ => (failed, 0),
+    };
+    tracing::info!(
+        queue_id = %lease.message,
+        domain = %lease.domain,
+        kind = lease.kind.as_str(),
+        relayed,
+        deferred,
+        failed,
+        expired,
+        delay_s = (now - lease.created).max(0),
+        "delivery attempt"
+    );
 }
 
 #[allow(clippy::too_many_arguments)]

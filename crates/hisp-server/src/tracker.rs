@@ -55,6 +55,8 @@ pub async fn handle_notification<S: Store>(
         }
         let found = ctx.store.find_recipient(&original_id, &rep.rcpt).await;
         let Ok(Some(r)) = found else { continue };
+        tracing::info!(queue_id = %r.message, domain = %r.domain, notification = rep.kind,
+            "notification about a recipient (applied once, with the inbound message)");
         done.notices.push(notice(ctx, &original_id, &r, rep, now));
         owner.get_or_insert(r.sender);
     }

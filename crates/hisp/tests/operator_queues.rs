@@ -4,7 +4,8 @@
 //!   anchor at the receiving HISP) with the reason; `quarantine show` saves it as received,
 //!   and `hisp open` with the right anchor opens that file; after `hisp anchor add`,
 //!   `quarantine release` has the running daemon open it again: Bob gets it and Alice's
-//!   HISP the `processed` MDN (Delivery Notification IG: one MDN per successful receipt).
+//!   HISP the `processed` MDN (Delivery Notification IG: one MDN per successful receipt);
+//!   each daemon logs a line per delivery attempt and inbound message, by queue id.
 //! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
 //!   is retried at once, before its scheduled retry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -131,6 +132,41 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
     });
     assert!(processed, "no processed MDN at alpha\n{}", logs());
     assert!(quarantine_json(&beta).is_empty());
+
+    // The daemons' info lines (docs/operations.md: one per message and delivery) name
+    // the queue ids, and no recipient address (it may name a patient).
+    let out_id = alpha.queue_json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .map(|m| m["queue_id"].as_str().unwrap().to_string())
+        .unwrap();
+    let (alog, blog) = (a.log_text(), b.log_text());
+    let line_with =
+        |log: &str, words: &[&str]| log.lines().any(|l| words.iter().all(|w| l.contains(w)));
+    assert!(
+        line_with(&alog, &["delivery attempt", &out_id, "relayed=1"]),
+        "{alog}"
+    );
+    assert!(
+        line_with(
+            &alog,
+            &["notification about a recipient", &out_id, "processed"]
+        ),
+        "{alog}"
+    );
+    assert!(
+        line_with(&blog, &["inbound message done", &qid, "delivered=1"]),
+        "{blog}"
+    );
+    assert!(
+        !alog.contains("bob@") && !blog.contains("bob@"),
+        "{alog}\n{blog}"
+    );
+    if std::env::var_os("SHOW_LOGS").is_some() {
+        eprintln!("ALOG\n{alog}\nBLOG\n{blog}");
+    }
 
     // Released once: a second release, and an unknown id, are refused by name.
     let again = hisp_at(&beta, &["quarantine", "release", &qid]);
