@@ -258,6 +258,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
+    /// Fail every recipient of message `id` still waiting in the queue (neither relayed
+    /// nor in delivery now) with `reason`, as an operator deleting it does; returns those
+    /// recipients, now `failed` (the caller tells the sender).
+    fn cancel_queued(
+        &self,
+        id: &QueueId,
+        reason: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
     /// how many. Each gets a `flushed` event on its timeline.
     fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;

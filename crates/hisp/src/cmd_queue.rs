@@ -1,15 +1,16 @@
 //! The operator's view of and hand on the queues, as Postfix's `postqueue`/`postsuper`
-//! give one: `hisp queue` (outbound, per recipient) and `queue flush`, and `hisp
-//! quarantine` (inbound mail that failed to open) with `show` and `release`. Like the
-//! other operator commands they work on the store, whether or not the daemon runs; a
-//! running daemon's workers look for due work every second.
+//! give one: `hisp queue` (outbound, per recipient), `queue flush` and `queue delete`,
+//! and `hisp quarantine` (inbound mail that failed to open) with `show` and `release`.
+//! Like the other operator commands they work on the store, whether or not the daemon
+//! runs; a running daemon's workers look for due work every second.
 
 use crate::cmd_admin::{load, runtime};
 use crate::files;
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hisp_direct::time::format_rfc3339;
-use hisp_store::{Inbound, QueueId, Store};
+use hisp_server::notify::{dsn_for_sender, Failure, Original};
+use hisp_store::{Inbound, OutKind, QueueId, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,19 @@ pub enum QueueCmd {
         #[arg(long, default_value = "hisp.toml")]
         config: PathBuf,
     },
+    /// Delete a message from the queue (as `postsuper -d` does): every recipient still
+    /// waiting fails, and the sender gets a DSN saying so. Relayed mail cannot be recalled.
+    Delete {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// Its queue id (`o-…`, from `hisp queue`).
+        id: String,
+    },
 }
+
+/// What the recipients of a deleted message fail with (and the sender's DSN says).
+const DELETED: &str = "deleted from the queue by the HISP's operator before delivery";
 
 /// Arguments of `hisp quarantine`.
 #[derive(clap::Args)]
@@ -83,13 +96,17 @@ pub enum QuarantineCmd {
     },
 }
 
-/// `hisp queue [flush]`.
+/// `hisp queue [flush | delete ID]`.
 pub fn queue(a: &QueueArgs) -> Result<u8> {
-    if let Some(QueueCmd::Flush { config }) = &a.cmd {
-        let (_, store) = load(config)?;
-        let n = runtime()?.block_on(store.flush_queue(files::now()))?;
-        println!("{n} recipient(s) waiting for a retry are due now");
-        return Ok(0);
+    match &a.cmd {
+        Some(QueueCmd::Flush { config }) => {
+            let (_, store) = load(config)?;
+            let n = runtime()?.block_on(store.flush_queue(files::now()))?;
+            println!("{n} recipient(s) waiting for a retry are due now");
+            return Ok(0);
+        }
+        Some(QueueCmd::Delete { config, id }) => return delete(config, id),
+        None => {}
     }
     let (_, store) = load(&a.list.config)?;
     runtime()?.block_on(async {
@@ -103,6 +120,68 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
             println!("{}", json!({ "messages": out }));
         } else {
             print!("{}", hisp_server::report::queue_text(&messages));
+        }
+        Ok(0)
+    })
+}
+
+/// `hisp queue delete ID`: the waiting recipients fail, and a message's sender (a local
+/// user) gets a DSN in their mailbox; a notification we send fails silently (no DSN about
+/// an MDN).
+fn delete(config: &Path, id: &str) -> Result<u8> {
+    let (cfg, store) = load(config)?;
+    runtime()?.block_on(async {
+        let qid = QueueId(id.to_string());
+        let Some(m) = store.outbound(&qid).await? else {
+            bail!("no outbound message {id}: `hisp queue` lists them");
+        };
+        let now = files::now();
+        let gone = store.cancel_queued(&qid, DELETED, now).await?;
+        if gone.is_empty() {
+            let states: Vec<String> = m
+                .recipients
+                .iter()
+                .map(|r| format!("{} {}", r.rcpt, r.state.as_str()))
+                .collect();
+            bail!(
+                "nothing of {id} waits in the queue ({}): relayed mail cannot be recalled, and \
+                 a recipient in delivery now can be deleted once it is deferred",
+                states.join(", ")
+            );
+        }
+        if m.kind == OutKind::Message {
+            let failures: Vec<Failure> = gone
+                .iter()
+                .map(|r| Failure {
+                    rcpt: r.rcpt.clone(),
+                    status: (5, 0, 0),
+                    reason: DELETED.into(),
+                    remote: None,
+                })
+                .collect();
+            let original = Original {
+                queue_id: &qid,
+                message_id: &m.message_id,
+                sender: &m.sender,
+            };
+            let dsn = dsn_for_sender(&cfg.server.hostname, &original, &failures, now);
+            store
+                .deliver(dsn)
+                .await
+                .with_context(|| format!("{id} is deleted, but the DSN to {} failed", m.sender))?;
+        }
+        for r in &gone {
+            println!("{id}: {} deleted", r.rcpt);
+        }
+        for r in m
+            .recipients
+            .iter()
+            .filter(|r| !gone.iter().any(|g| g.rcpt == r.rcpt))
+        {
+            println!("{id}: {} left as it is ({})", r.rcpt, r.state.as_str());
+        }
+        if m.kind == OutKind::Message {
+            println!("{} was sent a DSN", m.sender);
         }
         Ok(0)
     })

@@ -8,6 +8,9 @@
 //!   each daemon logs a line per delivery attempt and inbound message, by queue id.
 //! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
 //!   is retried at once, before its scheduled retry.
+//! - `hisp queue delete` (as `postsuper -d`): a deferred message's recipient fails, the
+//!   sender gets a DSN (RFC 3464) naming the reason, and nothing is sent when the peer is
+//!   back; a second delete is refused by name.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -181,6 +184,20 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
     );
 }
 
+/// Submit a referral at alpha while beta is down, and wait until its first attempt failed
+/// and the next is scheduled (`queue.retry_first`, 30 minutes); returns when it is due.
+fn deferred_referral(pair: &Pair, a: &Daemon, id: &str) -> String {
+    submit_referral(&pair.alpha, id);
+    let mut bob = None;
+    let deferred = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob = bob_at_alpha(&pair.alpha, id);
+        bob.as_ref()
+            .is_some_and(|r| r["state"] == "queued" && r["attempts"].as_u64() >= Some(1))
+    });
+    assert!(deferred, "not deferred: {bob:?}\n{}", a.all_logs(6000));
+    bob.unwrap()["next_attempt"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
     let tmp = common::workdir();
@@ -188,17 +205,7 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
     pair.alpha.set("queue", "retry_first", "\"30m\"");
     let a = Daemon::start(&pair.alpha);
     let id = format!("<flush-{}@direct.alpha.example>", std::process::id());
-    submit_referral(&pair.alpha, &id);
-
-    // Beta is down: the first attempt fails and the next is scheduled 30 minutes out.
-    let mut bob = None;
-    let deferred = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
-        bob = bob_at_alpha(&pair.alpha, &id);
-        bob.as_ref()
-            .is_some_and(|r| r["state"] == "queued" && r["attempts"].as_u64() >= Some(1))
-    });
-    assert!(deferred, "not deferred: {bob:?}\n{}", a.all_logs(6000));
-    let scheduled = bob.unwrap()["next_attempt"].as_str().unwrap().to_string();
+    let scheduled = deferred_referral(&pair, &a, &id);
 
     let b = Daemon::start(&pair.beta);
     let flush = hisp_at(&pair.alpha, &["queue", "flush"]);
@@ -236,4 +243,54 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
         flushed.is_some() && relayed_at > flushed,
         "timeline: {events:?}"
     );
+}
+
+#[test]
+fn queue_delete_fails_a_deferred_message_and_tells_its_sender() {
+    let tmp = common::workdir();
+    let pair = Pair::init(tmp.path());
+    pair.alpha.set("queue", "retry_first", "\"30m\"");
+    let a = Daemon::start(&pair.alpha);
+    let id = format!("<delete-{}@direct.alpha.example>", std::process::id());
+    deferred_referral(&pair, &a, &id);
+    let queue_id = pair.alpha.queue_json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .map(|m| m["queue_id"].as_str().unwrap().to_string())
+        .unwrap();
+
+    let del = hisp_at(&pair.alpha, &["queue", "delete", &queue_id]);
+    assert_eq!(del.code, 0, "queue delete: {}", del.stderr);
+    let bob = bob_at_alpha(&pair.alpha, &id).unwrap();
+    assert_eq!(bob["state"], "failed", "{bob}");
+    assert!(
+        bob["last_error"].as_str().unwrap().contains("deleted"),
+        "{bob}"
+    );
+    let mailbox = pair.alpha.mailbox_json(ALICE);
+    let dsn = mailbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "dsn")
+        .cloned();
+    assert!(dsn.is_some(), "no DSN for alice: {mailbox}");
+
+    // Nothing is left to send: beta back and a flush deliver nothing.
+    let again = hisp_at(&pair.alpha, &["queue", "delete", &queue_id]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("nothing of"), "{}", again.stderr);
+    let _b = Daemon::start(&pair.beta);
+    let flush = hisp_at(&pair.alpha, &["queue", "flush"]);
+    assert!(String::from_utf8_lossy(&flush.stdout).starts_with("0 recipient"));
+    let unknown = hisp_at(&pair.alpha, &["queue", "delete", "o-0000000000000000"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no outbound message"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(!bob_has(&pair.beta, &id));
 }

@@ -200,6 +200,17 @@ impl Store for SqliteStore {
         self.read(move |c| queue::list_outbound(c, limit)).await
     }
 
+    async fn cancel_queued(
+        &self,
+        id: &QueueId,
+        reason: &str,
+        now: UnixTime,
+    ) -> StoreResult<Vec<OutRecipient>> {
+        let (id, reason) = (id.clone(), reason.to_owned());
+        self.write(move |c| queue::cancel(c, &id, &reason, now))
+            .await
+    }
+
     async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {
         self.write(move |c| queue::flush(c, now)).await
     }

@@ -503,6 +503,41 @@ pub(super) fn flush(conn: &Connection, now: UnixTime) -> StoreResult<u64> {
     Ok(changed as u64)
 }
 
+/// Fail the recipients of message `id` still waiting in the queue (not relayed, not in
+/// delivery now) with `reason`, each with a `failed` event; returns them as they are now.
+pub(super) fn cancel(
+    conn: &Connection,
+    id: &QueueId,
+    reason: &str,
+    now: UnixTime,
+) -> StoreResult<Vec<OutRecipient>> {
+    let what = "deleting a message from the queue";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.message = ?1 AND r.state = 'queued' \
+             AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
+        ))
+        .map_err(db(what))?;
+    let mut cancelled = collect(&mut stmt, params![id.0, now], what, out_recipient)?;
+    let mut fail = conn
+        .prepare_cached(
+            "UPDATE recipients SET state = 'failed', last_error = ?3, next_attempt = ?4, \
+             updated = ?4, deadline = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE message = ?1 AND rcpt = ?2",
+        )
+        .map_err(db(what))?;
+    for r in &mut cancelled {
+        fail.execute(params![id.0, r.rcpt, reason, now])
+            .map_err(db(what))?;
+        timeline::insert(conn, &id.0, Some(&r.rcpt), "failed", reason, now)?;
+        r.state = RcptState::Failed;
+        r.last_error = Some(reason.to_string());
+        r.updated = now;
+    }
+    Ok(cancelled)
+}
+
 /// Recipients not in a final state: queued, relayed, and processed when `dispatched` is
 /// still awaited.
 pub(super) fn queue_depth(conn: &Connection) -> StoreResult<u64> {
