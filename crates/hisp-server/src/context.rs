@@ -122,12 +122,20 @@ impl<S: Store> Context<S> {
         if version == self.directory().version {
             return Ok(false);
         }
+        self.reload_directory().await?;
+        Ok(true)
+    }
+
+    /// Load the directory again whatever changed: the store, and the certificate, key and
+    /// anchor files the configuration names (renewed in place). The old one stays in force
+    /// when this fails.
+    pub async fn reload_directory(&self) -> Result<(), DirectoryError> {
         let fresh = Arc::new(Directory::load(&self.config, self.store.as_ref()).await?);
         match self.directory.write() {
             Ok(mut d) => *d = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Reload the directory if the operator changed it, saying so in the log; true when it

@@ -54,6 +54,8 @@ pub struct Running<S: Store> {
     pub submission: SocketAddr,
     /// Where HTTP listens.
     pub http: SocketAddr,
+    /// The STARTTLS acceptor both SMTP ports use (replaced by [`Running::reload`]).
+    pub(crate) tls: Arc<hisp_smtp::TlsSlot>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -106,7 +108,7 @@ pub async fn start_with_options<S: Store>(
     workers: bool,
 ) -> Result<Running<S>, DaemonError> {
     let directory = Directory::load(&config, store.as_ref()).await?;
-    let acceptor = Arc::new(tls_acceptor(&config)?);
+    let tls = Arc::new(hisp_smtp::TlsSlot::new(Arc::new(tls_acceptor(&config)?)));
     let relay_l = bind("smtp.relay_listen", config.smtp.relay_listen).await?;
     let sub_l = bind("smtp.submission_listen", config.smtp.submission_listen).await?;
     let http_l = bind("http.listen", config.http.listen).await?;
@@ -136,7 +138,8 @@ pub async fn start_with_options<S: Store>(
     let mut tasks = JoinSet::new();
     let host = ctx.config.server.hostname.clone();
     let smtp_cfg = |kind| {
-        let mut c = ServerConfig::new(&host, kind, Some(acceptor.clone()));
+        let mut c = ServerConfig::new(&host, kind, None);
+        c.tls = Some(tls.clone());
         c.max_message_size = ctx.config.smtp.max_message_bytes;
         c.max_recipients = ctx.config.smtp.max_recipients;
         Arc::new(c)
@@ -197,6 +200,7 @@ pub async fn start_with_options<S: Store>(
         relay,
         submission,
         http,
+        tls,
         stop,
         tasks,
     })
@@ -229,7 +233,8 @@ async fn refresh_directory<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Rece
     }
 }
 
-fn tls_acceptor(config: &Config) -> Result<SslAcceptor, DaemonError> {
+/// The STARTTLS acceptor from `smtp.tls_cert` and `smtp.tls_key`.
+pub(crate) fn tls_acceptor(config: &Config) -> Result<SslAcceptor, DaemonError> {
     let e =
         |what: &str, err: openssl::error::ErrorStack| DaemonError::Tls(format!("{what}: {err}"));
     let mut b =

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod pair;
+pub mod reload;
 pub mod report;
 pub mod smtp_handler;
 pub mod spill;

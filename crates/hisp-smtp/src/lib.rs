@@ -59,7 +59,35 @@ pub struct ServerConfig {
     /// Failed AUTH attempts allowed per session before 421.
     pub max_auth_failures: u32,
     /// TLS for STARTTLS; `None` means STARTTLS is not offered (and AUTH never possible).
-    pub tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    pub tls: Option<Arc<TlsSlot>>,
+}
+
+/// The STARTTLS acceptor, replaceable while the server runs (a renewed certificate):
+/// sessions that start TLS after [`TlsSlot::replace`] use the new one, those under way keep
+/// theirs.
+pub struct TlsSlot(std::sync::RwLock<Arc<openssl::ssl::SslAcceptor>>);
+
+impl TlsSlot {
+    /// A slot holding `acceptor`.
+    pub fn new(acceptor: Arc<openssl::ssl::SslAcceptor>) -> TlsSlot {
+        TlsSlot(std::sync::RwLock::new(acceptor))
+    }
+
+    /// The acceptor in force.
+    pub fn current(&self) -> Arc<openssl::ssl::SslAcceptor> {
+        match self.0.read() {
+            Ok(a) => a.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Put `acceptor` in force for the sessions that start TLS from now on.
+    pub fn replace(&self, acceptor: Arc<openssl::ssl::SslAcceptor>) {
+        match self.0.write() {
+            Ok(mut a) => *a = acceptor,
+            Err(poisoned) => *poisoned.into_inner() = acceptor,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -93,7 +121,7 @@ impl ServerConfig {
             max_errors: 10,
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
-            tls,
+            tls: tls.map(|a| Arc::new(TlsSlot::new(a))),
         }
     }
 }

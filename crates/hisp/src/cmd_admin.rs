@@ -151,26 +151,41 @@ pub fn serve(a: &ServeArgs) -> Result<u8> {
             "hisp: serving: relay {}, submission {}, http {} (Ctrl-C to stop)",
             running.relay, running.submission, running.http
         );
-        wait_for_signal().await;
+        serve_until_stopped(&running, &a.config).await;
         eprintln!("hisp: stopping");
         running.shutdown().await;
         Ok(0)
     })
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+/// Run until SIGINT or SIGTERM; on each SIGHUP, read the configuration again and reload
+/// (hisp_server::reload). Without a handler SIGHUP would end the process abruptly.
+async fn serve_until_stopped<S: Store>(running: &hisp_server::daemon::Running<S>, path: &Path) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = recv(&mut term) => return,
+            _ = recv(&mut hup) => match Config::load(path) {
+                Ok(fresh) => {
+                    running.reload(&fresh).await;
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "reload: the configuration file has problems; nothing was changed"),
+            },
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    }
+}
+
+/// The next delivery of a signal; never, when its handler could not be installed.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

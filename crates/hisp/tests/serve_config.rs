@@ -108,6 +108,11 @@ fn style_5_check_names_each_bad_key() {
             vec!["smtp.tls_key"],
         ),
         (
+            "tls-cert-not-a-certificate",
+            toml_set(&text, "smtp", "tls_cert", "\"domain.key\""),
+            vec!["smtp.tls_cert", "domain.key", "not a certificate"],
+        ),
+        (
             "missing-domain-key",
             toml_set(&text, "domain", "key", "\"nowhere/domain.key\""),
             vec!["domain[0].key", "nowhere/domain.key"],

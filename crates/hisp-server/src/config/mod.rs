@@ -255,8 +255,13 @@ impl Config {
             .and_then(|c| {
                 let k = std::fs::read(&s.tls_key)
                     .map_err(|e| ("smtp.tls_key", format!("{}: {e}", s.tls_key.display())))?;
-                keys::load_credential(Some(&c), &k, None)
-                    .map_err(|e| ("smtp.tls_key", format!("{}: {e}", s.tls_key.display())))
+                keys::load_credential(Some(&c), &k, None).map_err(|e| match e {
+                    // Name the file at fault: a broken certificate is not the key's.
+                    keys::KeyError::NotACertificate => {
+                        ("smtp.tls_cert", format!("{}: {e}", s.tls_cert.display()))
+                    }
+                    _ => ("smtp.tls_key", format!("{}: {e}", s.tls_key.display())),
+                })
             });
         if let Err((key, reason)) = tls {
             problem(key.into(), reason);

@@ -19,7 +19,7 @@ where
         if self.conn.is_tls() {
             return Ok(self.refuse(Reply::bad_sequence("TLS already active")));
         }
-        let Some(acceptor) = self.cfg.tls.clone() else {
+        let Some(acceptor) = self.cfg.tls.as_ref().map(|slot| slot.current()) else {
             return Ok(self.refuse(Reply::tls_unavailable()));
         };
         if let Err(reply) = self.require_helo() {
