@@ -521,9 +521,26 @@ async fn finish<S: Store>(
             ));
         }
     }
-    if let Err(e) = ctx.store.update_recipients(updates).await {
+    // The DSN commits with the failures it reports: a crash cannot keep one without the other.
+    let dsn = (tracked && !failed.is_empty()).then(|| {
+        let original = Original {
+            queue_id: &lease.message,
+            message_id: &lease.message_id,
+            sender: &lease.sender,
+        };
+        dsn_for_sender(&ctx.config.server.hostname, &original, &failed, now)
+    });
+    let sent = dsn.is_some();
+    let recorded = ctx
+        .store
+        .update_recipients_notifying(updates, dsn.into_iter().collect())
+        .await;
+    if let Err(e) = recorded {
         tracing::error!(error = %e, queue_id = %lease.message, "cannot record a delivery outcome");
         return;
+    }
+    if sent {
+        Metrics::inc(&ctx.metrics.dsn_sent);
     }
     log_outcome(
         lease,
@@ -533,18 +550,6 @@ async fn finish<S: Store>(
         failed.len(),
         fail_state,
     );
-    if tracked && !failed.is_empty() {
-        let original = Original {
-            queue_id: &lease.message,
-            message_id: &lease.message_id,
-            sender: &lease.sender,
-        };
-        let dsn = dsn_for_sender(&ctx.config.server.hostname, &original, &failed, now);
-        match ctx.store.deliver(dsn).await {
-            Ok(_) => Metrics::inc(&ctx.metrics.dsn_sent),
-            Err(e) => tracing::error!(error = %e, "cannot deliver a DSN to the sender"),
-        }
-    }
 }
 
 /// One line per attempt, as an MTA's log has: queue id, domain, how many recipients went

@@ -196,10 +196,6 @@ pub async fn sweep_overdue<S: Store>(ctx: &Context<S>) {
             detail: why.clone(),
             now,
         };
-        if ctx.store.update_recipients(vec![update]).await.is_err() {
-            continue;
-        }
-        Metrics::inc(&ctx.metrics.failed);
         let Ok(Some(m)) = ctx.store.outbound(&r.message).await else {
             continue;
         };
@@ -214,17 +210,15 @@ pub async fn sweep_overdue<S: Store>(ctx: &Context<S>) {
             reason: why,
             remote: None,
         };
+        let dsn = dsn_for_sender(&ctx.config.server.hostname, &original, &[failure], now);
+        // The DSN commits with the failure it reports.
         if ctx
             .store
-            .deliver(dsn_for_sender(
-                &ctx.config.server.hostname,
-                &original,
-                &[failure],
-                now,
-            ))
+            .update_recipients_notifying(vec![update], vec![dsn])
             .await
             .is_ok()
         {
+            Metrics::inc(&ctx.metrics.failed);
             Metrics::inc(&ctx.metrics.dsn_sent);
         }
     }

@@ -234,6 +234,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         updates: Vec<RcptUpdate>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`Store::update_recipients`], and in the same transaction the DSNs that tell the
+    /// senders about them: a crash cannot keep a failure and lose its notice.
+    fn update_recipients_notifying(
+        &self,
+        updates: Vec<RcptUpdate>,
+        dsns: Vec<NewMailboxEntry>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Find the outbound recipient an MDN/DSN is about: by the original Message-ID (exact,
     /// angle brackets included as stored) and the recipient address (case-insensitive).
     fn find_recipient(
@@ -259,14 +266,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
     /// Fail every recipient of message `id` still waiting in the queue (neither relayed
-    /// nor in delivery now) with `reason`, as an operator deleting it does; returns those
-    /// recipients, now `failed` (the caller tells the sender).
-    fn cancel_queued(
+    /// nor in delivery now) with `reason`, as an operator deleting it does, and put the
+    /// notice `dsn` makes of them (if any) in the sender's mailbox in the same transaction;
+    /// returns those recipients, now `failed`.
+    fn cancel_queued<F>(
         &self,
         id: &QueueId,
         reason: &str,
         now: UnixTime,
-    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
+        dsn: F,
+    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send
+    where
+        F: FnOnce(&[OutRecipient]) -> Option<NewMailboxEntry> + Send + 'static;
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
     /// how many. Each gets a `flushed` event on its timeline.
     fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hisp_direct::time::format_rfc3339;
 use hisp_server::notify::{dsn_for_sender, Failure, Original};
-use hisp_store::{Inbound, OutKind, QueueId, Store};
+use hisp_store::{Inbound, OutKind, OutRecipient, QueueId, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -136,7 +136,31 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
             bail!("no outbound message {id}: `hisp queue` lists them");
         };
         let now = files::now();
-        let gone = store.cancel_queued(&qid, DELETED, now).await?;
+        // The sender's DSN commits with the failures it reports (none for a notification).
+        let tell = (m.kind == OutKind::Message).then(|| {
+            let host = cfg.server.hostname.clone();
+            let (qid, message_id, sender) = (qid.clone(), m.message_id.clone(), m.sender.clone());
+            move |gone: &[OutRecipient]| {
+                let failures: Vec<Failure> = gone
+                    .iter()
+                    .map(|r| Failure {
+                        rcpt: r.rcpt.clone(),
+                        status: (5, 0, 0),
+                        reason: DELETED.into(),
+                        remote: None,
+                    })
+                    .collect();
+                let original = Original {
+                    queue_id: &qid,
+                    message_id: &message_id,
+                    sender: &sender,
+                };
+                dsn_for_sender(&host, &original, &failures, now)
+            }
+        });
+        let gone = store
+            .cancel_queued(&qid, DELETED, now, move |g| tell.map(|t| t(g)))
+            .await?;
         if gone.is_empty() {
             let states: Vec<String> = m
                 .recipients
@@ -148,27 +172,6 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
                  a recipient in delivery now can be deleted once it is deferred",
                 states.join(", ")
             );
-        }
-        if m.kind == OutKind::Message {
-            let failures: Vec<Failure> = gone
-                .iter()
-                .map(|r| Failure {
-                    rcpt: r.rcpt.clone(),
-                    status: (5, 0, 0),
-                    reason: DELETED.into(),
-                    remote: None,
-                })
-                .collect();
-            let original = Original {
-                queue_id: &qid,
-                message_id: &m.message_id,
-                sender: &m.sender,
-            };
-            let dsn = dsn_for_sender(&cfg.server.hostname, &original, &failures, now);
-            store
-                .deliver(dsn)
-                .await
-                .with_context(|| format!("{id} is deleted, but the DSN to {} failed", m.sender))?;
         }
         for r in &gone {
             println!("{id}: {} deleted", r.rcpt);

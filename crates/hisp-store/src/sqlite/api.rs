@@ -177,6 +177,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_recipients_notifying(
+        &self,
+        updates: Vec<RcptUpdate>,
+        dsns: Vec<NewMailboxEntry>,
+    ) -> StoreResult<()> {
+        self.write_with_bodies(
+            (updates, dsns),
+            |(_, dsns)| dsns.iter().map(|d| d.body.as_slice()).collect(),
+            |c, (updates, dsns)| {
+                queue::update_recipients(c, &updates)?;
+                for dsn in &dsns {
+                    mailbox::deliver(c, dsn)?;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
     async fn find_recipient(
         &self,
         message_id: &str,
@@ -200,15 +219,25 @@ impl Store for SqliteStore {
         self.read(move |c| queue::list_outbound(c, limit)).await
     }
 
-    async fn cancel_queued(
+    async fn cancel_queued<F>(
         &self,
         id: &QueueId,
         reason: &str,
         now: UnixTime,
-    ) -> StoreResult<Vec<OutRecipient>> {
+        dsn: F,
+    ) -> StoreResult<Vec<OutRecipient>>
+    where
+        F: FnOnce(&[OutRecipient]) -> Option<NewMailboxEntry> + Send + 'static,
+    {
         let (id, reason) = (id.clone(), reason.to_owned());
-        self.write(move |c| queue::cancel(c, &id, &reason, now))
-            .await
+        self.write(move |c| {
+            let gone = queue::cancel(c, &id, &reason, now)?;
+            if let Some(notice) = dsn(&gone).filter(|_| !gone.is_empty()) {
+                mailbox::deliver(c, &notice)?;
+            }
+            Ok(gone)
+        })
+        .await
     }
 
     async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {

@@ -2,7 +2,26 @@
 //! matching), listings and the queue-depth metric.
 
 use super::{fresh, message, update};
-use crate::{LeaseTo, NewEvent, OutKind, QueueId, RcptState, Store, StoreError};
+use crate::{
+    EntryKind, LeaseTo, NewEvent, NewMailboxEntry, OutKind, OutRecipient, QueueId, RcptState,
+    Store, StoreError,
+};
+
+/// A DSN for the sender of the messages made by `message`, naming `rcpts`.
+fn dsn(rcpts: &[OutRecipient], now: i64) -> NewMailboxEntry {
+    let names: Vec<&str> = rcpts.iter().map(|r| r.rcpt.as_str()).collect();
+    NewMailboxEntry {
+        owner: "dr.alice@direct.a.example".into(),
+        kind: EntryKind::Dsn,
+        message_id: format!("<dsn-{now}@a.example>"),
+        from: "mailer-daemon@direct.a.example".into(),
+        subject: "Delivery Status Notification (Failure)".into(),
+        body: format!("failed: {}\r\n", names.join(", ")).into_bytes(),
+        wants_dispatched: false,
+        source: None,
+        now,
+    }
+}
 
 #[tokio::test]
 async fn enqueue_lease_relay_overdue_find_recipient() {
@@ -499,7 +518,7 @@ async fn cancel_fails_only_the_recipients_still_waiting() {
     // fay@d.example is still leased to w1 (until 700).
 
     let gone = store
-        .cancel_queued(&id, "deleted by the operator", 150)
+        .cancel_queued(&id, "deleted by the operator", 150, |g| Some(dsn(g, 150)))
         .await
         .unwrap();
     assert_eq!(gone.len(), 1);
@@ -520,14 +539,58 @@ async fn cancel_fails_only_the_recipients_still_waiting() {
         .unwrap()
         .is_empty());
     assert!(store
-        .cancel_queued(&id, "again", 160)
+        .cancel_queued(&id, "again", 160, |g| Some(dsn(g, 160)))
         .await
         .unwrap()
         .is_empty());
     let unknown = QueueId("o-0000000000000000".into());
     assert!(store
-        .cancel_queued(&unknown, "x", 160)
+        .cancel_queued(&unknown, "x", 160, |g| Some(dsn(g, 160)))
         .await
         .unwrap()
         .is_empty());
+    // One DSN, committed with the cancellation; none when nothing was cancelled.
+    let notices = store
+        .mailbox("dr.alice@direct.a.example", true)
+        .await
+        .unwrap();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let body = store
+        .mailbox_entry("dr.alice@direct.a.example", notices[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(body, b"failed: dave@b.example\r\n");
+}
+
+/// A failure and the DSN that tells the sender commit together, or neither does (an
+/// update for a recipient the message does not have fails the whole call).
+#[tokio::test]
+async fn failures_and_their_dsns_commit_together() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message("<m1@a.example>", &["dave@b.example"], 100))
+        .await
+        .unwrap();
+    let failed = update(&id, "dave@b.example", RcptState::Failed, 110);
+    let stranger = update(&id, "nobody@b.example", RcptState::Failed, 110);
+    let r = store.outbound(&id).await.unwrap().unwrap().recipients;
+    let err = store
+        .update_recipients_notifying(vec![failed.clone(), stranger], vec![dsn(&r, 110)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    let alice = "dr.alice@direct.a.example";
+    assert!(store.mailbox(alice, true).await.unwrap().is_empty());
+    let state = store.outbound(&id).await.unwrap().unwrap().recipients[0].state;
+    assert_eq!(state, RcptState::Queued, "rolled back with the DSN");
+
+    store
+        .update_recipients_notifying(vec![failed], vec![dsn(&r, 120)])
+        .await
+        .unwrap();
+    assert_eq!(store.mailbox(alice, true).await.unwrap().len(), 1);
+    let state = store.outbound(&id).await.unwrap().unwrap().recipients[0].state;
+    assert_eq!(state, RcptState::Failed);
 }
