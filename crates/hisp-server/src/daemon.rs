@@ -56,6 +56,8 @@ pub struct Running<S: Store> {
     pub http: SocketAddr,
     /// The STARTTLS acceptor both SMTP ports use (replaced by [`Running::reload`]).
     pub(crate) tls: Arc<hisp_smtp::TlsSlot>,
+    /// The DNS zone served with `[dns] listen` (rebuilt by [`Running::reload`]).
+    pub(crate) zone: Option<Arc<crate::dns_server::ZoneSlot>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -167,12 +169,13 @@ pub async fn start_with_options<S: Store>(
         tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(refresh_bundles(ctx.clone(), stop_rx.clone()));
     }
-    let dns = match ctx.config.dns.listen {
-        Some(addr) => {
-            let zone = Arc::new(crate::dns_server::Zone::from_directory(
-                &ctx.directory(),
-                ctx.config.dns.ttl,
-            ));
+    let zone = ctx.config.dns.listen.map(|_| {
+        Arc::new(crate::dns_server::ZoneSlot::new(Arc::new(
+            crate::dns_server::Zone::from_directory(&ctx.directory(), ctx.config.dns.ttl),
+        )))
+    });
+    let dns = match (ctx.config.dns.listen, zone.clone()) {
+        (Some(addr), Some(zone)) => {
             let udp =
                 tokio::net::UdpSocket::bind(addr)
                     .await
@@ -191,7 +194,7 @@ pub async fn start_with_options<S: Store>(
             tasks.spawn(crate::dns_server::serve_tcp(tcp, zone, stop_rx.clone()));
             Some(bound)
         }
-        None => None,
+        _ => None,
     };
     tasks.spawn(refresh_directory(ctx.clone(), stop_rx));
     tracing::info!(%relay, %submission, %http, dns = ?dns, "hisp started");
@@ -201,6 +204,7 @@ pub async fn start_with_options<S: Store>(
         submission,
         http,
         tls,
+        zone,
         stop,
         tasks,
     })

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 
 const CERT: RecordType = RecordType::Unknown(37);
 
+/// The zone in force, replaced when a reload reads renewed certificates.
+pub type ZoneSlot = hisp_smtp::Swap<Zone>;
+
 /// The names we answer for and their CERT RDATA.
 #[derive(Debug, Default)]
 pub struct Zone {
@@ -107,13 +110,13 @@ pub fn answer(zone: &Zone, query: &[u8], udp: bool) -> Option<Vec<u8>> {
 }
 
 /// Serve UDP queries until `stop` flips.
-pub async fn serve_udp(sock: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_udp(sock: UdpSocket, zone: Arc<ZoneSlot>, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 4096];
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, peer)) = r else { continue };
-                if let Some(resp) = answer(&zone, buf.get(..n).unwrap_or_default(), true) {
+                if let Some(resp) = answer(&zone.current(), buf.get(..n).unwrap_or_default(), true) {
                     let _ = sock.send_to(&resp, peer).await;
                 }
             }
@@ -123,7 +126,11 @@ pub async fn serve_udp(sock: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiv
 }
 
 /// Serve TCP queries (RFC 7766: two-octet length, several per connection) until `stop`.
-pub async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    zone: Arc<ZoneSlot>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = listener.accept() => {
@@ -141,7 +148,7 @@ pub async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, mut stop: watch::
                         if !matches!(tokio::time::timeout(idle, s.read_exact(&mut q)).await, Ok(Ok(_))) {
                             return;
                         }
-                        let Some(resp) = answer(&zone, &q, false) else { return };
+                        let Some(resp) = answer(&zone.current(), &q, false) else { return };
                         let Ok(n) = u16::try_from(resp.len()) else { return };
                         if s.write_all(&n.to_be_bytes()).await.is_err() || s.write_all(&resp).await.is_err() {
                             return;

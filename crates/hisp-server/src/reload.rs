@@ -1,13 +1,15 @@
 //! What `kill -HUP` does to a running daemon (as `postfix reload` or `nginx -s reload`):
 //! the certificate, key and anchor files are read again, so certificates renewed in place
-//! (the STARTTLS certificate, a domain's Direct certificate and key) are in force for the
-//! next session and message without a restart, and no session is cut. The configuration
+//! (the STARTTLS certificate, a domain's Direct certificate and key, also in the DNS zone
+//! the daemon serves) are in force for the next session, message and query without a
+//! restart, and no session is cut. The configuration
 //! file is read and checked again too; what it changes beyond those files needs a restart,
 //! and the report names the tables that differ. Nothing is replaced by something broken: a
 //! file that does not load leaves the old one in force and is reported.
 
 use crate::config::Config;
 use crate::daemon::{tls_acceptor, Running};
+use crate::dns_server::Zone;
 use hisp_store::Store;
 use std::sync::Arc;
 
@@ -39,8 +41,17 @@ impl<S: Store> Running<S> {
             Ok(a) => self.tls.replace(Arc::new(a)),
             Err(e) => report.tls_error = Some(e.to_string()),
         }
-        if let Err(e) = self.ctx.reload_directory().await {
-            report.directory_error = Some(e.to_string());
+        match self.ctx.reload_directory().await {
+            Ok(()) => {
+                if let Some(zone) = &self.zone {
+                    let dir = self.ctx.directory();
+                    zone.replace(Arc::new(Zone::from_directory(
+                        &dir,
+                        self.ctx.config.dns.ttl,
+                    )));
+                }
+            }
+            Err(e) => report.directory_error = Some(e.to_string()),
         }
         report.restart_needed = changed_tables(&self.ctx.config, fresh);
         log(&report);

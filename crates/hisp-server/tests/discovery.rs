@@ -43,6 +43,20 @@ fn domain_cert_der(p: &Peer) -> Vec<u8> {
         .unwrap()
 }
 
+/// A new domain certificate and key over `domain.pem`/`domain.key`, from the peer's CA.
+fn renew_domain_cert(p: &Peer) {
+    let read = |f: &str| std::fs::read(p.dir.join(f)).unwrap();
+    let ca = hisp_direct::pki::Issued {
+        cert: hisp_direct::keys::load_cert(&read("ca.pem")).unwrap(),
+        key: hisp_direct::keys::load_private_key(&read("ca.key"), None).unwrap(),
+    };
+    let now = hisp_server::clock::Clock::now(&SystemClock);
+    let spec = hisp_direct::pki::LeafSpec::domain(&p.domain, now - 60, now + 86_400);
+    let leaf = hisp_direct::pki::issue_leaf(&ca, &spec).unwrap();
+    std::fs::write(p.dir.join("domain.pem"), leaf.cert_pem().unwrap()).unwrap();
+    std::fs::write(p.dir.join("domain.key"), leaf.key_pem().unwrap()).unwrap();
+}
+
 /// Publish both domains' certificates in a BIND zone (both live under `example.`, so their
 /// domain-bound certificates sit at the domains), turn discovery on against it, and start
 /// both daemons. Keep the returned server alive as long as the daemons.
@@ -190,6 +204,15 @@ async fn daemons_serve_their_own_cert_records_and_find_each_other_through_them()
         .unwrap();
     let r = Message::from_vec(&buf[..n]).unwrap();
     assert!(r.truncated() && r.answers().is_empty() && r.authoritative());
+
+    // A renewed domain certificate is published after a reload (SIGHUP), no restart.
+    let before = domain_cert_der(&a);
+    renew_domain_cert(&a);
+    assert_ne!(domain_cert_der(&a), before);
+    let report = a.daemon().unwrap().reload(&a.config).await;
+    assert!(report.clean(), "{report:?}");
+    let answer = dns.lookup(&domain_owner(ALPHA).unwrap()).await.unwrap();
+    assert_eq!(answer.records()[0].data, domain_cert_der(&a));
 
     let (id, mid) = queue_message(&a, &[&b.user], false).await;
     wait_state(&a, &id, RcptState::Processed).await;

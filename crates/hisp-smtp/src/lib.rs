@@ -62,33 +62,36 @@ pub struct ServerConfig {
     pub tls: Option<Arc<TlsSlot>>,
 }
 
-/// The STARTTLS acceptor, replaceable while the server runs (a renewed certificate):
-/// sessions that start TLS after [`TlsSlot::replace`] use the new one, those under way keep
-/// theirs.
-pub struct TlsSlot(std::sync::RwLock<Arc<openssl::ssl::SslAcceptor>>);
+/// A value replaceable while the server runs, such as the STARTTLS acceptor of a renewed
+/// certificate: readers take the value in force ([`Swap::current`]) when they start, so a
+/// session under way keeps the one it began with.
+pub struct Swap<T>(std::sync::RwLock<Arc<T>>);
 
-impl TlsSlot {
-    /// A slot holding `acceptor`.
-    pub fn new(acceptor: Arc<openssl::ssl::SslAcceptor>) -> TlsSlot {
-        TlsSlot(std::sync::RwLock::new(acceptor))
+impl<T> Swap<T> {
+    /// A slot holding `value`.
+    pub fn new(value: Arc<T>) -> Swap<T> {
+        Swap(std::sync::RwLock::new(value))
     }
 
-    /// The acceptor in force.
-    pub fn current(&self) -> Arc<openssl::ssl::SslAcceptor> {
+    /// The value in force.
+    pub fn current(&self) -> Arc<T> {
         match self.0.read() {
-            Ok(a) => a.clone(),
+            Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Put `acceptor` in force for the sessions that start TLS from now on.
-    pub fn replace(&self, acceptor: Arc<openssl::ssl::SslAcceptor>) {
+    /// Put `value` in force for whoever reads from now on.
+    pub fn replace(&self, value: Arc<T>) {
         match self.0.write() {
-            Ok(mut a) => *a = acceptor,
-            Err(poisoned) => *poisoned.into_inner() = acceptor,
+            Ok(mut v) => *v = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
         }
     }
 }
+
+/// The STARTTLS acceptor, replaceable while the server runs.
+pub type TlsSlot = Swap<openssl::ssl::SslAcceptor>;
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
