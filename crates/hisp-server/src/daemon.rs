@@ -168,6 +168,7 @@ pub async fn start_with_options<S: Store>(
         tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(crate::tracker::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(refresh_bundles(ctx.clone(), stop_rx.clone()));
+        tasks.spawn(crate::retention::run(ctx.clone(), stop_rx.clone()));
     }
     let zone = ctx.config.dns.listen.map(|_| {
         Arc::new(crate::dns_server::ZoneSlot::new(Arc::new(

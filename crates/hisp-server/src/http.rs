@@ -166,6 +166,13 @@ async fn fetch<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64
     match h.ctx.store.mailbox_entry(&user, id).await {
         Ok(Some(e)) => ([(header::CONTENT_TYPE, "message/rfc822")], e.body).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such message in your mailbox"),
+        Err(hisp_store::StoreError::NotFound {
+            what: "mailbox body",
+            ..
+        }) => error(
+            StatusCode::GONE,
+            "its content was removed after it was picked up (retention.keep_picked_up_bodies)",
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

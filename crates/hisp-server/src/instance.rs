@@ -186,6 +186,10 @@ retry_max = "2h"
 expire_after = "5d"
 mdn_timeout = "1h"
 
+[retention]
+keep_outbound_bodies = "7d"    # once every recipient is final
+keep_picked_up_bodies = "30d"  # after the edge picked it up
+
 [crypto]
 receive_profile = "strict"       # strict | legacy
 cipher = "aes-256-cbc"           # aes-128-cbc | aes-256-cbc | aes-128-gcm | aes-256-gcm

@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod pair;
 pub mod reload;
 pub mod report;
+pub mod retention;
 pub mod smtp_handler;
 pub mod spill;
 pub mod tracker;

@@ -426,6 +426,15 @@ pub struct Notice {
     pub detail: String,
 }
 
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Outbound messages whose body and sealed copies went.
+    pub outbound: u64,
+    /// Mailbox entries whose body went.
+    pub mailbox: u64,
+}
+
 /// What committing an inbound outcome did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {

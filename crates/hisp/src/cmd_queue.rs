@@ -96,6 +96,30 @@ pub enum QuarantineCmd {
     },
 }
 
+/// Arguments of `hisp purge`.
+#[derive(clap::Args)]
+pub struct PurgeArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+}
+
+/// `hisp purge`: the daemon's hourly retention pass, now.
+pub fn purge(a: &PurgeArgs) -> Result<u8> {
+    let (cfg, store) = load(&a.config)?;
+    let r = &cfg.retention;
+    let p = runtime()?.block_on(hisp_server::retention::purge_all(&store, r, files::now()))?;
+    println!(
+        "removed the bodies of {} finished outbound message(s) older than {} and of {} \
+         mailbox entr(ies) picked up more than {} ago",
+        p.outbound,
+        humantime::format_duration(r.keep_outbound_bodies),
+        p.mailbox,
+        humantime::format_duration(r.keep_picked_up_bodies)
+    );
+    Ok(0)
+}
+
 /// `hisp queue [flush | delete ID]`.
 pub fn queue(a: &QueueArgs) -> Result<u8> {
     match &a.cmd {

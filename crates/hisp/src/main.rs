@@ -73,6 +73,8 @@ enum Command {
     Queue(cmd_queue::QueueArgs),
     /// Show, save or release inbound messages quarantined because they failed to open.
     Quarantine(cmd_queue::QuarantineArgs),
+    /// Remove the bodies nobody needs any more (`[retention]`), as the daemon does hourly.
+    Purge(cmd_queue::PurgeArgs),
     /// Show the messages delivered to an address.
     Mailbox(cmd_admin::MailboxArgs),
 }
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Cert(c) => cmd_admin::cert(&c),
         Command::Queue(a) => cmd_queue::queue(&a),
         Command::Quarantine(a) => cmd_queue::quarantine(&a),
+        Command::Purge(a) => cmd_queue::purge(&a),
         Command::Mailbox(a) => cmd_admin::mailbox(&a),
     };
     match result {

@@ -294,3 +294,91 @@ fn queue_delete_fails_a_deferred_message_and_tells_its_sender() {
     );
     assert!(!bob_has(&pair.beta, &id));
 }
+
+/// `curl` against an instance's REST API as Bob; (HTTP status, body).
+fn curl_bob(inst: &Instance, method: &str, path: &str) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{}{path}", inst.http_port);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-u"])
+        .arg(format!("{BOB}:{BOB_PASSWORD}"))
+        .arg(&url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// `[retention]` with both periods at zero: once Bob's edge picked the message up, `hisp
+/// purge` removes its body at beta (REST then answers 410 Gone, the entry still listed),
+/// and once the `processed` MDN closed it at alpha, the outbound body (timeline `purged`).
+#[test]
+fn purge_removes_bodies_once_picked_up_or_finished_and_keeps_the_records() {
+    let tmp = common::workdir();
+    let pair = Pair::init(tmp.path());
+    for inst in [&pair.alpha, &pair.beta] {
+        inst.set("retention", "keep_outbound_bodies", "\"0s\"");
+        inst.set("retention", "keep_picked_up_bodies", "\"0s\"");
+    }
+    let (a, b) = (Daemon::start(&pair.alpha), Daemon::start(&pair.beta));
+    let logs = || format!("{}\n{}", a.all_logs(6000), b.all_logs(6000));
+    let id = format!("<purge-{}@direct.alpha.example>", std::process::id());
+    submit_referral(&pair.alpha, &id);
+    let processed = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob_at_alpha(&pair.alpha, &id).is_some_and(|r| r["state"] == "processed")
+    });
+    assert!(processed, "not processed\n{}", logs());
+
+    // Not picked up yet: `hisp purge` leaves Bob's copy alone.
+    let purge = |inst: &Instance| {
+        let r = hisp_at(inst, &["purge"]);
+        assert_eq!(r.code, 0, "hisp purge: {}", r.stderr);
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    assert!(purge(&pair.beta).contains(" and of 0 mailbox"));
+    let entry = pair.beta.mailbox_json(BOB)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message_id"] == id)
+        .map(|e| e["id"].as_i64().unwrap())
+        .unwrap();
+    let path = format!("/api/v1/messages/{entry}");
+    assert_eq!(curl_bob(&pair.beta, "GET", &path).0, 200);
+    assert_eq!(
+        curl_bob(&pair.beta, "POST", &format!("{path}/pickup")).0,
+        200
+    );
+
+    // Picked up (this second or before): purged as soon as the clock passes it.
+    let purged = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        purge(&pair.beta).contains(" and of 1 mailbox")
+    });
+    assert!(purged, "picked-up body not purged\n{}", logs());
+    let (code, text) = curl_bob(&pair.beta, "GET", &path);
+    assert_eq!(code, 410, "{text}");
+    assert!(text.contains("retention"), "{text}");
+    assert!(pair.beta.mailbox_json(BOB)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["message_id"] == id));
+
+    let purged = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        purge(&pair.alpha).starts_with("removed the bodies of 1 ")
+    });
+    assert!(purged, "finished outbound body not purged\n{}", logs());
+    let q = pair.alpha.queue_json();
+    let m = q["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .unwrap();
+    assert!(m["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"] == "purged"));
+    assert_eq!(m["recipients"][0]["state"], "processed");
+}

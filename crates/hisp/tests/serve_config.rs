@@ -76,7 +76,15 @@ fn design_3_check_accepts_fresh_init() {
 fn style_5_check_rejects_unknown_key_in_every_table() {
     let (_tmp, inst) = fresh();
     let text = inst.config_text();
-    for table in ["server", "smtp", "queue", "domain", "crypto", "http"] {
+    for table in [
+        "server",
+        "smtp",
+        "queue",
+        "retention",
+        "domain",
+        "crypto",
+        "http",
+    ] {
         let bad = toml_set(&text, table, "bogus_key", "1");
         assert_rejected(
             &inst,
@@ -106,6 +114,11 @@ fn style_5_check_names_each_bad_key() {
             "tls-key-of-other-cert",
             toml_set(&text, "smtp", "tls_key", "\"domain.key\""),
             vec!["smtp.tls_key"],
+        ),
+        (
+            "retention-not-a-duration",
+            toml_set(&text, "retention", "keep_picked_up_bodies", "\"soon\""),
+            vec!["retention.keep_picked_up_bodies", "soon"],
         ),
         (
             "tls-cert-not-a-certificate",

@@ -41,6 +41,9 @@ pub struct Config {
     /// Serving our own certificates in DNS.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// How long bodies are kept once nobody needs them.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// `[server]`

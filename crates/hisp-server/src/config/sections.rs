@@ -115,6 +115,36 @@ impl Default for QueueConfig {
     }
 }
 
+/// `[retention]`: how long bodies nobody needs are kept (rows, states and timelines stay).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// An outbound message's body and sealed copies, once every recipient is final (no
+    /// retry, no notification awaited), are removed this long after submission.
+    #[serde(default = "d_7d", with = "human")]
+    pub keep_outbound_bodies: Duration,
+    /// A mailbox entry's body is removed this long after the edge picked it up (never
+    /// before it is picked up).
+    #[serde(default = "d_30d", with = "human")]
+    pub keep_picked_up_bodies: Duration,
+}
+
+fn d_7d() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn d_30d() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_outbound_bodies: d_7d(),
+            keep_picked_up_bodies: d_30d(),
+        }
+    }
+}
+
 /// `[discovery]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -2,12 +2,12 @@
 //! and hands a closure to the writer thread (changes, and leases, which change rows) or to
 //! a pooled read connection. The SQL lives in the concern modules.
 
-use super::{bundles, directory, inbound, mailbox, queue, timeline, SqliteStore};
+use super::{bundles, directory, inbound, mailbox, queue, retention, timeline, SqliteStore};
 use crate::{
     Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
     NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
-    OutMessage, OutRecipient, QueueId, Queued, RcptUpdate, Route, StaticCert, Store, StoreResult,
-    UnixTime,
+    OutMessage, OutRecipient, Purged, QueueId, Queued, RcptUpdate, Route, StaticCert, Store,
+    StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -238,6 +238,17 @@ impl Store for SqliteStore {
             Ok(gone)
         })
         .await
+    }
+
+    async fn purge_bodies(
+        &self,
+        outbound_before: UnixTime,
+        picked_up_before: UnixTime,
+        limit: usize,
+        now: UnixTime,
+    ) -> StoreResult<Purged> {
+        self.write(move |c| retention::purge(c, outbound_before, picked_up_before, limit, now))
+            .await
     }
 
     async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {

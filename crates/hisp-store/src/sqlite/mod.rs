@@ -28,6 +28,7 @@ mod directory;
 mod inbound;
 mod mailbox;
 mod queue;
+mod retention;
 mod schema;
 mod spool;
 mod timeline;

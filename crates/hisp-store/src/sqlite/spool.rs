@@ -188,9 +188,16 @@ pub(super) fn doom_file_of<P: rusqlite::Params>(
     params: P,
 ) -> StoreResult<()> {
     if let Some(name) = file_of(conn, select, params)? {
-        let path = dir(conn)?.join(name);
-        BATCH.with(|b| b.borrow_mut().doomed.push(path));
+        doom(conn, &name)?;
     }
+    Ok(())
+}
+
+/// Remove the body file `name` once the current batch has committed (its row is being
+/// deleted or replaced in this batch).
+pub(super) fn doom(conn: &Connection, name: &str) -> StoreResult<()> {
+    let path = dir(conn)?.join(name);
+    BATCH.with(|b| b.borrow_mut().doomed.push(path));
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::{
     RcptState, RcptUpdate, Store, StoreError,
 };
 
-fn body(len: usize) -> Vec<u8> {
+pub(super) fn body(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
@@ -109,7 +109,7 @@ async fn wal_stays_bounded_under_steady_large_writes_and_reads() {
     );
 }
 
-fn files(dir: &std::path::Path) -> Vec<String> {
+pub(super) fn files(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("hisp.db-bodies"))
         .map(|entries| {
             entries

@@ -7,6 +7,7 @@ mod directory;
 mod inbound;
 mod mailbox;
 mod queue;
+mod retention;
 mod tracking;
 mod writer;
 

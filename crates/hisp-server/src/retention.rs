@@ -1,0 +1,59 @@
+//! Retention in the daemon (`[retention]`): a minute after start and then every hour, the
+//! bodies nobody needs any more are removed ([`Store::purge_bodies`]), [`BATCH`] of each
+//! kind per transaction, so the writer is never held long. `hisp purge` runs the same pass
+//! at once.
+
+use crate::config::RetentionConfig;
+use crate::context::Context;
+use hisp_store::{Purged, Store, StoreResult};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bodies of each kind removed per transaction.
+pub const BATCH: usize = 500;
+
+/// Remove every body `cfg` no longer keeps at `now`, a batch at a time.
+pub async fn purge_all<S: Store>(
+    store: &S,
+    cfg: &RetentionConfig,
+    now: i64,
+) -> StoreResult<Purged> {
+    let age = |d: Duration| now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (outbound_before, picked_up_before) = (
+        age(cfg.keep_outbound_bodies),
+        age(cfg.keep_picked_up_bodies),
+    );
+    let mut total = Purged::default();
+    loop {
+        let p = store
+            .purge_bodies(outbound_before, picked_up_before, BATCH, now)
+            .await?;
+        total.outbound += p.outbound;
+        total.mailbox += p.mailbox;
+        if p.outbound < BATCH as u64 && p.mailbox < BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Run the hourly pass until `stop` flips.
+pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = Duration::from_secs(3600);
+        match purge_all(ctx.store.as_ref(), &ctx.config.retention, ctx.now()).await {
+            Ok(p) if p.outbound + p.mailbox > 0 => tracing::info!(
+                outbound = p.outbound,
+                mailbox = p.mailbox,
+                "retention: bodies no longer needed removed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; it runs again in an hour"),
+        }
+    }
+}
