@@ -1,36 +1,42 @@
 //! Retention in the daemon (`[retention]`): a minute after start and then every hour, the
-//! bodies nobody needs any more are removed ([`Store::purge_bodies`]), [`BATCH`] of each
-//! kind per transaction, so the writer is never held long. `hisp purge` runs the same pass
+//! bodies nobody needs any more are removed ([`Store::purge_bodies`]), looking at [`BATCH`]
+//! rows of each kind per transaction, so the writer is never held long. `hisp purge` runs the same pass
 //! at once.
 
 use crate::config::RetentionConfig;
 use crate::context::Context;
-use hisp_store::{Purged, Store, StoreResult};
+use hisp_store::{PurgeStep, Purged, Store, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Bodies of each kind removed per transaction.
+/// Body rows of each kind looked at per transaction.
 pub const BATCH: usize = 500;
 
-/// Remove every body `cfg` no longer keeps at `now`, a batch at a time.
+/// Remove every body `cfg` no longer keeps at `now`, a step at a time; returns how many
+/// went (the cursors of the result are spent).
 pub async fn purge_all<S: Store>(
     store: &S,
     cfg: &RetentionConfig,
     now: i64,
 ) -> StoreResult<Purged> {
     let age = |d: Duration| now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let (outbound_before, picked_up_before) = (
-        age(cfg.keep_outbound_bodies),
-        age(cfg.keep_picked_up_bodies),
-    );
+    let mut step = PurgeStep {
+        outbound_before: age(cfg.keep_outbound_bodies),
+        picked_up_before: age(cfg.keep_picked_up_bodies),
+        outbound_after: 0,
+        mailbox_after: 0,
+        limit: BATCH,
+        now,
+    };
     let mut total = Purged::default();
     loop {
-        let p = store
-            .purge_bodies(outbound_before, picked_up_before, BATCH, now)
-            .await?;
+        let p = store.purge_bodies(step).await?;
         total.outbound += p.outbound;
         total.mailbox += p.mailbox;
-        if p.outbound < BATCH as u64 && p.mailbox < BATCH as u64 {
+        // A kind that is done is skipped from then on (no row lies past i64::MAX).
+        step.outbound_after = p.outbound_next.unwrap_or(i64::MAX);
+        step.mailbox_after = p.mailbox_next.unwrap_or(i64::MAX);
+        if p.outbound_next.is_none() && p.mailbox_next.is_none() {
             return Ok(total);
         }
         tokio::task::yield_now().await;

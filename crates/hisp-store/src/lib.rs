@@ -278,17 +278,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send
     where
         F: FnOnce(&[OutRecipient]) -> Option<NewMailboxEntry> + Send + 'static;
-    /// Retention: remove the bodies of outbound messages created before `outbound_before`
-    /// whose every recipient is final (no retry, no notification awaited), and of mailbox
-    /// entries picked up before `picked_up_before`; at most `limit` of each, oldest first.
-    /// Rows, states and timelines stay.
-    fn purge_bodies(
-        &self,
-        outbound_before: UnixTime,
-        picked_up_before: UnixTime,
-        limit: usize,
-        now: UnixTime,
-    ) -> impl Future<Output = StoreResult<Purged>> + Send;
+    /// One step of a retention pass ([`PurgeStep`]): remove the bodies of outbound
+    /// messages created before the cut-off whose every recipient is final (no retry, no
+    /// notification awaited), and of mailbox entries picked up before theirs, oldest
+    /// first, looking at no more than `limit` rows of each. Rows, states and timelines stay.
+    fn purge_bodies(&self, step: PurgeStep) -> impl Future<Output = StoreResult<Purged>> + Send;
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
     /// how many. Each gets a `flushed` event on its timeline.
     fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;

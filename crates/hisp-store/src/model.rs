@@ -426,13 +426,36 @@ pub struct Notice {
     pub detail: String,
 }
 
-/// What one retention pass removed.
+/// One step of a retention pass: the bodies older than the cut-offs, scanning at most
+/// `limit` rows of each kind after the cursors (row ids; 0 to start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeStep {
+    /// Outbound messages created before this (and all of whose recipients are final).
+    pub outbound_before: UnixTime,
+    /// Mailbox entries picked up before this.
+    pub picked_up_before: UnixTime,
+    /// Outbound cursor.
+    pub outbound_after: i64,
+    /// Mailbox cursor.
+    pub mailbox_after: i64,
+    /// Rows of each kind looked at, at most.
+    pub limit: usize,
+    /// For the timeline.
+    pub now: UnixTime,
+}
+
+/// What one retention step removed, and where the next starts (`None`: that kind is done
+/// for this pass).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     /// Outbound messages whose body and sealed copies went.
     pub outbound: u64,
     /// Mailbox entries whose body went.
     pub mailbox: u64,
+    /// The outbound cursor for the next step.
+    pub outbound_next: Option<i64>,
+    /// The mailbox cursor for the next step.
+    pub mailbox_next: Option<i64>,
 }
 
 /// What committing an inbound outcome did.

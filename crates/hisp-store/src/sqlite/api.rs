@@ -6,8 +6,8 @@ use super::{bundles, directory, inbound, mailbox, queue, retention, timeline, Sq
 use crate::{
     Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
     NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
-    OutMessage, OutRecipient, Purged, QueueId, Queued, RcptUpdate, Route, StaticCert, Store,
-    StoreResult, UnixTime,
+    OutMessage, OutRecipient, PurgeStep, Purged, QueueId, Queued, RcptUpdate, Route, StaticCert,
+    Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -240,15 +240,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_bodies(
-        &self,
-        outbound_before: UnixTime,
-        picked_up_before: UnixTime,
-        limit: usize,
-        now: UnixTime,
-    ) -> StoreResult<Purged> {
-        self.write(move |c| retention::purge(c, outbound_before, picked_up_before, limit, now))
-            .await
+    async fn purge_bodies(&self, step: PurgeStep) -> StoreResult<Purged> {
+        self.write(move |c| retention::purge(c, &step)).await
     }
 
     async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {

@@ -3,51 +3,80 @@
 //! An outbound message's body and sealed copies are needed until every recipient is final
 //! (no retry, no notification awaited); a mailbox entry's body until the edge picked it up,
 //! and then for as long as the operator keeps it. Rows, states and timelines stay, and a
-//! `purged` event says when the body of a message went. Each call removes at most `limit`
-//! of each kind, oldest first, so the writer is never held long.
+//! `purged` event says when the body of a message went.
+//!
+//! Body rows are walked in row order (the order they were written, so oldest first) from a
+//! cursor, a bounded number per step, and a pass stops at the first row too young to go:
+//! a step never scans the bodies of the retention window, and a long run of old bodies
+//! still in use (a queue held by a peer's outage) does not stall the pass.
 
 use rusqlite::{params, Connection};
 
 use super::{db, spool, timeline};
-use crate::{Purged, StoreResult, UnixTime};
+use crate::{PurgeStep, Purged, StoreResult};
 
-/// Remove the bodies of finished outbound messages created before `outbound_before` and of
-/// mailbox entries picked up before `picked_up_before`, at most `limit` of each.
-pub(super) fn purge(
-    conn: &Connection,
-    outbound_before: UnixTime,
-    picked_up_before: UnixTime,
-    limit: usize,
-    now: UnixTime,
-) -> StoreResult<Purged> {
+/// One step (see [`crate::Store::purge_bodies`]).
+pub(super) fn purge(conn: &Connection, step: &PurgeStep) -> StoreResult<Purged> {
+    let (outbound, outbound_next) = purge_outbound(conn, step)?;
+    let (mailbox, mailbox_next) = purge_mailbox(conn, step)?;
     Ok(Purged {
-        outbound: purge_outbound(conn, outbound_before, limit, now)?,
-        mailbox: purge_mailbox(conn, picked_up_before, limit)?,
+        outbound,
+        mailbox,
+        outbound_next,
+        mailbox_next,
     })
 }
 
-fn purge_outbound(
-    conn: &Connection,
-    before: UnixTime,
-    limit: usize,
-    now: UnixTime,
-) -> StoreResult<u64> {
+/// A body row looked at: its row id, whose it is, when that was made, and whether it may go.
+struct Seen<K> {
+    rowid: i64,
+    key: K,
+    made: i64,
+    may_go: bool,
+}
+
+/// Walk `rows` (in row order): the keys that may go, and the cursor for the next step
+/// (`None` once a row too young to go, or the end, was reached).
+fn walk<K>(rows: Vec<Seen<K>>, before: i64, limit: usize) -> (Vec<K>, Option<i64>) {
+    let full = rows.len() >= limit;
+    let mut last = None;
+    let mut go = Vec::new();
+    for r in rows {
+        if r.made >= before {
+            return (go, None);
+        }
+        last = Some(r.rowid);
+        if r.may_go {
+            go.push(r.key);
+        }
+    }
+    (go, last.filter(|_| full))
+}
+
+fn purge_outbound(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the bodies of finished messages";
-    // Oldest bodies first (rowid order): the ones already removed are not scanned again.
-    let ids: Vec<String> = {
+    let rows: Vec<Seen<String>> = {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT b.message FROM message_bodies b JOIN messages m ON m.id = b.message \
-                 WHERE m.created < ?1 AND NOT EXISTS (SELECT 1 FROM recipients r \
+                "SELECT b.rowid, b.message, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
                  WHERE r.message = b.message AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
-                 ORDER BY b.rowid LIMIT ?2",
+                 FROM message_bodies b JOIN messages m ON m.id = b.message \
+                 WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
             )
             .map_err(db(what))?;
         let rows = stmt
-            .query_map(params![before, limit as i64], |row| row.get(0))
+            .query_map(params![step.outbound_after, step.limit as i64], |row| {
+                Ok(Seen {
+                    rowid: row.get(0)?,
+                    key: row.get(1)?,
+                    made: row.get(2)?,
+                    may_go: row.get(3)?,
+                })
+            })
             .map_err(db(what))?;
         rows.collect::<Result<_, _>>().map_err(db(what))?
     };
+    let (ids, next) = walk(rows, step.outbound_before, step.limit);
     for id in &ids {
         for table in ["message_bodies", "sealed"] {
             let select =
@@ -58,25 +87,46 @@ fn purge_outbound(
                 .execute([id])
                 .map_err(db(what))?;
         }
-        timeline::insert(conn, id, None, "purged", "body removed (retention)", now)?;
+        timeline::insert(
+            conn,
+            id,
+            None,
+            "purged",
+            "body removed (retention)",
+            step.now,
+        )?;
     }
-    Ok(ids.len() as u64)
+    Ok((ids.len() as u64, next))
 }
 
-fn purge_mailbox(conn: &Connection, before: UnixTime, limit: usize) -> StoreResult<u64> {
+fn purge_mailbox(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the bodies of picked-up mail";
-    let entries: Vec<i64> = {
+    // An entry received after the cut-off cannot have been picked up before it.
+    let rows: Vec<Seen<i64>> = {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT b.entry FROM mailbox_bodies b JOIN mailbox m ON m.id = b.entry \
-                 WHERE m.picked_up IS NOT NULL AND m.picked_up < ?1 ORDER BY b.entry LIMIT ?2",
+                "SELECT b.rowid, b.entry, m.received, \
+                 m.picked_up IS NOT NULL AND m.picked_up < ?3 \
+                 FROM mailbox_bodies b JOIN mailbox m ON m.id = b.entry \
+                 WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
             )
             .map_err(db(what))?;
         let rows = stmt
-            .query_map(params![before, limit as i64], |row| row.get(0))
+            .query_map(
+                params![step.mailbox_after, step.limit as i64, step.picked_up_before],
+                |row| {
+                    Ok(Seen {
+                        rowid: row.get(0)?,
+                        key: row.get(1)?,
+                        made: row.get(2)?,
+                        may_go: row.get(3)?,
+                    })
+                },
+            )
             .map_err(db(what))?;
         rows.collect::<Result<_, _>>().map_err(db(what))?
     };
+    let (entries, next) = walk(rows, step.picked_up_before, step.limit);
     for entry in &entries {
         spool::doom_file_of(
             conn,
@@ -88,7 +138,7 @@ fn purge_mailbox(conn: &Connection, before: UnixTime, limit: usize) -> StoreResu
             .execute([entry])
             .map_err(db(what))?;
     }
-    Ok(entries.len() as u64)
+    Ok((entries.len() as u64, next))
 }
 
 /// Doom (remove after the commit) every body file `select` names for `id`.

@@ -5,7 +5,36 @@
 use super::bodies::{body, files};
 use super::{fresh, message, update};
 use crate::sqlite::blobs::IN_FILES;
-use crate::{EntryKind, NewMailboxEntry, QueueId, RcptState, Store};
+use crate::sqlite::SqliteStore;
+use crate::{EntryKind, NewMailboxEntry, PurgeStep, QueueId, RcptState, Store};
+
+/// A whole pass in steps of `limit` rows: (outbound, mailbox) bodies removed, and steps.
+async fn pass(
+    store: &SqliteStore,
+    outbound_before: i64,
+    picked_up_before: i64,
+    limit: usize,
+    now: i64,
+) -> (u64, u64, usize) {
+    let mut step = PurgeStep {
+        outbound_before,
+        picked_up_before,
+        outbound_after: 0,
+        mailbox_after: 0,
+        limit,
+        now,
+    };
+    let (mut out, mut mb, mut steps) = (0, 0, 0);
+    loop {
+        let p = store.purge_bodies(step).await.unwrap();
+        (out, mb, steps) = (out + p.outbound, mb + p.mailbox, steps + 1);
+        if p.outbound_next.is_none() && p.mailbox_next.is_none() {
+            return (out, mb, steps);
+        }
+        step.outbound_after = p.outbound_next.unwrap_or(i64::MAX);
+        step.mailbox_after = p.mailbox_next.unwrap_or(i64::MAX);
+    }
+}
 
 fn entry(owner: &str, n: i64, size: usize) -> NewMailboxEntry {
     NewMailboxEntry {
@@ -66,11 +95,9 @@ async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
     assert_eq!(files(dir.path()).len(), 3);
 
     // Too recent for both cut-offs: nothing goes.
-    let none = store.purge_bodies(100, 200, 10, 300).await.unwrap();
-    assert_eq!((none.outbound, none.mailbox), (0, 0));
+    assert_eq!(pass(&store, 100, 200, 10, 300).await, (0, 0, 1));
 
-    let gone = store.purge_bodies(101, 201, 10, 300).await.unwrap();
-    assert_eq!((gone.outbound, gone.mailbox), (1, 1));
+    assert_eq!(pass(&store, 101, 201, 10, 300).await, (1, 1, 1));
     assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     assert_eq!(store.outbound_body(&done).await.unwrap(), None);
     assert_eq!(store.sealed(&done, "b.example").await.unwrap(), None);
@@ -96,9 +123,9 @@ async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
     assert_eq!(listed.len(), 2, "entries stay listed");
     assert!(store.mailbox_entry("bob@b.example", picked).await.is_err());
 
-    // Nothing left to do; and a call removes at most `limit` of each kind.
-    let again = store.purge_bodies(10_000, 10_000, 10, 300).await.unwrap();
-    assert_eq!((again.outbound, again.mailbox), (0, 0));
+    // Nothing left to do. Steps look at `limit` rows each and walk past bodies still in
+    // use (the unread entry), and stop at the first one too young to go.
+    assert_eq!(pass(&store, 10_000, 10_000, 10, 300).await.0, 0);
     for n in 10..15 {
         let id = store.deliver(entry("bob@b.example", n, 10)).await.unwrap();
         store
@@ -106,7 +133,20 @@ async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
             .await
             .unwrap();
     }
-    let first = store.purge_bodies(0, 10_000, 3, 400).await.unwrap();
-    let second = store.purge_bodies(0, 10_000, 3, 400).await.unwrap();
-    assert_eq!((first.mailbox, second.mailbox), (3, 2));
+    let young = store
+        .deliver(entry("bob@b.example", 5_000, 10))
+        .await
+        .unwrap();
+    store
+        .mark_picked_up("bob@b.example", young, 5_001)
+        .await
+        .unwrap();
+    let (_, mailbox, steps) = pass(&store, 0, 5_000, 2, 400).await;
+    assert_eq!(
+        (mailbox, steps),
+        (5, 4),
+        "unread + 5 picked up, 2 rows a step"
+    );
+    assert!(store.mailbox_entry("bob@b.example", young).await.is_ok());
+    assert!(store.mailbox_entry("bob@b.example", unread).await.is_ok());
 }
