@@ -138,13 +138,7 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
 
     // The daemons' info lines (docs/operations.md: one per message and delivery) name
     // the queue ids, and no recipient address (it may name a patient).
-    let out_id = alpha.queue_json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .map(|m| m["queue_id"].as_str().unwrap().to_string())
-        .unwrap();
+    let out_id = queue_id_at(&alpha, &id);
     let (alog, blog) = (a.log_text(), b.log_text());
     let line_with =
         |log: &str, words: &[&str]| log.lines().any(|l| words.iter().all(|w| l.contains(w)));
@@ -184,6 +178,38 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
     );
 }
 
+/// The message `id` in `inst`'s `hisp queue --json`.
+fn message_at(inst: &Instance, id: &str) -> Value {
+    inst.queue_json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+/// The queue id of the message `id` in `inst`'s queue.
+fn queue_id_at(inst: &Instance, id: &str) -> String {
+    message_at(inst, id)["queue_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Two instances with a 30-minute first retry at alpha, alpha running and beta down, and
+/// a referral (Message-ID tagged `tag`) deferred at alpha: (its folder, the pair, alpha's
+/// daemon, the Message-ID, when its retry is due).
+fn deferred_at_alpha(tag: &str) -> (tempfile::TempDir, Pair, Daemon, String, String) {
+    let tmp = common::workdir();
+    let pair = Pair::init(tmp.path());
+    pair.alpha.set("queue", "retry_first", "\"30m\"");
+    let a = Daemon::start(&pair.alpha);
+    let id = format!("<{tag}-{}@direct.alpha.example>", std::process::id());
+    let scheduled = deferred_referral(&pair, &a, &id);
+    (tmp, pair, a, id, scheduled)
+}
+
 /// Submit a referral at alpha while beta is down, and wait until its first attempt failed
 /// and the next is scheduled (`queue.retry_first`, 30 minutes); returns when it is due.
 fn deferred_referral(pair: &Pair, a: &Daemon, id: &str) -> String {
@@ -200,12 +226,7 @@ fn deferred_referral(pair: &Pair, a: &Daemon, id: &str) -> String {
 
 #[test]
 fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
-    let tmp = common::workdir();
-    let pair = Pair::init(tmp.path());
-    pair.alpha.set("queue", "retry_first", "\"30m\"");
-    let a = Daemon::start(&pair.alpha);
-    let id = format!("<flush-{}@direct.alpha.example>", std::process::id());
-    let scheduled = deferred_referral(&pair, &a, &id);
+    let (_tmp, pair, a, id, scheduled) = deferred_at_alpha("flush");
 
     let b = Daemon::start(&pair.beta);
     let flush = hisp_at(&pair.alpha, &["queue", "flush"]);
@@ -224,13 +245,7 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
         a.all_logs(6000),
         b.all_logs(6000)
     );
-    let q = pair.alpha.queue_json();
-    let m = q["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .unwrap();
+    let m = message_at(&pair.alpha, &id);
     let events: Vec<&str> = m["timeline"]
         .as_array()
         .unwrap()
@@ -247,19 +262,8 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
 
 #[test]
 fn queue_delete_fails_a_deferred_message_and_tells_its_sender() {
-    let tmp = common::workdir();
-    let pair = Pair::init(tmp.path());
-    pair.alpha.set("queue", "retry_first", "\"30m\"");
-    let a = Daemon::start(&pair.alpha);
-    let id = format!("<delete-{}@direct.alpha.example>", std::process::id());
-    deferred_referral(&pair, &a, &id);
-    let queue_id = pair.alpha.queue_json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .map(|m| m["queue_id"].as_str().unwrap().to_string())
-        .unwrap();
+    let (_tmp, pair, _a, id, _) = deferred_at_alpha("delete");
+    let queue_id = queue_id_at(&pair.alpha, &id);
 
     let del = hisp_at(&pair.alpha, &["queue", "delete", &queue_id]);
     assert_eq!(del.code, 0, "queue delete: {}", del.stderr);
@@ -368,13 +372,7 @@ fn purge_removes_bodies_once_picked_up_or_finished_and_keeps_the_records() {
         purge(&pair.alpha).starts_with("removed the bodies of 1 ")
     });
     assert!(purged, "finished outbound body not purged\n{}", logs());
-    let q = pair.alpha.queue_json();
-    let m = q["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .unwrap();
+    let m = message_at(&pair.alpha, &id);
     assert!(m["timeline"]
         .as_array()
         .unwrap()

@@ -35,6 +35,27 @@ struct Seen<K> {
     may_go: bool,
 }
 
+/// The rows `sql` selects as (rowid, key, made, may go).
+fn seen<K: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &'static str,
+) -> StoreResult<Vec<Seen<K>>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(what))?;
+    let rows = stmt
+        .query_map(params, |row| {
+            Ok(Seen {
+                rowid: row.get(0)?,
+                key: row.get(1)?,
+                made: row.get(2)?,
+                may_go: row.get(3)?,
+            })
+        })
+        .map_err(db(what))?;
+    rows.collect::<Result<_, _>>().map_err(db(what))
+}
+
 /// Walk `rows` (in row order): the keys that may go, and the cursor for the next step
 /// (`None` once a row too young to go, or the end, was reached).
 fn walk<K>(rows: Vec<Seen<K>>, before: i64, limit: usize) -> (Vec<K>, Option<i64>) {
@@ -55,27 +76,15 @@ fn walk<K>(rows: Vec<Seen<K>>, before: i64, limit: usize) -> (Vec<K>, Option<i64
 
 fn purge_outbound(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the bodies of finished messages";
-    let rows: Vec<Seen<String>> = {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT b.rowid, b.message, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
-                 WHERE r.message = b.message AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
-                 FROM message_bodies b JOIN messages m ON m.id = b.message \
-                 WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
-            )
-            .map_err(db(what))?;
-        let rows = stmt
-            .query_map(params![step.outbound_after, step.limit as i64], |row| {
-                Ok(Seen {
-                    rowid: row.get(0)?,
-                    key: row.get(1)?,
-                    made: row.get(2)?,
-                    may_go: row.get(3)?,
-                })
-            })
-            .map_err(db(what))?;
-        rows.collect::<Result<_, _>>().map_err(db(what))?
-    };
+    let rows: Vec<Seen<String>> = seen(
+        conn,
+        "SELECT b.rowid, b.message, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
+         WHERE r.message = b.message AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
+         FROM message_bodies b JOIN messages m ON m.id = b.message \
+         WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
+        params![step.outbound_after, step.limit as i64],
+        what,
+    )?;
     let (ids, next) = walk(rows, step.outbound_before, step.limit);
     for id in &ids {
         for table in ["message_bodies", "sealed"] {
@@ -101,31 +110,16 @@ fn purge_outbound(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Opti
 
 fn purge_mailbox(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the bodies of picked-up mail";
-    // An entry received after the cut-off cannot have been picked up before it.
-    let rows: Vec<Seen<i64>> = {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT b.rowid, b.entry, m.received, \
-                 m.picked_up IS NOT NULL AND m.picked_up < ?3 \
-                 FROM mailbox_bodies b JOIN mailbox m ON m.id = b.entry \
-                 WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
-            )
-            .map_err(db(what))?;
-        let rows = stmt
-            .query_map(
-                params![step.mailbox_after, step.limit as i64, step.picked_up_before],
-                |row| {
-                    Ok(Seen {
-                        rowid: row.get(0)?,
-                        key: row.get(1)?,
-                        made: row.get(2)?,
-                        may_go: row.get(3)?,
-                    })
-                },
-            )
-            .map_err(db(what))?;
-        rows.collect::<Result<_, _>>().map_err(db(what))?
-    };
+    // An entry received after the cut-off cannot have been picked up before it, so the
+    // walk stops at the first one received after it.
+    let rows: Vec<Seen<i64>> = seen(
+        conn,
+        "SELECT b.rowid, b.entry, m.received, m.picked_up IS NOT NULL AND m.picked_up < ?3 \
+         FROM mailbox_bodies b JOIN mailbox m ON m.id = b.entry \
+         WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
+        params![step.mailbox_after, step.limit as i64, step.picked_up_before],
+        what,
+    )?;
     let (entries, next) = walk(rows, step.picked_up_before, step.limit);
     for entry in &entries {
         spool::doom_file_of(
