@@ -211,13 +211,8 @@ pub async fn sweep_overdue<S: Store>(ctx: &Context<S>) {
             remote: None,
         };
         let dsn = dsn_for_sender(&ctx.config.server.hostname, &original, &[failure], now);
-        // The DSN commits with the failure it reports.
-        if ctx
-            .store
-            .update_recipients_notifying(vec![update], vec![dsn])
-            .await
-            .is_ok()
-        {
+        // Only if still overdue (an MDN applied since wins), with its DSN in one commit.
+        if let Ok(true) = ctx.store.fail_overdue(update, r.state, dsn).await {
             Metrics::inc(&ctx.metrics.failed);
             Metrics::inc(&ctx.metrics.dsn_sent);
         }

@@ -241,6 +241,16 @@ pub trait Store: Send + Sync + 'static {
         updates: Vec<RcptUpdate>,
         dsns: Vec<NewMailboxEntry>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Fail a recipient whose notification is overdue (the tracker's timeout), only if it
+    /// still is: in state `expected` and past its deadline at `update.now`; a notification
+    /// applied meanwhile wins. `dsn` goes to the sender's mailbox in the same transaction.
+    /// True when the recipient was failed.
+    fn fail_overdue(
+        &self,
+        update: RcptUpdate,
+        expected: RcptState,
+        dsn: NewMailboxEntry,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Find the outbound recipient an MDN/DSN is about: by the original Message-ID (exact,
     /// angle brackets included as stored) and the recipient address (case-insensitive).
     fn find_recipient(

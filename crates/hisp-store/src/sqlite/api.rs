@@ -2,12 +2,14 @@
 //! and hands a closure to the writer thread (changes, and leases, which change rows) or to
 //! a pooled read connection. The SQL lives in the concern modules.
 
-use super::{bundles, directory, inbound, mailbox, queue, retention, timeline, SqliteStore};
+use super::{
+    bundles, directory, inbound, mailbox, queue, retention, timeline, tracking, SqliteStore,
+};
 use crate::{
     Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
     NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
-    OutMessage, OutRecipient, PurgeStep, Purged, QueueId, Queued, RcptUpdate, Route, StaticCert,
-    Store, StoreResult, UnixTime,
+    OutMessage, OutRecipient, PurgeStep, Purged, QueueId, Queued, RcptState, RcptUpdate, Route,
+    StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -194,6 +196,16 @@ impl Store for SqliteStore {
             },
         )
         .await
+    }
+
+    async fn fail_overdue(
+        &self,
+        update: RcptUpdate,
+        expected: RcptState,
+        dsn: NewMailboxEntry,
+    ) -> StoreResult<bool> {
+        self.write(move |c| tracking::fail_overdue(c, &update, expected, &dsn))
+            .await
     }
 
     async fn find_recipient(

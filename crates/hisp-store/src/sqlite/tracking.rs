@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection};
 
 use super::{db, fold, mailbox, timeline};
-use crate::{Notice, RcptState, StoreResult, UnixTime};
+use crate::{NewMailboxEntry, Notice, RcptState, RcptUpdate, StoreResult, UnixTime};
 
 /// How far along a state is; `failed` may still replace any state that is not final.
 fn rank(state: RcptState) -> i64 {
@@ -57,5 +57,49 @@ pub(super) fn apply(conn: &Connection, notice: &Notice, now: UnixTime) -> StoreR
             now,
         )?;
     }
+    Ok(true)
+}
+
+/// Fail a recipient whose notification is overdue, only if it still is: still in the state
+/// the tracker read (`expected`) and past its deadline at `update.now`. A notification
+/// applied since wins, and then no DSN goes either. With the failure, `dsn` is put in the
+/// sender's mailbox. True when the recipient was failed.
+pub(super) fn fail_overdue(
+    conn: &Connection,
+    update: &RcptUpdate,
+    expected: RcptState,
+    dsn: &NewMailboxEntry,
+) -> StoreResult<bool> {
+    let what = "failing an overdue recipient";
+    let rcpt = fold(&update.rcpt);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE recipients SET state = ?3, last_error = ?4, deadline = NULL, updated = ?5, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE message = ?1 AND rcpt = ?2 AND state = ?6 \
+             AND deadline IS NOT NULL AND deadline < ?5",
+        )
+        .map_err(db(what))?
+        .execute(params![
+            update.message.0,
+            rcpt,
+            update.state.as_str(),
+            update.last_error,
+            update.now,
+            expected.as_str(),
+        ])
+        .map_err(db(what))?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    timeline::insert(
+        conn,
+        &update.message.0,
+        Some(&rcpt),
+        &update.event,
+        &update.detail,
+        update.now,
+    )?;
+    mailbox::deliver(conn, dsn)?;
     Ok(true)
 }

@@ -149,3 +149,73 @@ async fn an_mdn_overtaking_the_relayed_record_is_not_undone() {
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["submitted", "processed", "relayed"]);
 }
+
+/// Direct IG "timely and reliable": the timeout fails a recipient only while it is still
+/// overdue. A `processed` MDN applied between the tracker's read and its write wins, and
+/// no failure DSN goes; a recipient still waiting past its deadline fails, with its DSN.
+#[tokio::test]
+async fn a_timeout_does_not_overwrite_an_mdn_applied_meanwhile() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message("<m1@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    let relayed = RcptUpdate {
+        deadline: Some(200),
+        ..update(&id, "bob@b.example", RcptState::Relayed, 110)
+    };
+    store.update_recipients(vec![relayed]).await.unwrap();
+    let overdue = store.overdue(300, 10).await.unwrap();
+    assert_eq!(overdue.len(), 1, "read by the tracker at 300");
+    let timeout = RcptUpdate {
+        last_error: Some("no processed MDN".into()),
+        event: "timeout".into(),
+        ..update(&id, "bob@b.example", RcptState::Failed, 300)
+    };
+    let dsn = NewMailboxEntry {
+        owner: "dr.alice@direct.a.example".into(),
+        kind: EntryKind::Dsn,
+        message_id: "<dsn@a.example>".into(),
+        from: "mailer-daemon@direct.a.example".into(),
+        subject: "Delivery Status Notification (Failure)".into(),
+        body: b"DSN".to_vec(),
+        wants_dispatched: false,
+        source: Some(id.clone()),
+        now: 300,
+    };
+
+    // The MDN lands first: the timeout changes nothing and sends nothing.
+    receive(&store, notice(&id, "processed", RcptState::Processed), 299).await;
+    let failed = store
+        .fail_overdue(timeout.clone(), RcptState::Relayed, dsn.clone())
+        .await
+        .unwrap();
+    assert!(!failed);
+    assert_eq!(state(&store, &id).await.0, RcptState::Processed);
+    assert_eq!(mailbox_len(&store).await, 1, "the MDN only, no DSN");
+
+    // Still waiting past the deadline: failed, with the DSN in the same commit.
+    let other = store
+        .enqueue(message("<m2@a.example>", &["bob@b.example"], 100))
+        .await
+        .unwrap();
+    let relayed = RcptUpdate {
+        deadline: Some(200),
+        ..update(&other, "bob@b.example", RcptState::Relayed, 110)
+    };
+    store.update_recipients(vec![relayed]).await.unwrap();
+    let timeout = RcptUpdate {
+        message: other.clone(),
+        ..timeout
+    };
+    assert!(store
+        .fail_overdue(timeout, RcptState::Relayed, dsn)
+        .await
+        .unwrap());
+    let (s, why) = state(&store, &other).await;
+    assert_eq!(
+        (s, why.as_deref()),
+        (RcptState::Failed, Some("no processed MDN"))
+    );
+    assert_eq!(mailbox_len(&store).await, 2);
+}
