@@ -367,14 +367,7 @@ pub(super) fn update_recipients(conn: &Connection, updates: &[RcptUpdate]) -> St
             });
         }
         if !update.event.is_empty() {
-            timeline::insert(
-                conn,
-                &update.message.0,
-                Some(&rcpt),
-                &update.event,
-                &update.detail,
-                update.now,
-            )?;
+            timeline::add_update(conn, update, &rcpt)?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection};
 
 use super::{collect, db, fold};
-use crate::{Event, NewEvent, QueueId, StoreResult};
+use crate::{Event, NewEvent, QueueId, RcptUpdate, StoreResult};
 
 /// Append one event.
 pub(super) fn insert(
@@ -35,6 +35,18 @@ pub(super) fn add_event(conn: &Connection, event: &NewEvent) -> StoreResult<()> 
         &event.kind,
         &event.detail,
         event.at,
+    )
+}
+
+/// The event a recipient update carries, for `rcpt` (folded).
+pub(super) fn add_update(conn: &Connection, update: &RcptUpdate, rcpt: &str) -> StoreResult<()> {
+    insert(
+        conn,
+        &update.message.0,
+        Some(rcpt),
+        &update.event,
+        &update.detail,
+        update.now,
     )
 }
 

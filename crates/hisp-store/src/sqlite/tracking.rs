@@ -92,14 +92,7 @@ pub(super) fn fail_overdue(
     if changed == 0 {
         return Ok(false);
     }
-    timeline::insert(
-        conn,
-        &update.message.0,
-        Some(&rcpt),
-        &update.event,
-        &update.detail,
-        update.now,
-    )?;
+    timeline::add_update(conn, update, &rcpt)?;
     mailbox::deliver(conn, dsn)?;
     Ok(true)
 }
