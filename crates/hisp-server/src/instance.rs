@@ -189,6 +189,7 @@ mdn_timeout = "1h"
 [retention]
 keep_outbound_bodies = "7d"    # once every recipient is final
 keep_picked_up_bodies = "30d"  # after the edge picked it up
+keep_quarantined = "30d"       # a quarantined message's sealed form
 
 [crypto]
 receive_profile = "strict"       # strict | legacy

@@ -23,8 +23,10 @@ pub async fn purge_all<S: Store>(
     let mut step = PurgeStep {
         outbound_before: age(cfg.keep_outbound_bodies),
         picked_up_before: age(cfg.keep_picked_up_bodies),
+        quarantined_before: age(cfg.keep_quarantined),
         outbound_after: 0,
         mailbox_after: 0,
+        quarantined_after: 0,
         limit: BATCH,
         now,
     };
@@ -33,12 +35,14 @@ pub async fn purge_all<S: Store>(
         let p = store.purge_bodies(step).await?;
         total.outbound += p.outbound;
         total.mailbox += p.mailbox;
+        total.quarantined += p.quarantined;
+        if p.done() {
+            return Ok(total);
+        }
         // A kind that is done is skipped from then on (no row lies past i64::MAX).
         step.outbound_after = p.outbound_next.unwrap_or(i64::MAX);
         step.mailbox_after = p.mailbox_next.unwrap_or(i64::MAX);
-        if p.outbound_next.is_none() && p.mailbox_next.is_none() {
-            return Ok(total);
-        }
+        step.quarantined_after = p.quarantined_next.unwrap_or(i64::MAX);
         tokio::task::yield_now().await;
     }
 }
@@ -53,9 +57,10 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         }
         wait = Duration::from_secs(3600);
         match purge_all(ctx.store.as_ref(), &ctx.config.retention, ctx.now()).await {
-            Ok(p) if p.outbound + p.mailbox > 0 => tracing::info!(
+            Ok(p) if p.outbound + p.mailbox + p.quarantined > 0 => tracing::info!(
                 outbound = p.outbound,
                 mailbox = p.mailbox,
+                quarantined = p.quarantined,
                 "retention: bodies no longer needed removed"
             ),
             Ok(_) => {}

@@ -434,10 +434,14 @@ pub struct PurgeStep {
     pub outbound_before: UnixTime,
     /// Mailbox entries picked up before this.
     pub picked_up_before: UnixTime,
+    /// Inbound messages quarantined before this (their sealed form).
+    pub quarantined_before: UnixTime,
     /// Outbound cursor.
     pub outbound_after: i64,
     /// Mailbox cursor.
     pub mailbox_after: i64,
+    /// Quarantine cursor.
+    pub quarantined_after: i64,
     /// Rows of each kind looked at, at most.
     pub limit: usize,
     /// For the timeline.
@@ -452,10 +456,23 @@ pub struct Purged {
     pub outbound: u64,
     /// Mailbox entries whose body went.
     pub mailbox: u64,
+    /// Quarantined messages whose sealed form went.
+    pub quarantined: u64,
     /// The outbound cursor for the next step.
     pub outbound_next: Option<i64>,
     /// The mailbox cursor for the next step.
     pub mailbox_next: Option<i64>,
+    /// The quarantine cursor for the next step.
+    pub quarantined_next: Option<i64>,
+}
+
+impl Purged {
+    /// Every kind is done for this pass.
+    pub fn done(&self) -> bool {
+        self.outbound_next.is_none()
+            && self.mailbox_next.is_none()
+            && self.quarantined_next.is_none()
+    }
 }
 
 /// What committing an inbound outcome did.

@@ -111,11 +111,14 @@ pub fn purge(a: &PurgeArgs) -> Result<u8> {
     let p = runtime()?.block_on(hisp_server::retention::purge_all(&store, r, files::now()))?;
     println!(
         "removed the bodies of {} finished outbound message(s) older than {} and of {} \
-         mailbox entr(ies) picked up more than {} ago",
+         mailbox entr(ies) picked up more than {} ago, and the sealed form of {} message(s) \
+         quarantined more than {} ago",
         p.outbound,
         humantime::format_duration(r.keep_outbound_bodies),
         p.mailbox,
-        humantime::format_duration(r.keep_picked_up_bodies)
+        humantime::format_duration(r.keep_picked_up_bodies),
+        p.quarantined,
+        humantime::format_duration(r.keep_quarantined)
     );
     Ok(0)
 }

@@ -127,6 +127,10 @@ pub struct RetentionConfig {
     /// before it is picked up).
     #[serde(default = "d_30d", with = "human")]
     pub keep_picked_up_bodies: Duration,
+    /// A quarantined message's sealed form is removed this long after it was quarantined
+    /// (`hisp quarantine release` needs it; the entry and its reason stay).
+    #[serde(default = "d_30d", with = "human")]
+    pub keep_quarantined: Duration,
 }
 
 fn d_7d() -> Duration {
@@ -141,6 +145,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             keep_outbound_bodies: d_7d(),
             keep_picked_up_bodies: d_30d(),
+            keep_quarantined: d_30d(),
         }
     }
 }

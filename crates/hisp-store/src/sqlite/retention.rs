@@ -2,8 +2,10 @@
 //! without bound (at 10 KiB, each exchange leaves about 60 KiB of bodies on the two sides).
 //! An outbound message's body and sealed copies are needed until every recipient is final
 //! (no retry, no notification awaited); a mailbox entry's body until the edge picked it up,
-//! and then for as long as the operator keeps it. Rows, states and timelines stay, and a
-//! `purged` event says when the body of a message went.
+//! and then for as long as the operator keeps it; a quarantined message's sealed form for
+//! as long as the operator may want to release it (a broken or hostile peer could otherwise
+//! fill the disk with mail that never opens). Rows, states, reasons and timelines stay, and
+//! a `purged` event says when the body of a message went.
 //!
 //! Body rows are walked in row order (the order they were written, so oldest first) from a
 //! cursor, a bounded number per step, and a pass stops at the first row too young to go:
@@ -19,11 +21,14 @@ use crate::{PurgeStep, Purged, StoreResult};
 pub(super) fn purge(conn: &Connection, step: &PurgeStep) -> StoreResult<Purged> {
     let (outbound, outbound_next) = purge_outbound(conn, step)?;
     let (mailbox, mailbox_next) = purge_mailbox(conn, step)?;
+    let (quarantined, quarantined_next) = purge_quarantined(conn, step)?;
     Ok(Purged {
         outbound,
         mailbox,
+        quarantined,
         outbound_next,
         mailbox_next,
+        quarantined_next,
     })
 }
 
@@ -133,6 +138,45 @@ fn purge_mailbox(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Optio
             .map_err(db(what))?;
     }
     Ok((entries.len() as u64, next))
+}
+
+fn purge_quarantined(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Option<i64>)> {
+    let what = "removing the sealed form of quarantined mail";
+    // Quarantined when opened, which is never before it was received; spooled mail (not
+    // opened yet) keeps its body.
+    let rows: Vec<Seen<String>> = seen(
+        conn,
+        "SELECT b.rowid, b.inbound, i.received, i.state = 'quarantined' AND i.updated < ?3 \
+         FROM inbound_bodies b JOIN inbound i ON i.id = b.inbound \
+         WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
+        params![
+            step.quarantined_after,
+            step.limit as i64,
+            step.quarantined_before
+        ],
+        what,
+    )?;
+    let (ids, next) = walk(rows, step.quarantined_before, step.limit);
+    for id in &ids {
+        spool::doom_file_of(
+            conn,
+            "SELECT file FROM inbound_bodies WHERE inbound = ?1",
+            [id],
+        )?;
+        conn.prepare_cached("DELETE FROM inbound_bodies WHERE inbound = ?1")
+            .map_err(db(what))?
+            .execute([id])
+            .map_err(db(what))?;
+        timeline::insert(
+            conn,
+            id,
+            None,
+            "purged",
+            "sealed form removed (retention)",
+            step.now,
+        )?;
+    }
+    Ok((ids.len() as u64, next))
 }
 
 /// Doom (remove after the commit) every body file `select` names for `id`.
