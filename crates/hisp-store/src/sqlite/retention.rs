@@ -127,15 +127,7 @@ fn purge_mailbox(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Optio
     )?;
     let (entries, next) = walk(rows, step.picked_up_before, step.limit);
     for entry in &entries {
-        spool::doom_file_of(
-            conn,
-            "SELECT file FROM mailbox_bodies WHERE entry = ?1",
-            [entry],
-        )?;
-        conn.prepare_cached("DELETE FROM mailbox_bodies WHERE entry = ?1")
-            .map_err(db(what))?
-            .execute([entry])
-            .map_err(db(what))?;
+        drop_body(conn, "mailbox_bodies", "entry", entry, what)?;
     }
     Ok((entries.len() as u64, next))
 }
@@ -158,15 +150,7 @@ fn purge_quarantined(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, O
     )?;
     let (ids, next) = walk(rows, step.quarantined_before, step.limit);
     for id in &ids {
-        spool::doom_file_of(
-            conn,
-            "SELECT file FROM inbound_bodies WHERE inbound = ?1",
-            [id],
-        )?;
-        conn.prepare_cached("DELETE FROM inbound_bodies WHERE inbound = ?1")
-            .map_err(db(what))?
-            .execute([id])
-            .map_err(db(what))?;
+        drop_body(conn, "inbound_bodies", "inbound", id, what)?;
         timeline::insert(
             conn,
             id,
@@ -177,6 +161,23 @@ fn purge_quarantined(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, O
         )?;
     }
     Ok((ids.len() as u64, next))
+}
+
+/// Delete the body row of `table` whose `key` is `value`, and its file after the commit.
+fn drop_body(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    value: &dyn rusqlite::ToSql,
+    what: &'static str,
+) -> StoreResult<()> {
+    let select = format!("SELECT file FROM {table} WHERE {key} = ?1");
+    spool::doom_file_of(conn, &select, [value])?;
+    conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))
+        .map_err(db(what))?
+        .execute([value])
+        .map_err(db(what))?;
+    Ok(())
 }
 
 /// Doom (remove after the commit) every body file `select` names for `id`.
