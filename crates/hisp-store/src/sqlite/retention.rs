@@ -1,5 +1,5 @@
 //! Retention: the bodies nobody needs any more are removed, so the store does not grow
-//! without bound (at 10 KiB, each exchange leaves about 60 KiB of bodies on the two sides).
+//! without bound (at 10 KiB, each exchange leaves about 47 KiB of bodies on the two sides).
 //! An outbound message's body and sealed copies are needed until every recipient is final
 //! (no retry, no notification awaited); a mailbox entry's body until the edge picked it up,
 //! and then for as long as the operator keeps it; a quarantined message's sealed form for
