@@ -18,6 +18,7 @@ pub mod instance;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+mod outcome;
 pub mod pair;
 pub mod reload;
 pub mod report;
