@@ -164,10 +164,11 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
         };
         let now = files::now();
         // The sender's DSN commits with the failures it reports (none for a notification).
-        let tell = (m.kind == OutKind::Message).then(|| {
-            let host = cfg.server.hostname.clone();
-            let (qid, message_id, sender) = (qid.clone(), m.message_id.clone(), m.sender.clone());
-            move |gone: &[OutRecipient]| {
+        let is_message = m.kind == OutKind::Message;
+        let host = cfg.server.hostname.clone();
+        let (dsn_qid, message_id, sender) = (qid.clone(), m.message_id.clone(), m.sender.clone());
+        let tell = move |gone: &[OutRecipient]| {
+            is_message.then(|| {
                 let failures: Vec<Failure> = gone
                     .iter()
                     .map(|r| Failure {
@@ -178,16 +179,14 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
                     })
                     .collect();
                 let original = Original {
-                    queue_id: &qid,
+                    queue_id: &dsn_qid,
                     message_id: &message_id,
                     sender: &sender,
                 };
                 dsn_for_sender(&host, &original, &failures, now)
-            }
-        });
-        let gone = store
-            .cancel_queued(&qid, DELETED, now, move |g| tell.map(|t| t(g)))
-            .await?;
+            })
+        };
+        let gone = store.cancel_queued(&qid, DELETED, now, tell).await?;
         if gone.is_empty() {
             let states: Vec<String> = m
                 .recipients

@@ -244,7 +244,10 @@ impl Store for SqliteStore {
         let (id, reason) = (id.clone(), reason.to_owned());
         self.write(move |c| {
             let gone = queue::cancel(c, &id, &reason, now)?;
-            if let Some(notice) = dsn(&gone).filter(|_| !gone.is_empty()) {
+            if gone.is_empty() {
+                return Ok(gone);
+            }
+            if let Some(notice) = dsn(&gone) {
                 mailbox::deliver(c, &notice)?;
             }
             Ok(gone)

@@ -276,13 +276,19 @@ pub(super) fn release(conn: &Connection, id: &QueueId, now: UnixTime) -> StoreRe
         .execute(params![id.0, now])
         .map_err(db(what))?;
     if changed == 0 {
-        return match get(conn, id)? {
-            Some(m) if m.state == InboundState::Quarantined => Err(StoreError::NotFound {
-                what: "sealed body of the quarantined message",
-                id: id.0.clone(),
-            }),
-            _ => Ok(false),
-        };
+        // Still quarantined, then its sealed body is what is missing.
+        let quarantined = conn
+            .prepare_cached("SELECT 1 FROM inbound WHERE id = ?1 AND state = 'quarantined'")
+            .map_err(db(what))?
+            .exists([&id.0])
+            .map_err(db(what))?;
+        if !quarantined {
+            return Ok(false);
+        }
+        return Err(StoreError::NotFound {
+            what: "sealed body of the quarantined message",
+            id: id.0.clone(),
+        });
     }
     timeline::insert(
         conn,
