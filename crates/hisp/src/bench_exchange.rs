@@ -75,7 +75,10 @@ async fn bench(
         "hisp bench exchange: two daemons on loopback (STARTTLS, durable commits), {threads} cores"
     );
     println!("  ceiling: RSA-2048 private ops/s {rsa:.0} ({threads} threads, the higher of before and after) => {:.0} exchanges/s at 4 ops each", rsa / 4.0);
-    println!("  per size, the ceiling adds the bulk crypto (SHA-256 twice, AES-256-CBC both ways)");
+    println!(
+        "  per size, the ceiling adds the bulk crypto (SHA-256 twice, {} both ways)",
+        crate::bench::default_cipher().name().to_ascii_uppercase()
+    );
     println!("\n  size      messages  exchanges/s  ceiling/s  of ceiling   elapsed");
     for &(size, n, rate, elapsed) in &runs {
         let floor = tokio::task::spawn_blocking(move || {

@@ -30,7 +30,13 @@ pub(crate) fn push_header(out: &mut Vec<u8>, encoded: &[u8], len: usize) {
 
 /// Identifier + length for a single-octet tag.
 pub fn header(tag: u8, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(10);
+    with_header(tag, len, 0)
+}
+
+/// Identifier and length octets in a vector with room for `room` content bytes after them,
+/// so the content is appended without a reallocation.
+fn with_header(tag: u8, len: usize, room: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(10 + room);
     v.push(tag);
     push_len(&mut v, len);
     v
@@ -38,7 +44,7 @@ pub fn header(tag: u8, len: usize) -> Vec<u8> {
 
 /// A complete TLV.
 pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut v = header(tag, content.len());
+    let mut v = with_header(tag, content.len(), content.len());
     v.extend_from_slice(content);
     v
 }
@@ -46,7 +52,7 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 /// A constructed TLV from parts written one after another.
 pub fn cons(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = parts.iter().map(|p| p.len()).sum();
-    let mut v = header(tag, len);
+    let mut v = with_header(tag, len, len);
     for p in parts {
         v.extend_from_slice(p);
     }

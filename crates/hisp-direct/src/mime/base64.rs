@@ -201,15 +201,37 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, MimeError> {
 /// Append `data` as base64 in lines of 76 characters, each ended by CRLF.
 pub fn encode_lines(data: &[u8], out: &mut Vec<u8>) {
     const LINE_IN: usize = 57; // 57 bytes → 76 characters
-    const BLOCK: usize = LINE_IN * 1024;
-    let lines = data.len().div_ceil(LINE_IN);
-    out.reserve(lines * 78);
-    let mut scratch = vec![0u8; data.len().min(BLOCK).div_ceil(3) * 4];
-    for block in data.chunks(BLOCK) {
-        let text = base64_simd::STANDARD.encode(block, base64_simd::Out::from_slice(&mut scratch));
+    const LINES: usize = 64; // per run of the SIMD encoder, through a scratch on the stack
+                             // Left uninitialised: zeroing it would cost more than encoding a short piece.
+    let mut scratch = [const { std::mem::MaybeUninit::<u8>::uninit() }; LINES * 76];
+    let start = out.len();
+    let full = data.len() / LINE_IN;
+    let tail = data.len() % LINE_IN;
+    let tail_len = if tail == 0 {
+        0
+    } else {
+        tail.div_ceil(3) * 4 + 2
+    };
+    // Sized once and filled by slice, so each line is two fixed-size copies with no
+    // capacity check (per-line pushes cost three times the encoding itself).
+    out.resize(start + full * 78 + tail_len, 0);
+    let mut dst = &mut out[start..];
+    for block in data.chunks(LINE_IN * LINES) {
+        let n = block.len().div_ceil(3) * 4;
+        let text = base64_simd::STANDARD.encode(
+            block,
+            base64_simd::Out::from_uninit_slice(&mut scratch[..n]),
+        );
         for line in text.chunks(76) {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
+            let (to, rest) = std::mem::take(&mut dst).split_at_mut(line.len() + 2);
+            let (chars, eol) = to.split_at_mut(line.len());
+            if line.len() == 76 {
+                copy::<76>(chars, line);
+            } else {
+                chars.copy_from_slice(line);
+            }
+            eol.copy_from_slice(b"\r\n");
+            dst = rest;
         }
     }
 }
@@ -286,6 +308,26 @@ mod tests {
         spaced.insert(5, b' ');
         spaced.insert(70_000, b'\n');
         assert_eq!(decode(&spaced).unwrap(), data);
+    }
+
+    /// RFC 2045 §6.8: 76-character lines, each ended by CRLF, the last one shorter, at every
+    /// length around a line, a stack run of lines, and several runs.
+    #[test]
+    fn rfc2045_6_8_lines_at_every_length() {
+        use base64::Engine;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        for len in (0..200).chain([3647, 3648, 3649, 57 * 64, 57 * 64 + 1, 57 * 129, 10_000]) {
+            let text = base64::engine::general_purpose::STANDARD.encode(&data[..len]);
+            let mut want = Vec::new();
+            for line in text.as_bytes().chunks(76) {
+                want.extend_from_slice(line);
+                want.extend_from_slice(b"\r\n");
+            }
+            let mut got = b"prefix".to_vec();
+            encode_lines(&data[..len], &mut got);
+            assert_eq!(&got[..6], b"prefix");
+            assert_eq!(got[6..], want[..], "length {len}");
+        }
     }
 
     #[test]

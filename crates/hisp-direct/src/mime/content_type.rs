@@ -83,39 +83,37 @@ enum Tok {
     Semi,
 }
 
+/// Split a field value into tokens; a word is taken as one slice of the value rather than
+/// a character at a time (this runs for every MIME entity of every message).
 fn tokenize(s: &str) -> Vec<Tok> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut Vec<Tok>| {
-        if !word.is_empty() {
-            out.push(Tok::Word(std::mem::take(word)));
+    let mut out = Vec::with_capacity(16);
+    let mut chars = s.char_indices().peekable();
+    let mut word: Option<usize> = None;
+    let flush = |word: &mut Option<usize>, end: usize, out: &mut Vec<Tok>| {
+        if let Some(start) = word.take() {
+            out.push(Tok::Word(s[start..end].to_string()));
         }
     };
-    while let Some(c) = chars.next() {
+    while let Some((at, c)) = chars.next() {
         match c {
-            ';' => {
-                flush(&mut word, &mut out);
-                out.push(Tok::Semi);
+            ';' | '=' | '"' | '(' => {
+                flush(&mut word, at, &mut out);
+                match c {
+                    ';' => out.push(Tok::Semi),
+                    '=' => out.push(Tok::Eq),
+                    '"' => out.push(Tok::Quoted(super::lex::quoted(
+                        &mut chars.by_ref().map(|(_, c)| c),
+                    ))),
+                    _ => super::lex::skip_comment(&mut chars.by_ref().map(|(_, c)| c)),
+                }
             }
-            '=' => {
-                flush(&mut word, &mut out);
-                out.push(Tok::Eq);
+            c if c.is_whitespace() => flush(&mut word, at, &mut out),
+            _ => {
+                word.get_or_insert(at);
             }
-            '"' => {
-                flush(&mut word, &mut out);
-                let q = super::lex::quoted(&mut chars);
-                out.push(Tok::Quoted(q));
-            }
-            '(' => {
-                flush(&mut word, &mut out);
-                super::lex::skip_comment(&mut chars);
-            }
-            c if c.is_whitespace() => flush(&mut word, &mut out),
-            c => word.push(c),
         }
     }
-    flush(&mut word, &mut out);
+    flush(&mut word, s.len(), &mut out);
     out
 }
 

@@ -88,7 +88,7 @@ fn default_profile() -> ProfileName {
     ProfileName::Strict
 }
 fn default_cipher() -> CipherName {
-    CipherName::Aes256Cbc
+    CipherName::Aes128Cbc
 }
 fn default_kt() -> KeyTransportName {
     KeyTransportName::RsaPkcs1V15
