@@ -413,14 +413,17 @@ fn decrypt_content(
         return Err(DecryptError::Content);
     }
     let mut c = CipherCtx::new().map_err(|_| DecryptError::Content)?;
-    c.decrypt_init(Some(cipher.fetched()), None, None)
-        .map_err(|_| DecryptError::Content)?;
     if cipher.is_aead() {
+        // The IV length must be set between choosing the cipher and giving the IV.
+        c.decrypt_init(Some(cipher.fetched()), None, None)
+            .map_err(|_| DecryptError::Content)?;
         c.set_iv_length(env.iv.len())
             .map_err(|_| DecryptError::Content)?;
+        c.decrypt_init(None, Some(key), Some(&env.iv))
+    } else {
+        c.decrypt_init(Some(cipher.fetched()), Some(key), Some(&env.iv))
     }
-    c.decrypt_init(None, Some(key), Some(&env.iv))
-        .map_err(|_| DecryptError::Content)?;
+    .map_err(|_| DecryptError::Content)?;
     c.set_padding(false);
     if let (true, Some(aad)) = (cipher.is_aead(), &env.aad) {
         c.cipher_update(aad, None)
@@ -441,19 +444,35 @@ fn decrypt_content(
     let mut p = start;
     while p < w {
         let n = STEP.min(w - p);
-        // OpenSSL wants a block of room past the input even when it will not use it; the
-        // last step often ends the buffer, so it goes through a scratch copy.
-        let k = if p + n + block <= buf.len() {
-            c.cipher_update_inplace(&mut buf[p..p + n + block], n)
+        // OpenSSL wants a block of room past the input even when it will not use it; where
+        // the run ends the buffer, its last block goes through a scratch copy.
+        let direct = if p + n + block <= buf.len() {
+            n
         } else {
-            let mut tmp = buf[p..p + n].to_vec();
-            tmp.resize(n + block, 0);
-            c.cipher_update_inplace(&mut tmp, n).inspect(|k| {
-                buf[p..p + k].copy_from_slice(&tmp[..*k]);
-            })
+            n.saturating_sub(block)
         };
-        if k.map_err(|_| DecryptError::Content)? != n {
-            return Err(DecryptError::Content);
+        if direct > 0 {
+            let k = c
+                .cipher_update_inplace(&mut buf[p..p + direct + block], direct)
+                .map_err(|_| DecryptError::Content)?;
+            if k != direct {
+                return Err(DecryptError::Content);
+            }
+        }
+        let rest = &mut buf[p + direct..p + n];
+        if !rest.is_empty() {
+            let mut tmp = [0u8; 64];
+            let room = tmp
+                .get_mut(..rest.len() + block)
+                .ok_or(DecryptError::Content)?;
+            room[..rest.len()].copy_from_slice(rest);
+            let k = c
+                .cipher_update_inplace(room, rest.len())
+                .map_err(|_| DecryptError::Content)?;
+            if k != rest.len() {
+                return Err(DecryptError::Content);
+            }
+            rest.copy_from_slice(&room[..k]);
         }
         p += n;
     }

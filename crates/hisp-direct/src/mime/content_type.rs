@@ -30,7 +30,8 @@ impl ContentType {
             .unwrap_or(&[])
             .iter()
             .map(|t| match t {
-                Tok::Word(w) | Tok::Quoted(w) => w.as_str(),
+                Tok::Word(w) => w,
+                Tok::Quoted(w) => w.as_str(),
                 Tok::Eq => "=",
                 Tok::Semi => ";",
             })
@@ -42,7 +43,8 @@ impl ContentType {
                 let value: String = rest
                     .iter()
                     .map(|t| match t {
-                        Tok::Word(w) | Tok::Quoted(w) => w.as_str(),
+                        Tok::Word(w) => w,
+                        Tok::Quoted(w) => w.as_str(),
                         Tok::Eq => "=",
                         Tok::Semi => "",
                     })
@@ -76,8 +78,8 @@ impl ContentType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Word(String),
+enum Tok<'a> {
+    Word(&'a str),
     Quoted(String),
     Eq,
     Semi,
@@ -85,13 +87,13 @@ enum Tok {
 
 /// Split a field value into tokens; a word is taken as one slice of the value rather than
 /// a character at a time (this runs for every MIME entity of every message).
-fn tokenize(s: &str) -> Vec<Tok> {
+fn tokenize<'a>(s: &'a str) -> Vec<Tok<'a>> {
     let mut out = Vec::with_capacity(16);
     let mut chars = s.char_indices().peekable();
     let mut word: Option<usize> = None;
-    let flush = |word: &mut Option<usize>, end: usize, out: &mut Vec<Tok>| {
+    let flush = |word: &mut Option<usize>, end: usize, out: &mut Vec<Tok<'a>>| {
         if let Some(start) = word.take() {
-            out.push(Tok::Word(s[start..end].to_string()));
+            out.push(Tok::Word(&s[start..end]));
         }
     };
     while let Some((at, c)) = chars.next() {
@@ -119,6 +121,9 @@ fn tokenize(s: &str) -> Vec<Tok> {
 
 /// Join `name*0*=`, `name*1=` … and decode `name*=charset'lang'%xx` (RFC 2231 §3, §4).
 fn merge_rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
+    if !raw.iter().any(|(name, _)| name.contains('*')) {
+        return raw; // the usual case: nothing to join or decode
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     let mut pieces: Vec<(String, u32, String)> = Vec::new();
     for (name, value) in raw {

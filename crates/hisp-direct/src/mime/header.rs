@@ -58,6 +58,11 @@ impl Field<'_> {
 
 /// Remove folding line breaks and trim surrounding whitespace.
 pub fn unfold(raw: &[u8]) -> String {
+    if memchr::memchr2(b'\r', b'\n', raw).is_none() {
+        if let Ok(s) = std::str::from_utf8(raw) {
+            return s.trim().to_string(); // one line: one copy
+        }
+    }
     let mut out = Vec::with_capacity(raw.len());
     for &b in raw {
         if b != b'\r' && b != b'\n' {
