@@ -162,7 +162,13 @@ pub async fn start_with_options<S: Store>(
         }
     });
     let app = crate::http::router(ctx.clone());
-    tasks.spawn(crate::http_serve::serve(http_l, app, stop_rx.clone()));
+    let http_tls = ctx.config.http.tls.then(|| tls.clone());
+    tasks.spawn(crate::http_serve::serve(
+        http_l,
+        app,
+        http_tls,
+        stop_rx.clone(),
+    ));
     if workers {
         tasks.spawn(crate::outbound::run(ctx.clone(), stop_rx.clone()));
         tasks.spawn(crate::inbound::run(ctx.clone(), stop_rx.clone()));

@@ -8,12 +8,18 @@
 //! fails with "send failure" instead of showing the 413. So the connection is half-closed
 //! and what the client still sends is read and dropped for a short while, as Apache and
 //! nginx do.
+//!
+//! With `[http] tls`, each connection is HTTPS: the TLS handshake (bounded by the same time
+//! a client has for its request head) with the certificate in force for STARTTLS.
 
 use axum::Router;
+use hisp_smtp::TlsSlot;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -27,9 +33,14 @@ const LINGER_TOTAL: Duration = Duration::from_secs(10);
 /// At shutdown, how long connections in flight may take to finish before they are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serve `app` on `listener` until `stop` changes; connections in flight then finish
-/// their current request, within [`SHUTDOWN_GRACE`].
-pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+/// Serve `app` on `listener` (HTTPS with `tls`) until `stop` changes; connections in
+/// flight then finish their current request, within [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<TlsSlot>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -37,9 +48,14 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
             _ = stop.changed() => break,
         };
         match accepted {
-            Ok((stream, _)) => {
-                conns.spawn(connection(stream, app.clone(), stop.clone()));
-            }
+            Ok((stream, _)) => match &tls {
+                None => {
+                    conns.spawn(connection(stream, app.clone(), stop.clone()));
+                }
+                Some(tls) => {
+                    conns.spawn(https(stream, tls.clone(), app.clone(), stop.clone()));
+                }
+            },
             // Out of descriptors and the like: the listener itself is fine, so wait a
             // little rather than spin.
             Err(e) => {
@@ -58,7 +74,27 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
     }
 }
 
-async fn connection(stream: TcpStream, app: Router, mut stop: watch::Receiver<bool>) {
+/// The TLS handshake, then HTTP over it; a client that does not finish the handshake in
+/// [`HEADER_TIMEOUT`], or speaks plain HTTP, is dropped.
+async fn https(stream: TcpStream, tls: Arc<TlsSlot>, app: Router, stop: watch::Receiver<bool>) {
+    let acceptor = tls.current();
+    let handshake = async {
+        let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
+        let mut s = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
+        Pin::new(&mut s).accept().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(s)
+    };
+    match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => connection(s, app, stop).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
+        Err(_) => tracing::debug!("HTTPS handshake timed out"),
+    }
+}
+
+async fn connection<S>(stream: S, app: Router, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut app = app.clone();
         Box::pin(async move { tower_service::Service::call(&mut app, req).await })
@@ -86,7 +122,7 @@ async fn connection(stream: TcpStream, app: Router, mut stop: watch::Receiver<bo
 }
 
 /// Half-close, then drop what the client still sends until it closes or goes quiet.
-async fn linger(mut stream: TcpStream) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     if stream.shutdown().await.is_err() {
         return;
     }

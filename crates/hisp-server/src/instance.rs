@@ -179,6 +179,7 @@ tls_key = "tls.key"
 
 [http]
 listen = "{http}"
+tls = {http_tls}                     # HTTPS with the [smtp] certificate (required off loopback)
 
 [queue]
 retry_first = "2m"
@@ -200,5 +201,6 @@ digest = "sha256"                # sha256 | sha384 | sha512
         relay = std::net::SocketAddr::new(b, o.smtp_port),
         sub = std::net::SocketAddr::new(b, o.submission_port),
         http = std::net::SocketAddr::new(b, o.http_port),
+        http_tls = !b.is_loopback(),
     )
 }

@@ -144,11 +144,13 @@ pub fn serve(a: &ServeArgs) -> Result<u8> {
         println!("{}: ok", a.config.display());
         return Ok(0);
     }
+    let cfg_http_tls = cfg.http.tls;
     runtime()?.block_on(async move {
         let clock = std::sync::Arc::new(hisp_server::clock::SystemClock);
         let running = hisp_server::daemon::start(cfg, clock).await?;
+        let http = if cfg_http_tls { "https" } else { "http" };
         eprintln!(
-            "hisp: serving: relay {}, submission {}, http {} (Ctrl-C to stop)",
+            "hisp: serving: relay {}, submission {}, {http} {} (Ctrl-C to stop)",
             running.relay, running.submission, running.http
         );
         serve_until_stopped(&running, &a.config).await;

@@ -43,8 +43,13 @@ pub fn run(a: &InitArgs) -> Result<u8> {
     o.force = a.force;
     let r = init_instance(&o, files::now())?;
     println!("Initialised {} in {}:", r.domain, a.dir.display());
+    let http = if a.bind.is_loopback() {
+        "http"
+    } else {
+        "https"
+    };
     println!(
-        "  hisp.toml   configuration (relay :{}, submission :{}, http :{})",
+        "  hisp.toml   configuration (relay :{}, submission :{}, {http} :{})",
         a.smtp_port, a.submission_port, a.http_port
     );
     println!("  ca.pem      test CA: give it to peers as their trust anchor (ca.key signs, keep it private)");
@@ -53,7 +58,7 @@ pub fn run(a: &InitArgs) -> Result<u8> {
         r.domain
     );
     println!(
-        "  tls.pem     STARTTLS certificate for hisp.{}; tls.key its key",
+        "  tls.pem     STARTTLS (and HTTPS) certificate for hisp.{}; tls.key its key",
         r.domain
     );
     println!("  sha256 of domain.pem: {}", r.domain_cert_sha256);

@@ -12,7 +12,6 @@ use daemon_support::*;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 /// Read one SMTP reply (its last line has a space after the code).
@@ -55,38 +54,6 @@ fn served_cert(port: u16) -> String {
     hex::encode(openssl::sha::sha256(&der))
 }
 
-fn hup(d: &Daemon) {
-    let pid = d.pid().expect("daemon running").to_string();
-    let ok = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    assert!(ok.success());
-}
-
-/// A new self-signed TLS certificate and key over `tls.pem`/`tls.key`; its SHA-256.
-fn renew_tls(inst: &Instance) -> String {
-    let (cert, key) = (inst.dir.join("tls.pem"), inst.dir.join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=renewed.reload.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pem = std::fs::read(&cert).unwrap();
-    let der = openssl::x509::X509::from_pem(&pem)
-        .unwrap()
-        .to_der()
-        .unwrap();
-    hex::encode(openssl::sha::sha256(&der))
-}
-
 #[test]
 fn sighup_reloads_renewed_certificates_and_reports_what_needs_a_restart() {
     let tmp = common::workdir();
@@ -95,9 +62,9 @@ fn sighup_reloads_renewed_certificates_and_reports_what_needs_a_restart() {
     let before = served_cert(inst.relay_port);
 
     // Renewed in place, then SIGHUP: the next session gets the new certificate.
-    let renewed = renew_tls(&inst);
+    let renewed = inst.renew_tls();
     assert_ne!(before, renewed);
-    hup(&d);
+    d.hup();
     let swapped = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
         served_cert(inst.relay_port) == renewed
     });
@@ -116,7 +83,7 @@ fn sighup_reloads_renewed_certificates_and_reports_what_needs_a_restart() {
     // A configuration file with an unknown key: nothing changes, the key is named.
     let good = inst.config_text();
     std::fs::write(&inst.config, format!("{good}\n[bogus]\nkey = 1\n")).unwrap();
-    hup(&d);
+    d.hup();
     assert!(
         logged(&d, "the configuration file has problems"),
         "{}",
@@ -127,14 +94,14 @@ fn sighup_reloads_renewed_certificates_and_reports_what_needs_a_restart() {
     // A changed table is reported as needing a restart.
     std::fs::write(&inst.config, &good).unwrap();
     inst.set("queue", "retry_first", "\"5m\"");
-    hup(&d);
+    d.hup();
     assert!(logged(&d, "restart to apply them"), "{}", d.log_text());
     assert!(d.log_text().contains("tables=queue"), "{}", d.log_text());
 
     // A broken certificate file fails the check by name and leaves the renewed one in force.
     std::fs::write(&inst.config, &good).unwrap();
     std::fs::write(inst.dir.join("tls.pem"), b"not a certificate\n").unwrap();
-    hup(&d);
+    d.hup();
     assert!(logged(&d, "smtp.tls_cert"), "{}", d.log_text());
     assert_eq!(served_cert(inst.relay_port), renewed);
     assert!(d.running(), "{}", d.log_text());

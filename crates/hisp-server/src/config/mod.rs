@@ -269,6 +269,18 @@ impl Config {
         if let Err((key, reason)) = tls {
             problem(key.into(), reason);
         }
+        let http = &self.http;
+        if !http.tls && !http.listen.ip().is_loopback() {
+            problem(
+                "http.tls".into(),
+                format!(
+                    "http.listen {} can be reached from other hosts, and the REST API carries \
+                     passwords and messages: set http.tls = true (HTTPS with the smtp.tls_cert \
+                     certificate), or listen on 127.0.0.1 behind a TLS proxy",
+                    http.listen
+                ),
+            );
+        }
         if s.max_message_bytes < 1024 {
             problem(
                 "smtp.max_message_bytes".into(),

@@ -51,6 +51,11 @@ pub struct HttpConfig {
     /// REST API, `/metrics` and `/healthz`.
     #[serde(default = "default_http")]
     pub listen: SocketAddr,
+    /// HTTPS (TLS from the first byte) with the `[smtp]` certificate and key, renewed by
+    /// SIGHUP as STARTTLS is. Required on an address other hosts can reach: the REST API
+    /// carries users' passwords (HTTP Basic) and their messages.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_http() -> SocketAddr {
@@ -61,6 +66,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http(),
+            tls: false,
         }
     }
 }

@@ -50,7 +50,10 @@ fn bad_values_name_the_key() {
     let mut c = Config::from_toml(EXAMPLE, Path::new("x.toml")).unwrap();
     c.server.hostname = "not a host".into();
     c.domains[0].key = PathBuf::from("/nonexistent/key.pem");
+    // Plain HTTP where other hosts reach it would carry passwords in clear.
+    c.http.listen = "0.0.0.0:8025".parse().unwrap();
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"http.tls".to_string()), "{keys:?}");
     assert!(keys.contains(&"server.hostname".to_string()), "{keys:?}");
     assert!(keys.contains(&"domain[0].key".to_string()), "{keys:?}");
     assert!(

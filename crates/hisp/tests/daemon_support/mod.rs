@@ -178,6 +178,34 @@ impl Instance {
     pub fn ports(&self) -> [u16; 3] {
         [self.relay_port, self.submission_port, self.http_port]
     }
+
+    /// A new self-signed TLS certificate (for `localhost`) and key over `tls.pem` and
+    /// `tls.key`, as a renewal in place does; the SHA-256 of the certificate.
+    pub fn renew_tls(&self) -> String {
+        let (cert, key) = (self.dir.join("tls.pem"), self.dir.join("tls.key"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=renewed.reload.test"])
+            .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pem = std::fs::read(&cert).unwrap();
+        let der = openssl::x509::X509::from_pem(&pem)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        hex::encode(openssl::sha::sha256(&der))
+    }
 }
 
 /// stdout of a finished command as one JSON value.
@@ -339,6 +367,13 @@ impl Daemon {
             Some(c) => c.try_wait().unwrap().is_none(),
             None => false,
         }
+    }
+
+    /// `kill -HUP`: reload (docs/operations.md "Reload").
+    pub fn hup(&self) {
+        let pid = self.pid().expect("daemon running").to_string();
+        let ok = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(ok.success());
     }
 
     /// What the current run logged so far.
