@@ -27,6 +27,8 @@ pub struct Context<S: Store> {
     pub clock: SharedClock,
     /// Counters and histograms.
     pub metrics: Metrics,
+    /// Password checks: how many at once, and accounts locked after repeated failures.
+    pub auth: crate::auth::AuthGuard,
     /// Parsed peer certificates, kept across messages.
     pub cert_cache: Arc<CertCache>,
     /// How we deliver to other HISPs.
@@ -86,6 +88,7 @@ impl<S: Store> Context<S> {
             store,
             clock,
             metrics: Metrics::default(),
+            auth: crate::auth::AuthGuard::new(),
             cert_cache: Arc::new(CertCache::new(4096)),
             client,
             pool: hisp_smtp::client::Pool::new(idle_sessions, std::time::Duration::from_secs(30)),

@@ -3,6 +3,7 @@
 //! `dispatched` MDN when the sender asked for final-destination delivery), submit a
 //! message, and follow an outbound message's timeline. Also `/metrics` and `/healthz`.
 
+use crate::auth::Checked;
 use crate::context::Context;
 use crate::notify::{mdn, Received};
 use crate::smtp_handler::{check_password, prepare_submission, queue_submission};
@@ -13,7 +14,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use hisp_direct::mdn::Disposition;
-use hisp_smtp::AuthOutcome;
 use hisp_store::{EntryKind, NewOutbound, OutKind, QueueId, Store};
 use serde_json::json;
 use std::collections::HashMap;
@@ -116,18 +116,30 @@ async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Resp
         return Ok(key.0);
     }
     match check_password(&h.ctx, name, password).await {
-        AuthOutcome::Accepted(u) => {
+        Checked::Accepted(u) => {
             if let Ok(mut m) = h.verified.lock() {
                 m.retain(|_, until| *until > now);
                 m.insert(key, now + 300);
             }
             Ok(u)
         }
-        AuthOutcome::TempFail => Err(error(
+        Checked::Unavailable => Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "authentication unavailable, retry",
         )),
-        AuthOutcome::Rejected => {
+        // RFC 6585 §4, with the time left (RFC 9110 §10.2.3).
+        Checked::Locked(left) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many failed logins for this account: try again in {left} s (or ask the HISP's operator)"
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(left));
+            Err(r)
+        }
+        Checked::Rejected => {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             Err(deny())
         }

@@ -3,6 +3,7 @@
 //! port takes mail for our users from other HISPs and opens it at once (or spools it
 //! sealed). Both answer `250` only after the store has committed the message.
 
+use crate::auth::Checked;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use hisp_direct::mime::{self, Entity};
@@ -25,22 +26,36 @@ pub struct Submission<S: Store>(pub Arc<Context<S>>);
 /// The relay port (mail from other HISPs).
 pub struct Relay<S: Store>(pub Arc<Context<S>>);
 
-/// Check a user's password off the reactor (Argon2 is deliberately slow).
-pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &str) -> AuthOutcome {
+/// Check a user's password (crate::auth: off the reactor, a few at a time, and refused
+/// unchecked for an account locked by repeated failures).
+pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &str) -> Checked {
+    if let Some(left) = ctx.auth.locked(user, ctx.now()) {
+        return Checked::Locked(left);
+    }
     let hash = match ctx.store.user_password_hash(user).await {
-        Ok(Some(h)) => h,
-        Ok(None) => return AuthOutcome::Rejected,
+        Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "user lookup failed");
-            return AuthOutcome::TempFail;
+            return Checked::Unavailable;
         }
     };
-    let password = password.to_string();
-    match tokio::task::spawn_blocking(move || crate::users::verify_password(&hash, &password)).await
-    {
-        Ok(true) => AuthOutcome::Accepted(user.to_ascii_lowercase()),
-        Ok(false) => AuthOutcome::Rejected,
-        Err(_) => AuthOutcome::TempFail,
+    match ctx.auth.verify(hash, password).await {
+        Some(true) => {
+            ctx.auth.succeeded(user);
+            Checked::Accepted(user.to_ascii_lowercase())
+        }
+        Some(false) => {
+            if ctx.auth.failed(user, ctx.now()) {
+                tracing::warn!(
+                    user,
+                    failures = crate::auth::MAX_FAILURES,
+                    locked_s = crate::auth::WINDOW_S,
+                    "account locked after repeated failed logins: attempts are refused unchecked until the window ends"
+                );
+            }
+            Checked::Rejected
+        }
+        None => Checked::Unavailable,
     }
 }
 
@@ -54,7 +69,12 @@ fn valid_address(a: &str) -> bool {
 
 impl<S: Store> Handler for Submission<S> {
     async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
-        check_password(&self.0, user, password).await
+        match check_password(&self.0, user, password).await {
+            Checked::Accepted(u) => AuthOutcome::Accepted(u),
+            Checked::Rejected => AuthOutcome::Rejected,
+            // 454 4.7.0 (RFC 4954 §6): try again later.
+            Checked::Locked(_) | Checked::Unavailable => AuthOutcome::TempFail,
+        }
     }
 
     async fn mail_from(&self, session: &SessionInfo, reverse_path: &str) -> Result<(), Reply> {

@@ -141,6 +141,58 @@ async fn hostile_sessions_are_refused_and_a_normal_exchange_still_completes() {
     b.stop().await;
 }
 
+/// Online password guessing (RFC 4954 §4 leaves the defence to the server): wrong
+/// passwords for one account, sent at once on as many connections, lock it once there are
+/// `MAX_FAILURES` of them; then even the right password gets 429 with Retry-After over REST
+/// (RFC 6585 §4) and 454 4.7.0 over SMTP AUTH (RFC 4954 §6), without a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
+    let (_root, mut a, _b) = pair(now()).await;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let url = format!("http://{}/api/v1/messages", a.config.http.listen);
+    let wrong = format!("{}:not-the-password", a.user);
+    let guesses: Vec<_> = (0..hisp_server::auth::MAX_FAILURES)
+        .map(|_| {
+            let (url, wrong) = (url.clone(), wrong.clone());
+            tokio::spawn(async move {
+                let args = [
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-u",
+                    &wrong,
+                    &url,
+                ];
+                tool("curl", &args, None).await
+            })
+        })
+        .collect();
+    for g in guesses {
+        let out = g.await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    }
+    let right = format!("{}:{}", a.user, a.password);
+    let args = ["-s", "-D", "-", "-o", "/dev/null", "-u", &right, &url];
+    let out = tool("curl", &args, None).await;
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    assert!(head.contains("retry-after: "), "{head}");
+
+    let sub = a.config.smtp.submission_listen;
+    let (user, pw) = (a.user.clone(), a.password.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(sub);
+        c.starttls();
+        c.auth_plain(&user, &pw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 454, "AUTH of a locked account: {}", r.text);
+    a.stop().await;
+}
+
 /// A message over `spill::LARGE` (a 12 MiB imaging report) takes the large-message paths:
 /// sealed to a file under `data_dir/tmp` and sent from it in pieces (RFC 5321 §4.5.2
 /// dot-stuffing across piece boundaries: every line of it starts with a period), spooled
