@@ -1,6 +1,6 @@
 //! Password checks, shared by SMTP submission (RFC 4954) and the REST API.
 //!
-//! Argon2id runs off the reactor and at most a few checks at a time: each takes about
+//! Argon2id runs off the reactor, on at most half the cores at a time: each check takes about
 //! 19 MiB and tens of milliseconds of a core, so a flood of attempts on many connections
 //! must queue rather than take the memory and the cores that carry mail. An account that
 //! failed [`MAX_FAILURES`] times within [`WINDOW_S`] is refused without a check until the
@@ -60,11 +60,12 @@ impl Default for AuthGuard {
 }
 
 impl AuthGuard {
-    /// As many concurrent checks as the machine has cores (at least two).
+    /// Concurrent checks on at most half the cores (at least one), so a flood of attempts
+    /// leaves the other half to the mail.
     pub fn new() -> AuthGuard {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AuthGuard {
-            verifying: Semaphore::new(cores.max(2)),
+            verifying: Semaphore::new((cores / 2).max(1)),
             failures: Mutex::new(HashMap::new()),
         }
     }
