@@ -163,10 +163,12 @@ pub async fn start_with_options<S: Store>(
     });
     let app = crate::http::router(ctx.clone());
     let http_tls = ctx.config.http.tls.then(|| tls.clone());
+    let max = ctx.config.http.max_connections;
     tasks.spawn(crate::http_serve::serve(
         http_l,
         app,
         http_tls,
+        max,
         stop_rx.clone(),
     ));
     if workers {

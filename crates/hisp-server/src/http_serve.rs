@@ -33,14 +33,20 @@ const LINGER_TOTAL: Duration = Duration::from_secs(10);
 /// At shutdown, how long connections in flight may take to finish before they are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serve `app` on `listener` (HTTPS with `tls`) until `stop` changes; connections in
-/// flight then finish their current request, within [`SHUTDOWN_GRACE`].
+/// What a plain HTTP client gets when every connection slot is taken.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Serve `app` on `listener` (HTTPS with `tls`), at most `max` connections at once, until
+/// `stop` changes; connections in flight then finish their current request, within
+/// [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<TlsSlot>>,
+    max: usize,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -48,14 +54,30 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         match accepted {
-            Ok((stream, _)) => match &tls {
-                None => {
-                    conns.spawn(connection(stream, app.clone(), stop.clone()));
-                }
-                Some(tls) => {
-                    conns.spawn(https(stream, tls.clone(), app.clone(), stop.clone()));
-                }
-            },
+            Ok((stream, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "HTTP connection refused: too many connections");
+                    if tls.is_none() {
+                        // Non-blocking: a full server must not wait on this client.
+                        let _ = stream.try_write(BUSY);
+                    }
+                    continue;
+                };
+                let (app, stop) = (app.clone(), stop.clone());
+                match &tls {
+                    None => conns.spawn(async move {
+                        connection(stream, app, stop).await;
+                        drop(slot);
+                    }),
+                    Some(tls) => {
+                        let tls = tls.clone();
+                        conns.spawn(async move {
+                            https(stream, tls, app, stop).await;
+                            drop(slot);
+                        })
+                    }
+                };
+            }
             // Out of descriptors and the like: the listener itself is fine, so wait a
             // little rather than spin.
             Err(e) => {

@@ -193,6 +193,43 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     a.stop().await;
 }
 
+/// More HTTP connections at once than `http.max_connections`: the one over gets 503 with
+/// Retry-After (RFC 9110 §15.6.4) and is closed, without waiting for the others; once they
+/// close, requests are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_over_the_limit_get_503_until_slots_free() {
+    use std::io::Read;
+    let (_root, mut a, _b) = pair(now()).await;
+    a.config.http.max_connections = 2;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let addr = a.config.http.listen;
+    let answer = tokio::task::spawn_blocking(move || {
+        // Accepted in the order they connected: these two take the slots and stay idle.
+        let idle: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut over = std::net::TcpStream::connect(addr).unwrap();
+        over.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = String::new();
+        over.read_to_string(&mut got).unwrap();
+        drop(idle);
+        got
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    eventually("a free slot", || async {
+        match rest(&a, "GET", "/healthz", b"").await.status {
+            200 => Ok(()),
+            s => Err(format!("status {s}")),
+        }
+    })
+    .await;
+    a.stop().await;
+}
+
 /// A message over `spill::LARGE` (a 12 MiB imaging report) takes the large-message paths:
 /// sealed to a file under `data_dir/tmp` and sent from it in pieces (RFC 5321 §4.5.2
 /// dot-stuffing across piece boundaries: every line of it starts with a period), spooled

@@ -281,6 +281,9 @@ impl Config {
                 ),
             );
         }
+        if http.max_connections == 0 {
+            problem("http.max_connections".into(), "must be at least 1".into());
+        }
         if s.max_message_bytes < 1024 {
             problem(
                 "smtp.max_message_bytes".into(),

@@ -56,6 +56,14 @@ pub struct HttpConfig {
     /// carries users' passwords (HTTP Basic) and their messages.
     #[serde(default)]
     pub tls: bool,
+    /// Connections served at once; one more is answered 503 (plain HTTP) or closed, so
+    /// idle or slow clients cannot take every file descriptor.
+    #[serde(default = "default_http_connections")]
+    pub max_connections: usize,
+}
+
+fn default_http_connections() -> usize {
+    1024
 }
 
 fn default_http() -> SocketAddr {
@@ -67,6 +75,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http(),
             tls: false,
+            max_connections: default_http_connections(),
         }
     }
 }
