@@ -22,10 +22,17 @@ use std::sync::{Arc, Mutex};
 /// Shared state of the HTTP server.
 pub struct Http<S: Store> {
     ctx: Arc<Context<S>>,
-    /// Verified (user, SHA-256 of password) pairs and when they lapse: Argon2 per request
-    /// would cost tens of milliseconds each.
-    verified: Mutex<HashMap<(String, [u8; 32]), i64>>,
+    /// Verified (user, SHA-256 of password) pairs, when they lapse, and the directory
+    /// version they were checked under: Argon2 per request would cost tens of milliseconds
+    /// each, and a user removed or given a new password (which changes the version) must
+    /// not stay let in by an earlier check.
+    verified: Mutex<HashMap<Login, Verified>>,
 }
+
+/// A user and the SHA-256 of the password given.
+type Login = (String, [u8; 32]);
+/// When a successful check lapses, and the directory version it was made under.
+type Verified = (i64, u64);
 
 /// The router.
 pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
@@ -107,19 +114,20 @@ async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Resp
         openssl::sha::sha256(password.as_bytes()),
     );
     let now = h.ctx.now();
+    let version = h.ctx.directory().version;
     if h.verified
         .lock()
         .ok()
         .and_then(|m| m.get(&key).copied())
-        .is_some_and(|until| until > now)
+        .is_some_and(|(until, checked)| until > now && checked == version)
     {
         return Ok(key.0);
     }
     match check_password(&h.ctx, name, password).await {
         Checked::Accepted(u) => {
             if let Ok(mut m) = h.verified.lock() {
-                m.retain(|_, until| *until > now);
-                m.insert(key, now + 300);
+                m.retain(|_, (until, checked)| *until > now && *checked == version);
+                m.insert(key, (now + 300, version));
             }
             Ok(u)
         }

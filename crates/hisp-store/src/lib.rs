@@ -121,6 +121,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     /// Every user address, sorted.
     fn users(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Remove a user (its mailbox stays); true when there was one.
+    fn remove_user(&self, address: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
     // ----- directory: anchors, routes, static certificates ---------------------------------
     /// Add a trust anchor (for one local domain, or all when `domain` is `None`). Returns
@@ -154,6 +156,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// All static certificates.
     fn certs(&self) -> impl Future<Output = StoreResult<Vec<StaticCert>>> + Send;
+    /// Remove a static certificate by fingerprint; how many rows (bindings) went.
+    fn remove_cert(&self, sha256: &str) -> impl Future<Output = StoreResult<usize>> + Send;
     /// Add a trust bundle, due for fetching now; its id. The URL must be new.
     fn add_bundle(
         &self,

@@ -1,8 +1,10 @@
 //! The operator's commands over a configuration: `serve`, `user add`, `anchor add`, `route
-//! add`, `cert add`, `mailbox` (the queues: `cmd_queue.rs`). They work whether or not the
+//! add`, `cert add`, `mailbox` (their `list` and `remove`: `cmd_directory.rs`; the queues:
+//! `cmd_queue.rs`). They work whether or not the
 //! daemon runs: they write the store, and a running daemon reloads its directory within
 //! seconds.
 
+use crate::cmd_directory::{self as dir, DirList};
 use crate::files;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Subcommand;
@@ -37,6 +39,17 @@ pub enum UserCmd {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// List the users.
+    List(DirList),
+    /// Remove a user: it can no longer log in, and mail for it is refused (its mailbox
+    /// stays).
+    Remove {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The address.
+        address: String,
+    },
 }
 
 /// `hisp anchor …`
@@ -57,6 +70,16 @@ pub enum AnchorCmd {
         /// only (default: both).
         #[arg(long)]
         direction: Option<String>,
+    },
+    /// List the anchors (fingerprint, domain, direction, subject).
+    List(DirList),
+    /// Stop trusting a CA: remove every anchor with this SHA-256 (`anchor list` shows it).
+    Remove {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The certificate's SHA-256, hex.
+        sha256: String,
     },
 }
 
@@ -83,6 +106,16 @@ pub enum RouteCmd {
         /// `host:port`.
         target: String,
     },
+    /// List the static routes.
+    List(DirList),
+    /// Remove a domain's static route (its MX is used again).
+    Remove {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The destination domain.
+        domain: String,
+    },
 }
 
 /// `hisp cert …`
@@ -96,6 +129,16 @@ pub enum CertCmd {
         /// PEM or DER file.
         #[arg(long)]
         file: PathBuf,
+    },
+    /// List the static recipient certificates.
+    List(DirList),
+    /// Remove a static certificate by SHA-256 (`cert list` shows it), for every binding.
+    Remove {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// The certificate's SHA-256, hex.
+        sha256: String,
     },
 }
 
@@ -193,9 +236,13 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 
 /// `hisp user add`.
 pub fn user(cmd: &UserCmd) -> Result<u8> {
-    let UserCmd::Add {
-        config, address, ..
-    } = cmd;
+    let (config, address) = match cmd {
+        UserCmd::Add {
+            config, address, ..
+        } => (config, address),
+        UserCmd::List(a) => return dir::users(a),
+        UserCmd::Remove { config, address } => return dir::remove_user(config, address),
+    };
     let (cfg, store) = load(config)?;
     let address = address.trim().to_ascii_lowercase();
     let domain = hisp_direct::mime::domain_of(&address)
@@ -231,12 +278,16 @@ pub fn user(cmd: &UserCmd) -> Result<u8> {
 
 /// `hisp anchor add`.
 pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
-    let AnchorCmd::Add {
-        config,
-        file,
-        domain,
-        direction: dir,
-    } = cmd;
+    let (config, file, domain, dir) = match cmd {
+        AnchorCmd::Add {
+            config,
+            file,
+            domain,
+            direction,
+        } => (config, file, domain, direction),
+        AnchorCmd::List(a) => return dir::anchors(a),
+        AnchorCmd::Remove { config, sha256 } => return dir::remove_anchor(config, sha256),
+    };
     let direction = direction(dir.as_deref())?;
     let (_, store) = load(config)?;
     let certs = files::certs(std::slice::from_ref(file), "anchor")?;
@@ -260,11 +311,15 @@ pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
 
 /// `hisp route add`.
 pub fn route(cmd: &RouteCmd) -> Result<u8> {
-    let RouteCmd::Add {
-        config,
-        domain,
-        target,
-    } = cmd;
+    let (config, domain, target) = match cmd {
+        RouteCmd::Add {
+            config,
+            domain,
+            target,
+        } => (config, domain, target),
+        RouteCmd::List(a) => return dir::routes(a),
+        RouteCmd::Remove { config, domain } => return dir::remove_route(config, domain),
+    };
     let (_, store) = load(config)?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     if !hisp_server::config::is_domain_name(&domain) {
@@ -283,7 +338,11 @@ pub fn route(cmd: &RouteCmd) -> Result<u8> {
 
 /// `hisp cert add`.
 pub fn cert(cmd: &CertCmd) -> Result<u8> {
-    let CertCmd::Add { config, file } = cmd;
+    let (config, file) = match cmd {
+        CertCmd::Add { config, file } => (config, file),
+        CertCmd::List(a) => return dir::certs(a),
+        CertCmd::Remove { config, sha256 } => return dir::remove_cert(config, sha256),
+    };
     let (_, store) = load(config)?;
     let rt = runtime()?;
     for c in files::certs(std::slice::from_ref(file), "certificate")? {

@@ -6,6 +6,7 @@ mod bench_discovery;
 mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;
+mod cmd_directory;
 mod cmd_discover;
 mod cmd_doctor;
 mod cmd_explain;

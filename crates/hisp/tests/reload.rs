@@ -10,25 +10,9 @@ mod daemon_support;
 
 use daemon_support::*;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Read one SMTP reply (its last line has a space after the code).
-fn reply(r: &mut impl BufRead) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            r.read_line(&mut line).unwrap() > 0,
-            "connection closed: {all}"
-        );
-        all.push_str(&line);
-        if line.as_bytes().get(3) == Some(&b' ') {
-            return all;
-        }
-    }
-}
 
 /// SHA-256 of the certificate the relay port presents after STARTTLS.
 fn served_cert(port: u16) -> String {
@@ -36,11 +20,11 @@ fn served_cert(port: u16) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s.try_clone().unwrap();
-    reply(&mut r);
+    smtp_reply(&mut r);
     w.write_all(b"EHLO reload.test\r\n").unwrap();
-    reply(&mut r);
+    smtp_reply(&mut r);
     w.write_all(b"STARTTLS\r\n").unwrap();
-    assert!(reply(&mut r).starts_with("220"));
+    assert!(smtp_reply(&mut r).starts_with("220"));
     let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
     b.set_verify(SslVerifyMode::NONE);
     let tls = b

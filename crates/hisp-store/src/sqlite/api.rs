@@ -29,6 +29,12 @@ impl Store for SqliteStore {
         self.read(directory::users).await
     }
 
+    async fn remove_user(&self, address: &str) -> StoreResult<bool> {
+        let address = address.to_owned();
+        self.write(move |c| directory::remove_user(c, &address))
+            .await
+    }
+
     async fn add_anchor(&self, anchor: NewAnchor, now: UnixTime) -> StoreResult<bool> {
         self.write(move |c| directory::add_anchor(c, &anchor, now))
             .await
@@ -96,6 +102,12 @@ impl Store for SqliteStore {
 
     async fn certs(&self) -> StoreResult<Vec<StaticCert>> {
         self.read(directory::certs).await
+    }
+
+    async fn remove_cert(&self, sha256: &str) -> StoreResult<usize> {
+        let sha256 = sha256.to_owned();
+        self.write(move |c| directory::remove_cert(c, &sha256))
+            .await
     }
 
     async fn directory_version(&self) -> StoreResult<u64> {

@@ -59,6 +59,12 @@ pub(super) fn password_hash(conn: &Connection, address: &str) -> StoreResult<Opt
         .map_err(db(what))
 }
 
+/// Remove a user (its mailbox stays); true when there was one.
+pub(super) fn remove_user(conn: &Connection, address: &str) -> StoreResult<bool> {
+    let sql = "DELETE FROM users WHERE address = ?1";
+    Ok(remove_where(conn, "removing a user", sql, address)? > 0)
+}
+
 /// Every user address, sorted.
 pub(super) fn users(conn: &Connection) -> StoreResult<Vec<String>> {
     let what = "listing users";
@@ -99,11 +105,21 @@ pub(super) fn add_anchor(
 
 /// Remove every anchor with this fingerprint (whatever its domain).
 pub(super) fn remove_anchor(conn: &Connection, sha256: &str) -> StoreResult<usize> {
-    let what = "removing an anchor";
+    remove_where(
+        conn,
+        "removing an anchor",
+        "DELETE FROM anchors WHERE sha256 = ?1",
+        sha256,
+    )
+}
+
+/// Run a `DELETE` of the rows whose key is `key` (case-folded); bump the version when any
+/// went. How many did.
+fn remove_where(conn: &Connection, what: &'static str, sql: &str, key: &str) -> StoreResult<usize> {
     let removed = conn
-        .prepare_cached("DELETE FROM anchors WHERE sha256 = ?1")
+        .prepare_cached(sql)
         .map_err(db(what))?
-        .execute([fold(sha256)])
+        .execute([fold(key)])
         .map_err(db(what))?;
     if removed > 0 {
         bump(conn)?;
@@ -155,17 +171,8 @@ pub(super) fn set_route(
 
 /// Remove a route; true when there was one.
 pub(super) fn remove_route(conn: &Connection, domain: &str) -> StoreResult<bool> {
-    let what = "removing a route";
-    let removed = conn
-        .prepare_cached("DELETE FROM routes WHERE domain = ?1")
-        .map_err(db(what))?
-        .execute([fold(domain)])
-        .map_err(db(what))?
-        > 0;
-    if removed {
-        bump(conn)?;
-    }
-    Ok(removed)
+    let sql = "DELETE FROM routes WHERE domain = ?1";
+    Ok(remove_where(conn, "removing a route", sql, domain)? > 0)
 }
 
 /// All routes, by domain.
@@ -207,6 +214,12 @@ pub(super) fn add_cert(
         bump(conn)?;
     }
     Ok(added)
+}
+
+/// Remove a static certificate by fingerprint (for every binding); how many rows went.
+pub(super) fn remove_cert(conn: &Connection, sha256: &str) -> StoreResult<usize> {
+    let sql = "DELETE FROM static_certs WHERE sha256 = ?1";
+    remove_where(conn, "removing a certificate", sql, sha256)
 }
 
 /// All static certificates, in the order added.

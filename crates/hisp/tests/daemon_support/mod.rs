@@ -208,6 +208,22 @@ impl Instance {
     }
 }
 
+/// Read one SMTP reply (its last line has a space after the code).
+pub fn smtp_reply(r: &mut impl std::io::BufRead) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "connection closed: {all}"
+        );
+        all.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            return all;
+        }
+    }
+}
+
 /// stdout of a finished command as one JSON value.
 pub fn json_of(r: &Run) -> Value {
     serde_json::from_slice(&r.stdout).unwrap_or_else(|e| {

@@ -1,0 +1,153 @@
+//! The directory's `list` and `remove` commands (issue 4, operator commands: a user who
+//! left, a CA no longer trusted, a stale route or certificate must be taken out), against a
+//! running daemon:
+//! - `user list --json` lists; after `user remove`, the daemon refuses the user's REST login
+//!   (RFC 9110 §11.6.1: 401) although it had just let it in, and refuses mail for the
+//!   address at RCPT (RFC 5321 §4.2.2: 550); a second remove is refused by name (exit 2).
+//! - `anchor list` shows the peer's CA by fingerprint and `anchor remove` takes it out;
+//!   `route list|remove` and `cert list|remove` likewise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod daemon_support;
+
+use daemon_support::*;
+use serde_json::{json, Value};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// `hisp <args…> --config <instance>`, whatever the outcome.
+fn hisp_at(inst: &Instance, args: &[&str]) -> common::Run {
+    common::run(
+        common::hisp().args(args).arg("--config").arg(&inst.config),
+        None,
+    )
+}
+
+fn list(inst: &Instance, what: &str) -> Value {
+    let r = hisp_at(inst, &[what, "list", "--json"]);
+    assert_eq!(r.code, 0, "hisp {what} list: {}", r.stderr);
+    json_of(&r)
+}
+
+/// The HTTP status of a GET with HTTP Basic credentials.
+fn get_status(credentials: &str, url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            credentials,
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The reply to `RCPT TO:<rcpt>` on a relay port.
+fn rcpt_reply(port: u16, rcpt: &str) -> String {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    smtp_reply(&mut r);
+    for cmd in [
+        "EHLO directory.test",
+        "MAIL FROM:<alice@direct.alpha.example>",
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        assert!(smtp_reply(&mut r).starts_with("250"));
+    }
+    w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+        .unwrap();
+    smtp_reply(&mut r)
+}
+
+/// Lower-case hex SHA-256 of the first certificate in a PEM file.
+fn sha256_of(pem: &Path) -> String {
+    let pem = std::fs::read(pem).unwrap();
+    let der = openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    hex::encode(openssl::sha::sha256(&der))
+}
+
+/// `remove` of what is not there: exit 2, naming it.
+fn assert_refused(r: &common::Run, what: &str) {
+    assert_eq!(r.code, 2, "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(r.stderr.contains(&format!("no {what}")), "{}", r.stderr);
+}
+
+#[test]
+fn list_and_remove_users_anchors_routes_and_certificates() {
+    let tmp = common::workdir();
+    let pair = Pair::init(tmp.path());
+    let beta = &pair.beta;
+    let d = Daemon::start(beta);
+
+    assert_eq!(list(beta, "user")["users"], json!([BOB]));
+    let url = format!("http://127.0.0.1:{}/api/v1/messages", beta.http_port);
+    let bob = format!("{BOB}:{BOB_PASSWORD}");
+    assert_eq!(get_status(&bob, &url), "200");
+    assert!(rcpt_reply(beta.relay_port, BOB).starts_with("250"));
+    let r = hisp_at(beta, &["user", "remove", BOB]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("removed user"), "{out}");
+    let refused = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        get_status(&bob, &url) == "401"
+    });
+    assert!(
+        refused,
+        "REST still lets a removed user in\n{}",
+        d.log_text()
+    );
+    assert!(rcpt_reply(beta.relay_port, BOB).starts_with("550"));
+    assert_eq!(list(beta, "user")["users"], json!([]));
+    assert_refused(&hisp_at(beta, &["user", "remove", BOB]), "user");
+
+    let ca = sha256_of(&pair.alpha.dir.join("ca.pem"));
+    let anchors = list(beta, "anchor")["anchors"].clone();
+    assert!(anchors
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["sha256"] == ca));
+    let r = hisp_at(beta, &["anchor", "remove", &ca.to_ascii_uppercase()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let anchors = list(beta, "anchor")["anchors"].clone();
+    assert!(!anchors
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["sha256"] == ca));
+    assert_refused(&hisp_at(beta, &["anchor", "remove", &ca]), "anchor");
+
+    let routes = list(beta, "route")["routes"].clone();
+    assert_eq!(routes[0]["domain"], "direct.alpha.example", "{routes}");
+    assert_eq!(
+        hisp_at(beta, &["route", "remove", "direct.alpha.example"]).code,
+        0
+    );
+    assert_eq!(list(beta, "route")["routes"], json!([]));
+    assert_refused(
+        &hisp_at(beta, &["route", "remove", "direct.alpha.example"]),
+        "route",
+    );
+
+    let cert = sha256_of(&pair.alpha.dir.join("domain.pem"));
+    let certs = list(beta, "cert")["certificates"].clone();
+    assert_eq!(certs[0]["sha256"], cert, "{certs}");
+    assert_eq!(certs[0]["bound_to"], "direct.alpha.example");
+    assert_eq!(hisp_at(beta, &["cert", "remove", &cert]).code, 0);
+    assert_eq!(list(beta, "cert")["certificates"], json!([]));
+    assert_refused(&hisp_at(beta, &["cert", "remove", &cert]), "certificate");
+}
