@@ -123,6 +123,44 @@ pub fn purge(a: &PurgeArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Arguments of `hisp backup`.
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// A new (or empty) directory for the copy.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `hisp backup`: a consistent copy of the store while the daemon runs.
+pub fn backup(a: &BackupArgs) -> Result<u8> {
+    let (cfg, store) = load(&a.config)?;
+    let b = store.backup(&a.out)?;
+    let db = cfg.store_path();
+    let name = db.file_name().unwrap_or_default().to_string_lossy();
+    println!(
+        "backed up {} into {}: the database ({} bytes) and {} body file(s) ({} bytes); to \
+         restore, stop the daemon and put {name} and {name}-bodies/ in {}",
+        db.display(),
+        a.out.display(),
+        b.database_bytes,
+        b.files,
+        b.file_bytes,
+        db.parent().unwrap_or(&db).display()
+    );
+    if b.missing.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "hisp: {} body file(s) the copy names were removed while it was taken (their \
+         messages were purged or deleted meanwhile): take the backup again into a new directory",
+        b.missing.len()
+    );
+    Ok(1)
+}
+
 /// `hisp queue [flush | delete ID]`.
 pub fn queue(a: &QueueArgs) -> Result<u8> {
     match &a.cmd {

@@ -76,6 +76,8 @@ enum Command {
     Quarantine(cmd_queue::QuarantineArgs),
     /// Remove the bodies nobody needs any more (`[retention]`), as the daemon does hourly.
     Purge(cmd_queue::PurgeArgs),
+    /// Copy the store (database and body files) consistently while the daemon runs.
+    Backup(cmd_queue::BackupArgs),
     /// Show the messages delivered to an address.
     Mailbox(cmd_admin::MailboxArgs),
 }
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Command::Queue(a) => cmd_queue::queue(&a),
         Command::Quarantine(a) => cmd_queue::quarantine(&a),
         Command::Purge(a) => cmd_queue::purge(&a),
+        Command::Backup(a) => cmd_queue::backup(&a),
         Command::Mailbox(a) => cmd_admin::mailbox(&a),
     };
     match result {

@@ -6,6 +6,8 @@
 //!   address at RCPT (RFC 5321 §4.2.2: 550); a second remove is refused by name (exit 2).
 //! - `anchor list` shows the peer's CA by fingerprint and `anchor remove` takes it out;
 //!   `route list|remove` and `cert list|remove` likewise.
+//! - `hisp backup` taken while the daemon runs is a store of its own: pointed at it, the
+//!   commands see the directory as it was (Bob still a user after his removal).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -94,6 +96,16 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
     let d = Daemon::start(beta);
 
     assert_eq!(list(beta, "user")["users"], json!([BOB]));
+    let backup = tmp.path().join("beta-backup");
+    let r = hisp_at(beta, &["backup", "--out", backup.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let restored = beta.dir.join("restored.toml");
+    let data_dir = format!("{:?}", backup.to_str().unwrap());
+    std::fs::write(
+        &restored,
+        toml_set(&beta.config_text(), "server", "data_dir", &data_dir),
+    )
+    .unwrap();
     let url = format!("http://127.0.0.1:{}/api/v1/messages", beta.http_port);
     let bob = format!("{BOB}:{BOB_PASSWORD}");
     assert_eq!(get_status(&bob, &url), "200");
@@ -113,6 +125,13 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
     assert!(rcpt_reply(beta.relay_port, BOB).starts_with("550"));
     assert_eq!(list(beta, "user")["users"], json!([]));
     assert_refused(&hisp_at(beta, &["user", "remove", BOB]), "user");
+    let r = common::run(
+        common::hisp()
+            .args(["user", "list", "--json", "--config"])
+            .arg(&restored),
+        None,
+    );
+    assert_eq!(json_of(&r)["users"], json!([BOB]), "{}", r.stderr);
 
     let ca = sha256_of(&pair.alpha.dir.join("ca.pem"));
     let anchors = list(beta, "anchor")["anchors"].clone();

@@ -20,6 +20,7 @@ macro_rules! value {
 }
 
 mod api;
+mod backup;
 mod blobs;
 mod bundles;
 mod checkpoint;
@@ -34,6 +35,8 @@ mod spool;
 mod timeline;
 mod tracking;
 mod writer;
+
+pub use backup::Backup;
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +104,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A consistent copy of the store (database and body files) in the directory `out`,
+    /// taken while the store is in use (see `backup.rs`).
+    pub fn backup(&self, out: &Path) -> StoreResult<Backup> {
+        backup::backup(&self.inner.path, out)
     }
 
     /// How many write transactions the writer thread has committed since `open` (each is

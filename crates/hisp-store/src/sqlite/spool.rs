@@ -21,7 +21,7 @@ use super::{db, io};
 use crate::{StoreError, StoreResult};
 
 /// The tables whose bodies may live in files.
-const TABLES: [&str; 4] = [
+pub(super) const TABLES: [&str; 4] = [
     "message_bodies",
     "sealed",
     "inbound_bodies",
