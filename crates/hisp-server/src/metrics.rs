@@ -67,6 +67,10 @@ pub struct Metrics {
     pub notifications_duplicate: AtomicU64,
     /// DSNs given to senders.
     pub dsn_sent: AtomicU64,
+    /// Wrong passwords (SMTP AUTH and REST).
+    pub auth_failures: AtomicU64,
+    /// Logins refused unchecked because the account was locked by failures.
+    pub auth_locked: AtomicU64,
     /// Submission to relayed, per recipient.
     pub hop_latency: Histogram,
     /// Time to open an inbound message.
@@ -162,6 +166,18 @@ impl Metrics {
             "hisp_dsn_sent_total",
             "DSNs given to senders.",
             &self.dsn_sent,
+        );
+        counter(
+            &mut out,
+            "hisp_auth_failures_total",
+            "Wrong passwords (SMTP AUTH and REST).",
+            &self.auth_failures,
+        );
+        counter(
+            &mut out,
+            "hisp_auth_locked_total",
+            "Logins refused unchecked: the account was locked by repeated failures.",
+            &self.auth_locked,
         );
         let _ = writeln!(out, "# HELP hisp_queue_depth Recipients not yet final.\n# TYPE hisp_queue_depth gauge\nhisp_queue_depth {queue_depth}");
         self.hop_latency.render(

@@ -30,6 +30,7 @@ pub struct Relay<S: Store>(pub Arc<Context<S>>);
 /// unchecked for an account locked by repeated failures).
 pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &str) -> Checked {
     if let Some(left) = ctx.auth.locked(user, ctx.now()) {
+        Metrics::inc(&ctx.metrics.auth_locked);
         return Checked::Locked(left);
     }
     let hash = match ctx.store.user_password_hash(user).await {
@@ -45,6 +46,7 @@ pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &s
             Checked::Accepted(user.to_ascii_lowercase())
         }
         Some(false) => {
+            Metrics::inc(&ctx.metrics.auth_failures);
             if ctx.auth.failed(user, ctx.now()) {
                 tracing::warn!(
                     user,

@@ -190,6 +190,10 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     .await
     .unwrap();
     assert_eq!(r.code, 454, "AUTH of a locked account: {}", r.text);
+    let m = metrics(&a).await;
+    let max = f64::from(hisp_server::auth::MAX_FAILURES);
+    assert_eq!(metric(&m, "hisp_auth_failures_total"), max);
+    assert_eq!(metric(&m, "hisp_auth_locked_total"), 2.0);
     a.stop().await;
 }
 
