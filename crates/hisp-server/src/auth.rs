@@ -7,7 +7,9 @@
 //! window ends, so online guessing is bounded however many connections or addresses it
 //! comes from (a per-session delay alone bounds nothing: the guesser opens more sessions).
 //! An unknown account is checked against a fixed hash, so the answer takes as long as for
-//! a real one and does not tell which addresses exist.
+//! a real one and does not tell which addresses exist. Any change the operator makes to the
+//! directory lifts the locks (a locked user is let in again by `hisp user add` with a new
+//! password).
 
 use crate::users::{hash_password, verify_password};
 use std::collections::HashMap;
@@ -101,6 +103,14 @@ impl AuthGuard {
         }
         f.count += 1;
         f.count == MAX_FAILURES
+    }
+
+    /// Forget every failure: the operator changed the directory (say, `hisp user add` with a
+    /// new password for an account a guesser had locked).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.clear();
+        }
     }
 
     /// A right password clears the account's failures.

@@ -126,6 +126,8 @@ impl<S: Store> Context<S> {
             return Ok(false);
         }
         self.reload_directory().await?;
+        // The operator acted (perhaps a new password for a locked account): start afresh.
+        self.auth.clear();
         Ok(true)
     }
 

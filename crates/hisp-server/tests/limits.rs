@@ -194,6 +194,29 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     let max = f64::from(hisp_server::auth::MAX_FAILURES);
     assert_eq!(metric(&m, "hisp_auth_failures_total"), max);
     assert_eq!(metric(&m, "hisp_auth_locked_total"), 2.0);
+
+    // The operator sets a new password (as `hisp user add` does): the lock is lifted.
+    let hash = hisp_server::users::hash_password("a-new-password").unwrap();
+    ctx(&a).store.set_user(&a.user, &hash, now()).await.unwrap();
+    let renewed = format!("{}:a-new-password", a.user);
+    let args = [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        &renewed,
+        &url,
+    ];
+    eventually("the lock lifted by a new password", || async {
+        let out = tool("curl", &args, None).await;
+        match String::from_utf8_lossy(&out.stdout).as_ref() {
+            "200" => Ok(()),
+            other => Err(format!("HTTP {other}")),
+        }
+    })
+    .await;
     a.stop().await;
 }
 
