@@ -154,24 +154,11 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     let guesses: Vec<_> = (0..hisp_server::auth::MAX_FAILURES)
         .map(|_| {
             let (url, wrong) = (url.clone(), wrong.clone());
-            tokio::spawn(async move {
-                let args = [
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "-u",
-                    &wrong,
-                    &url,
-                ];
-                tool("curl", &args, None).await
-            })
+            tokio::spawn(async move { http_status(&wrong, &url).await })
         })
         .collect();
     for g in guesses {
-        let out = g.await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+        assert_eq!(g.await.unwrap(), "401");
     }
     let right = format!("{}:{}", a.user, a.password);
     let args = ["-s", "-D", "-", "-o", "/dev/null", "-u", &right, &url];
@@ -199,19 +186,8 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     let hash = hisp_server::users::hash_password("a-new-password").unwrap();
     ctx(&a).store.set_user(&a.user, &hash, now()).await.unwrap();
     let renewed = format!("{}:a-new-password", a.user);
-    let args = [
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-u",
-        &renewed,
-        &url,
-    ];
     eventually("the lock lifted by a new password", || async {
-        let out = tool("curl", &args, None).await;
-        match String::from_utf8_lossy(&out.stdout).as_ref() {
+        match http_status(&renewed, &url).await.as_str() {
             "200" => Ok(()),
             other => Err(format!("HTTP {other}")),
         }
@@ -255,6 +231,22 @@ async fn http_connections_over_the_limit_get_503_until_slots_free() {
     })
     .await;
     a.stop().await;
+}
+
+/// The HTTP status of a GET of `url` with HTTP Basic `credentials` (`user:password`).
+async fn http_status(credentials: &str, url: &str) -> String {
+    let args = [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        credentials,
+        url,
+    ];
+    let out = tool("curl", &args, None).await;
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A message over `spill::LARGE` (a 12 MiB imaging report) takes the large-message paths:

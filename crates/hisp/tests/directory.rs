@@ -17,40 +17,12 @@ use daemon_support::*;
 use serde_json::{json, Value};
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-/// `hisp <args…> --config <instance>`, whatever the outcome.
-fn hisp_at(inst: &Instance, args: &[&str]) -> common::Run {
-    common::run(
-        common::hisp().args(args).arg("--config").arg(&inst.config),
-        None,
-    )
-}
 
 fn list(inst: &Instance, what: &str) -> Value {
     let r = hisp_at(inst, &[what, "list", "--json"]);
     assert_eq!(r.code, 0, "hisp {what} list: {}", r.stderr);
     json_of(&r)
-}
-
-/// The HTTP status of a GET with HTTP Basic credentials.
-fn get_status(credentials: &str, url: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-u",
-            credentials,
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The reply to `RCPT TO:<rcpt>` on a relay port.
@@ -70,16 +42,6 @@ fn rcpt_reply(port: u16, rcpt: &str) -> String {
     w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
         .unwrap();
     smtp_reply(&mut r)
-}
-
-/// Lower-case hex SHA-256 of the first certificate in a PEM file.
-fn sha256_of(pem: &Path) -> String {
-    let pem = std::fs::read(pem).unwrap();
-    let der = openssl::x509::X509::from_pem(&pem)
-        .unwrap()
-        .to_der()
-        .unwrap();
-    hex::encode(openssl::sha::sha256(&der))
 }
 
 /// `remove` of what is not there: exit 2, naming it.
@@ -108,14 +70,14 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
     .unwrap();
     let url = format!("http://127.0.0.1:{}/api/v1/messages", beta.http_port);
     let bob = format!("{BOB}:{BOB_PASSWORD}");
-    assert_eq!(get_status(&bob, &url), "200");
+    assert_eq!(http_status(&bob, &url), "200");
     assert!(rcpt_reply(beta.relay_port, BOB).starts_with("250"));
     let r = hisp_at(beta, &["user", "remove", BOB]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out = String::from_utf8_lossy(&r.stdout);
     assert!(out.contains("removed user"), "{out}");
     let refused = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-        get_status(&bob, &url) == "401"
+        http_status(&bob, &url) == "401"
     });
     assert!(
         refused,
@@ -133,7 +95,7 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
     );
     assert_eq!(json_of(&r)["users"], json!([BOB]), "{}", r.stderr);
 
-    let ca = sha256_of(&pair.alpha.dir.join("ca.pem"));
+    let ca = cert_sha256(&pair.alpha.dir.join("ca.pem"));
     let anchors = list(beta, "anchor")["anchors"].clone();
     assert!(anchors
         .as_array()
@@ -162,7 +124,7 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
         "route",
     );
 
-    let cert = sha256_of(&pair.alpha.dir.join("domain.pem"));
+    let cert = cert_sha256(&pair.alpha.dir.join("domain.pem"));
     let certs = list(beta, "cert")["certificates"].clone();
     assert_eq!(certs[0]["sha256"], cert, "{certs}");
     assert_eq!(certs[0]["bound_to"], "direct.alpha.example");

@@ -8,27 +8,11 @@
 mod common;
 mod daemon_support;
 
-use common::run;
 use daemon_support::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const ALICE: &str = "dr.alice@direct.alpha.example";
-
-/// `curl -s` with `args`: exit status and body.
-fn curl(args: &[&str]) -> (i32, String) {
-    let r = run(
-        Command::new("curl")
-            .args(["-s", "--max-time", "10"])
-            .args(args),
-        None,
-    );
-    (
-        r.code,
-        String::from_utf8_lossy(&r.stdout).trim().to_string(),
-    )
-}
 
 fn https_ok(ca: &Path, port: u16, path: &str, user: Option<&str>) -> (i32, String) {
     let url = format!("https://localhost:{port}{path}");

@@ -20,14 +20,6 @@ use daemon_support::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// `hisp <args…> --config <instance>`, whatever the outcome.
-fn hisp_at(inst: &Instance, args: &[&str]) -> common::Run {
-    common::run(
-        common::hisp().args(args).arg("--config").arg(&inst.config),
-        None,
-    )
-}
-
 fn quarantine_json(inst: &Instance) -> Vec<Value> {
     let r = hisp_at(inst, &["quarantine", "--json"]);
     assert_eq!(r.code, 0, "hisp quarantine: {}", r.stderr);

@@ -199,13 +199,51 @@ impl Instance {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pem = std::fs::read(&cert).unwrap();
-        let der = openssl::x509::X509::from_pem(&pem)
-            .unwrap()
-            .to_der()
-            .unwrap();
-        hex::encode(openssl::sha::sha256(&der))
+        cert_sha256(&cert)
     }
+}
+
+/// Lower-case hex SHA-256 of the first certificate in a PEM file.
+pub fn cert_sha256(pem: &Path) -> String {
+    let pem = std::fs::read(pem).unwrap();
+    let der = openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    hex::encode(openssl::sha::sha256(&der))
+}
+
+/// `hisp <args…> --config <instance>`, whatever the outcome.
+pub fn hisp_at(inst: &Instance, args: &[&str]) -> Run {
+    run(hisp().args(args).arg("--config").arg(&inst.config), None)
+}
+
+/// `curl -s` with `args` (10 s at most): exit status and body, trimmed.
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let r = run(
+        Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .args(args),
+        None,
+    );
+    (
+        r.code,
+        String::from_utf8_lossy(&r.stdout).trim().to_string(),
+    )
+}
+
+/// The HTTP status of a GET of `url` with HTTP Basic `credentials` (`user:password`).
+pub fn http_status(credentials: &str, url: &str) -> String {
+    let args = [
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        credentials,
+        url,
+    ];
+    curl(&args).1
 }
 
 /// Read one SMTP reply (its last line has a space after the code).
