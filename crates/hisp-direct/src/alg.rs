@@ -10,11 +10,11 @@ use std::sync::OnceLock;
 /// Content-encryption algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentCipher {
-    /// AES-128 in CBC mode (RFC 3565); the default for sending.
+    /// AES-128 in CBC mode (RFC 3565).
     Aes128Cbc,
     /// AES-192 in CBC mode.
     Aes192Cbc,
-    /// AES-256 in CBC mode.
+    /// AES-256 in CBC mode; the default for sending.
     Aes256Cbc,
     /// AES-128-GCM in AuthEnvelopedData (RFC 5083, RFC 5084).
     Aes128Gcm,

@@ -194,7 +194,7 @@ keep_quarantined = "30d"       # a quarantined message's sealed form
 
 [crypto]
 receive_profile = "strict"       # strict | legacy
-cipher = "aes-128-cbc"           # aes-128-cbc | aes-256-cbc | aes-128-gcm | aes-256-gcm
+cipher = "aes-256-cbc"           # aes-128-cbc | aes-256-cbc | aes-128-gcm | aes-256-gcm
 key_transport = "rsa-pkcs1-v1_5" # rsa-pkcs1-v1_5 | rsa-oaep
 digest = "sha256"                # sha256 | sha384 | sha512
 "#,

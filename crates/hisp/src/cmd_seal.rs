@@ -22,8 +22,8 @@ pub struct SealArgs {
     /// A recipient's certificate; repeat for several recipients.
     #[arg(long = "recipient-cert", required = true)]
     recipient_certs: Vec<PathBuf>,
-    /// Content encryption: aes-128-cbc (default), aes-256-cbc, aes-128-gcm, aes-256-gcm.
-    #[arg(long, default_value = "aes-128-cbc")]
+    /// Content encryption: aes-256-cbc (default), aes-128-cbc, aes-256-gcm, aes-128-gcm.
+    #[arg(long, default_value = "aes-256-cbc")]
     cipher: String,
     /// Key transport: rsa-pkcs1-v1_5 (default) or rsa-oaep (SHA-256).
     #[arg(long, default_value = "rsa-pkcs1-v1_5")]

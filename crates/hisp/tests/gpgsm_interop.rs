@@ -225,8 +225,8 @@ fn applicability_send_defaults_gpgsm_decrypts_and_verifies() {
     );
     let st = status(&r);
     assert!(st.contains("DECRYPTION_OKAY"), "{st}\n{}", r.stderr);
-    // With --verbose gpgsm names the content cipher: the default is AES-128-CBC.
-    assert!(r.stderr.contains("AES.CBC"), "{}", r.stderr);
+    // With --verbose gpgsm names the content cipher: the default is AES-256-CBC.
+    assert!(r.stderr.contains("AES256.CBC"), "{}", r.stderr);
 
     let entity = std::fs::read(&decrypted).unwrap();
     let (headers, _) = split_entity(&entity);

@@ -88,7 +88,7 @@ fn default_profile() -> ProfileName {
     ProfileName::Strict
 }
 fn default_cipher() -> CipherName {
-    CipherName::Aes128Cbc
+    CipherName::Aes256Cbc
 }
 fn default_kt() -> KeyTransportName {
     KeyTransportName::RsaPkcs1V15

@@ -8,7 +8,7 @@ const EXAMPLE: &str = include_str!("../../../../examples/hisp.toml");
 fn example_config_parses() {
     let c = Config::from_toml(EXAMPLE, Path::new("examples/hisp.toml")).unwrap();
     assert_eq!(c.domains.len(), 1);
-    assert_eq!(c.crypto.cipher, CipherName::Aes128Cbc);
+    assert_eq!(c.crypto.cipher, CipherName::Aes256Cbc);
 }
 
 /// Every table rejects a key it does not know, naming it (as hickory's config tests do).
@@ -37,7 +37,7 @@ fn unknown_keys_rejected_in_every_table() {
 
 #[test]
 fn bad_values_name_the_key() {
-    let text = EXAMPLE.replace("cipher = \"aes-128-cbc\"", "cipher = \"rc4\"");
+    let text = EXAMPLE.replace("cipher = \"aes-256-cbc\"", "cipher = \"rc4\"");
     let err = Config::from_toml(&text, Path::new("x.toml"))
         .unwrap_err()
         .to_string();
