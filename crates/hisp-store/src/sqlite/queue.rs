@@ -28,6 +28,47 @@ const MESSAGE_COLUMNS: &str = "id, sender, message_id, kind, created, size";
 const LEASABLE: &str = "r.state = 'queued' AND r.next_attempt <= ?1 \
      AND (r.lease_owner IS NULL OR r.lease_until < ?1)";
 
+/// [`LEASABLE`] as a filter on the rows of one message: the unary `+` keeps SQLite from
+/// walking the due index for it (it did: every due row of the queue read once per message
+/// leased, O(backlog²) to drain a backlog; 31 % of the daemon's CPU with 8,000 queued) and
+/// makes it find the message's rows by the `(message, rcpt)` key instead.
+const LEASABLE_ROW: &str = "+r.state = 'queued' AND +r.next_attempt <= ?1 \
+     AND (r.lease_owner IS NULL OR r.lease_until < ?1)";
+
+/// The recipients of message `?2` in domain `?3` that a lease may take. `?1` is now.
+fn lease_rcpts_sql() -> String {
+    format!(
+        "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE r.message = ?2 AND r.domain = ?3 AND {LEASABLE_ROW} ORDER BY r.seq"
+    )
+}
+
+/// Lease those recipients to `?4` until `?5`.
+fn lease_take_sql() -> String {
+    // next_attempt moves to the lease's end: a leased row leaves the due range of the index
+    // until its lease runs out.
+    format!(
+        "UPDATE recipients AS r SET lease_owner = ?4, lease_until = ?5, next_attempt = ?5 \
+         WHERE r.message = ?2 AND r.domain = ?3 AND {LEASABLE_ROW}"
+    )
+}
+
+/// The recipients of message `?1` still waiting in the queue. `?2` is now.
+fn cancellable_sql() -> String {
+    format!(
+        "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE r.message = ?1 AND +r.state = 'queued' \
+         AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
+    )
+}
+
+/// The statements run once per message against the recipients table, for the test that
+/// checks each finds its rows by the message rather than by walking the queue.
+#[cfg(test)]
+pub(super) fn per_message_sql() -> Vec<String> {
+    vec![lease_rcpts_sql(), lease_take_sql(), cancellable_sql()]
+}
+
 /// Recipients waiting for a later attempt, not in delivery now. `?1` is now.
 const WAITING: &str = "state = 'queued' AND next_attempt > ?1 \
      AND (lease_owner IS NULL OR lease_until < ?1)";
@@ -257,20 +298,8 @@ pub(super) fn lease_due(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
         ))
         .map_err(db(what))?;
-    let mut rcpts_stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-             WHERE {LEASABLE} AND r.message = ?2 AND r.domain = ?3 ORDER BY r.seq"
-        ))
-        .map_err(db(what))?;
-    let mut take_stmt = conn
-        .prepare_cached(&format!(
-            // next_attempt moves to the lease's end: a leased row leaves the due range of the
-            // index until its lease runs out.
-            "UPDATE recipients AS r SET lease_owner = ?4, lease_until = ?5, next_attempt = ?5 \
-             WHERE {LEASABLE} AND r.message = ?2 AND r.domain = ?3"
-        ))
-        .map_err(db(what))?;
+    let mut rcpts_stmt = conn.prepare_cached(&lease_rcpts_sql()).map_err(db(what))?;
+    let mut take_stmt = conn.prepare_cached(&lease_take_sql()).map_err(db(what))?;
     let mut leases = Vec::with_capacity(groups.len());
     for (message, domain) in groups {
         let header = collect(&mut header_stmt, [&message], what, out_message)?
@@ -505,13 +534,7 @@ pub(super) fn cancel(
     now: UnixTime,
 ) -> StoreResult<Vec<OutRecipient>> {
     let what = "deleting a message from the queue";
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-             WHERE r.message = ?1 AND r.state = 'queued' \
-             AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
-        ))
-        .map_err(db(what))?;
+    let mut stmt = conn.prepare_cached(&cancellable_sql()).map_err(db(what))?;
     let mut cancelled = collect(&mut stmt, params![id.0, now], what, out_recipient)?;
     let mut fail = conn
         .prepare_cached(
