@@ -366,8 +366,9 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         id: i64,
     ) -> impl Future<Output = StoreResult<Option<MailboxEntry>>> + Send;
-    /// Mark an entry picked up by the edge. Returns the entry when this call picked it up,
-    /// `None` when it was already picked up or does not belong to `owner`.
+    /// Mark an entry picked up by the edge. Returns the entry, without its body (as in a
+    /// listing), when this call picked it up, `None` when it was already picked up or does
+    /// not belong to `owner`.
     fn mark_picked_up(
         &self,
         owner: &str,

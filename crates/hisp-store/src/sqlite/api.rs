@@ -305,8 +305,19 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<Inbound>> {
         let owner = owner.to_owned();
-        self.write(move |c| inbound::lease(c, now, &owner, lease_until, limit))
-            .await
+        let leased = self
+            .write(move |c| inbound::lease(c, now, &owner, lease_until, limit))
+            .await?;
+        // The bodies from a read connection, off the writer thread. A failure leaves the
+        // leases to run out, and the messages to be taken again then.
+        self.read(move |c| {
+            let mut leased = leased;
+            for inbound in &mut leased {
+                inbound::fill_body(c, inbound)?;
+            }
+            Ok(leased)
+        })
+        .await
     }
 
     async fn finish_inbound(&self, done: InboundDone) -> StoreResult<Committed> {

@@ -36,19 +36,22 @@ fn inbound_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Inbound>> {
     }))
 }
 
-/// Fill in the envelope recipients (and the body when asked) of rows read by [`inbound_row`].
-fn complete(conn: &Connection, inbound: &mut Inbound, with_body: bool) -> StoreResult<()> {
+/// Fill in the envelope recipients of rows read by [`inbound_row`].
+fn complete(conn: &Connection, inbound: &mut Inbound) -> StoreResult<()> {
     let what = "reading an inbound message";
     let mut rcpts = conn
         .prepare_cached("SELECT rcpt FROM inbound_rcpts WHERE inbound = ?1 ORDER BY position")
         .map_err(db(what))?;
     inbound.rcpts = collect(&mut rcpts, [&inbound.id.0], what, |row| Ok(Ok(row.get(0)?)))?;
-    if with_body {
-        inbound.body = body_of(conn, &inbound.id)?.ok_or_else(|| StoreError::NotFound {
-            what: "inbound message body",
-            id: inbound.id.0.clone(),
-        })?;
-    }
+    Ok(())
+}
+
+/// Read the sealed body of a message [`lease`] took.
+pub(super) fn fill_body(conn: &Connection, inbound: &mut Inbound) -> StoreResult<()> {
+    inbound.body = body_of(conn, &inbound.id)?.ok_or_else(|| StoreError::NotFound {
+        what: "inbound message body",
+        id: inbound.id.0.clone(),
+    })?;
     Ok(())
 }
 
@@ -125,7 +128,9 @@ fn insert(
     )
 }
 
-/// Lease spooled messages whose lease is free or expired, oldest first, with their bodies.
+/// Lease spooled messages whose lease is free or expired, oldest first, without their
+/// bodies: this runs on the writer thread, where reading bodies of up to the size limit from
+/// their files would hold every other commit back; [`fill_body`] reads them afterwards.
 pub(super) fn lease(
     conn: &Connection,
     now: UnixTime,
@@ -147,7 +152,7 @@ pub(super) fn lease(
     for inbound in &mut leased {
         take.execute(params![inbound.id.0, owner, lease_until])
             .map_err(db(what))?;
-        complete(conn, inbound, true)?;
+        complete(conn, inbound)?;
     }
     Ok(leased)
 }
@@ -240,7 +245,7 @@ pub(super) fn quarantined(conn: &Connection, limit: usize) -> StoreResult<Vec<In
         .map_err(db(what))?;
     let mut listed = collect(&mut stmt, [sql_limit(limit)], what, inbound_row)?;
     for inbound in &mut listed {
-        complete(conn, inbound, false)?;
+        complete(conn, inbound)?;
     }
     Ok(listed)
 }
@@ -256,7 +261,7 @@ pub(super) fn get(conn: &Connection, id: &QueueId) -> StoreResult<Option<Inbound
     let Some(mut inbound) = collect(&mut stmt, [&id.0], what, inbound_row)?.pop() else {
         return Ok(None);
     };
-    complete(conn, &mut inbound, false)?;
+    complete(conn, &mut inbound)?;
     inbound.body = body_of(conn, id)?.unwrap_or_default();
     Ok(Some(inbound))
 }

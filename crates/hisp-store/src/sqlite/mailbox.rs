@@ -98,16 +98,20 @@ pub(super) fn list(
     )
 }
 
-/// One entry with its body, if `owner` owns it.
-pub(super) fn entry(conn: &Connection, owner: &str, id: i64) -> StoreResult<Option<MailboxEntry>> {
+/// One entry without its body, if `owner` owns it.
+fn header(conn: &Connection, owner: &str, id: i64) -> StoreResult<Option<MailboxEntry>> {
     let what = "reading a mailbox entry";
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM mailbox WHERE id = ?1 AND owner = ?2"
         ))
         .map_err(db(what))?;
-    let Some(mut entry) = collect(&mut stmt, params![id, fold(owner)], what, entry_row)?.pop()
-    else {
+    Ok(collect(&mut stmt, params![id, fold(owner)], what, entry_row)?.pop())
+}
+
+/// One entry with its body, if `owner` owns it.
+pub(super) fn entry(conn: &Connection, owner: &str, id: i64) -> StoreResult<Option<MailboxEntry>> {
+    let Some(mut entry) = header(conn, owner, id)? else {
         return Ok(None);
     };
     let select = "SELECT rowid, length(body), file FROM mailbox_bodies WHERE entry = ?1";
@@ -119,7 +123,9 @@ pub(super) fn entry(conn: &Connection, owner: &str, id: i64) -> StoreResult<Opti
     Ok(Some(entry))
 }
 
-/// Mark picked up, once: the entry (with body) when this call changed it.
+/// Mark picked up, once: the entry, without its body, when this call changed it. (It is a
+/// write on the store's one writer thread: reading a body of up to the size limit from its
+/// file there held every other commit back, for a body nobody used.)
 pub(super) fn mark_picked_up(
     conn: &Connection,
     owner: &str,
@@ -138,7 +144,7 @@ pub(super) fn mark_picked_up(
     if changed == 0 {
         return Ok(None);
     }
-    entry(conn, owner, id)
+    header(conn, owner, id)
 }
 
 /// Record a notification; true when it is the first of its kind for (Message-ID, rcpt).
