@@ -332,13 +332,21 @@ pub fn default_cipher() -> ContentCipher {
 }
 
 fn aes(buf: &[u8], mode: Mode) -> Result<usize> {
+    thread_local! {
+        // Allocated once: zeroing a fresh 4 MiB output at every call was timed with the
+        // cipher and lowered the bulk ceiling (by about 1 % of the run's samples).
+        static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let cipher = default_cipher();
     let key = vec![7u8; cipher.key_len()];
     let iv = [9u8; 16];
     let mut c = Crypter::new(cipher.openssl(), mode, &key, Some(&iv))?;
     c.pad(false);
-    let mut out = vec![0u8; buf.len() + 32];
-    Ok(c.update(buf, &mut out)?)
+    OUT.with(|out| {
+        let mut out = out.borrow_mut();
+        out.resize(buf.len() + 32, 0);
+        Ok(c.update(buf, &mut out)?)
+    })
 }
 
 /// One RSA-2048 private-key operation through the RSA method directly, the cheapest way
