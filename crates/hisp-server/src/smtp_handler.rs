@@ -81,10 +81,19 @@ impl<S: Store> Handler for Submission<S> {
 
     async fn mail_from(&self, session: &SessionInfo, reverse_path: &str) -> Result<(), Reply> {
         let user = session.user.as_deref().ok_or_else(Reply::auth_required)?;
-        if mime::same_address(user, reverse_path) {
-            Ok(())
-        } else {
-            Err(Reply::sender_not_owned(reverse_path))
+        if !mime::same_address(user, reverse_path) {
+            return Err(Reply::sender_not_owned(reverse_path));
+        }
+        // A session authenticated before the operator removed the user must not go on
+        // sending as them (the REST API checks every request the same way).
+        match self.0.is_user(user).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Reply::new(
+                530,
+                Some((5, 7, 0)),
+                format!("<{user}> no longer has an account here; authenticate again"),
+            )),
+            Err(e) => Err(store_failure(&e, "cannot look up the sender's account")),
         }
     }
 

@@ -3,7 +3,9 @@
 //! running daemon:
 //! - `user list --json` lists; after `user remove`, the daemon refuses the user's REST login
 //!   (RFC 9110 §11.6.1: 401) although it had just let it in, and refuses mail for the
-//!   address at RCPT (RFC 5321 §4.2.2: 550); a second remove is refused by name (exit 2).
+//!   address at RCPT (RFC 5321 §4.2.2: 550); a submission session Python's smtplib
+//!   authenticated before the removal gets `530 5.7.0` at its next MAIL FROM (RFC 4954
+//!   §6); a second remove is refused by name (exit 2).
 //! - `anchor list` shows the peer's CA by fingerprint and `anchor remove` takes it out;
 //!   `route list|remove` and `cert list|remove` likewise.
 //! - `hisp backup` taken while the daemon runs is a store of its own: pointed at it, the
@@ -15,7 +17,7 @@ mod daemon_support;
 
 use daemon_support::*;
 use serde_json::{json, Value};
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -42,6 +44,49 @@ fn rcpt_reply(port: u16, rcpt: &str) -> String {
     w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
         .unwrap();
     smtp_reply(&mut r)
+}
+
+/// A Python smtplib submission session, authenticated (STARTTLS, AUTH) as `user`, that
+/// sends MAIL FROM as `user` when told to and prints the reply.
+struct HeldSession {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl HeldSession {
+    fn open(port: u16, user: &str, password: &str) -> HeldSession {
+        let script = format!(
+            "import smtplib, ssl, sys\n\
+             s = smtplib.SMTP('127.0.0.1', {port}, timeout=30)\n\
+             s.starttls(context=ssl._create_unverified_context())\n\
+             s.login('{user}', '{password}')\n\
+             print('authenticated', flush=True)\n\
+             sys.stdin.readline()\n\
+             code, text = s.mail('{user}')\n\
+             print(code, text.decode(), flush=True)\n"
+        );
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run /usr/bin/python3");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "authenticated");
+        HeldSession { child, out }
+    }
+
+    /// The reply to MAIL FROM, as `code text`.
+    fn mail_from(mut self) -> String {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let _ = self.child.wait();
+        line
+    }
 }
 
 /// `remove` of what is not there: exit 2, naming it.
@@ -72,6 +117,7 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
     let bob = format!("{BOB}:{BOB_PASSWORD}");
     assert_eq!(http_status(&bob, &url), "200");
     assert!(rcpt_reply(beta.relay_port, BOB).starts_with("250"));
+    let held = HeldSession::open(beta.submission_port, BOB, BOB_PASSWORD);
     let r = hisp_at(beta, &["user", "remove", BOB]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out = String::from_utf8_lossy(&r.stdout);
@@ -85,6 +131,11 @@ fn list_and_remove_users_anchors_routes_and_certificates() {
         d.log_text()
     );
     assert!(rcpt_reply(beta.relay_port, BOB).starts_with("550"));
+    let reply = held.mail_from();
+    assert!(
+        reply.starts_with("530 5.7.0") && reply.contains("no longer has an account"),
+        "{reply}"
+    );
     assert_eq!(list(beta, "user")["users"], json!([]));
     assert_refused(&hisp_at(beta, &["user", "remove", BOB]), "user");
     let r = common::run(
