@@ -191,6 +191,7 @@ mdn_timeout = "1h"
 keep_outbound_bodies = "7d"    # once every recipient is final
 keep_picked_up_bodies = "30d"  # after the edge picked it up
 keep_quarantined = "30d"       # a quarantined message's sealed form
+keep_records = "forever"       # whole records of finished mail, e.g. "2190d" (6 years)
 
 [crypto]
 receive_profile = "strict"       # strict | legacy

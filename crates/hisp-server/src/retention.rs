@@ -1,11 +1,12 @@
 //! Retention in the daemon (`[retention]`): a minute after start and then every hour, the
-//! bodies nobody needs any more are removed ([`Store::purge_bodies`]), looking at [`BATCH`]
-//! rows of each kind per transaction, so the writer is never held long. `hisp purge` runs the same pass
-//! at once.
+//! bodies nobody needs any more are removed ([`Store::purge_bodies`]), and then, when
+//! `keep_records` is set, whole records of finished mail past it ([`Store::purge_records`]),
+//! looking at [`BATCH`] rows of each kind per transaction, so the writer is never held long.
+//! `hisp purge` runs the same passes at once.
 
 use crate::config::RetentionConfig;
 use crate::context::Context;
-use hisp_store::{PurgeStep, Purged, Store, StoreResult};
+use hisp_store::{PurgeStep, Purged, PurgedRecords, RecordStep, Store, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,31 @@ pub async fn purge_all<S: Store>(
     }
 }
 
+/// Remove the records of finished mail older than `keep_records` at `now`, a step at a
+/// time; returns how many went (`None` when records are kept forever).
+pub async fn purge_records_all<S: Store>(
+    store: &S,
+    cfg: &RetentionConfig,
+    now: i64,
+) -> StoreResult<Option<PurgedRecords>> {
+    let Some(keep) = cfg.keep_records else {
+        return Ok(None);
+    };
+    let before = now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+    let mut step = Some(RecordStep::first(before, BATCH));
+    let mut total = PurgedRecords::default();
+    while let Some(s) = step {
+        let p = store.purge_records(s).await?;
+        total.messages += p.messages;
+        total.inbound += p.inbound;
+        total.mailbox += p.mailbox;
+        total.notifications += p.notifications;
+        step = p.next;
+        tokio::task::yield_now().await;
+    }
+    Ok(Some(total))
+}
+
 /// Run the hourly pass until `stop` flips.
 pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut wait = Duration::from_secs(60);
@@ -65,6 +91,19 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention pass failed; it runs again in an hour"),
+        }
+        match purge_records_all(ctx.store.as_ref(), &ctx.config.retention, ctx.now()).await {
+            Ok(Some(p)) if p.messages + p.inbound + p.mailbox + p.notifications > 0 => {
+                tracing::info!(
+                    messages = p.messages,
+                    inbound = p.inbound,
+                    mailbox = p.mailbox,
+                    notifications = p.notifications,
+                    "retention: records of finished mail past keep_records removed"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "records pass failed; it runs again in an hour"),
         }
     }
 }

@@ -13,10 +13,12 @@
 
 pub mod directory_model;
 pub mod model;
+pub mod records_model;
 pub mod sqlite;
 
 pub use directory_model::*;
 pub use model::*;
+pub use records_model::*;
 
 use std::future::Future;
 
@@ -297,6 +299,16 @@ pub trait Store: Send + Sync + 'static {
     /// notification awaited), and of mailbox entries picked up before theirs, oldest
     /// first, looking at no more than `limit` rows of each. Rows, states and timelines stay.
     fn purge_bodies(&self, step: PurgeStep) -> impl Future<Output = StoreResult<Purged>> + Send;
+    /// One step of a records pass ([`RecordStep`]): remove whole rows made before the
+    /// cut-off, oldest first, looking at no more than `limit` of each kind: outbound
+    /// messages whose every recipient is final (with their recipients, bodies, sealed
+    /// copies and timeline), inbound messages no longer spooled (with their envelope
+    /// recipients, sealed form and timeline), mailbox entries picked up (with bodies; one
+    /// never picked up stays), and notification de-duplication records.
+    fn purge_records(
+        &self,
+        step: RecordStep,
+    ) -> impl Future<Output = StoreResult<PurgedRecords>> + Send;
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
     /// how many. Each gets a `flushed` event on its timeline.
     fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;

@@ -120,6 +120,23 @@ pub fn purge(a: &PurgeArgs) -> Result<u8> {
         p.quarantined,
         humantime::format_duration(r.keep_quarantined)
     );
+    let records = runtime()?.block_on(hisp_server::retention::purge_records_all(
+        &store,
+        r,
+        files::now(),
+    ))?;
+    match (records, r.keep_records) {
+        (Some(p), Some(keep)) => println!(
+            "removed the records of {} outbound message(s), {} inbound message(s), {} \
+             picked-up mailbox entr(ies) and {} notification(s) older than {}",
+            p.messages,
+            p.inbound,
+            p.mailbox,
+            p.notifications,
+            humantime::format_duration(keep)
+        ),
+        _ => println!("records of finished mail are kept (retention.keep_records = \"forever\")"),
+    }
     Ok(0)
 }
 

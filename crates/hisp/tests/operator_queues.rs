@@ -307,9 +307,11 @@ fn curl_bob(inst: &Instance, method: &str, path: &str) -> (u16, String) {
 
 /// `[retention]` with both periods at zero: once Bob's edge picked the message up, `hisp
 /// purge` removes its body at beta (REST then answers 410 Gone, the entry still listed),
-/// and once the `processed` MDN closed it at alpha, the outbound body (timeline `purged`).
+/// and once the `processed` MDN closed it at alpha, the outbound body (timeline `purged`);
+/// records are kept (`keep_records = "forever"`) until `keep_records` is set, and then
+/// the finished message leaves alpha's queue listing and Bob's picked-up entry his mailbox.
 #[test]
-fn purge_removes_bodies_once_picked_up_or_finished_and_keeps_the_records() {
+fn purge_removes_bodies_once_picked_up_or_finished_and_then_the_records() {
     let tmp = common::workdir();
     let pair = Pair::init(tmp.path());
     for inst in [&pair.alpha, &pair.beta] {
@@ -331,7 +333,12 @@ fn purge_removes_bodies_once_picked_up_or_finished_and_keeps_the_records() {
         assert_eq!(r.code, 0, "hisp purge: {}", r.stderr);
         String::from_utf8_lossy(&r.stdout).into_owned()
     };
-    assert!(purge(&pair.beta).contains(" and of 0 mailbox"));
+    let first = purge(&pair.beta);
+    assert!(first.contains(" and of 0 mailbox"), "{first}");
+    assert!(
+        first.contains("records of finished mail are kept"),
+        "{first}"
+    );
     let entry = pair.beta.mailbox_json(BOB)["messages"]
         .as_array()
         .unwrap()
@@ -371,4 +378,19 @@ fn purge_removes_bodies_once_picked_up_or_finished_and_keeps_the_records() {
         .iter()
         .any(|e| e["event"] == "purged"));
     assert_eq!(m["recipients"][0]["state"], "processed");
+
+    for inst in [&pair.alpha, &pair.beta] {
+        inst.set("retention", "keep_quarantined", "\"0s\"");
+        inst.set("retention", "keep_records", "\"0s\"");
+    }
+    let gone = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        purge(&pair.alpha).contains("records of 1 outbound message(s)")
+    });
+    assert!(gone, "finished record not removed\n{}", logs());
+    assert!(bob_at_alpha(&pair.alpha, &id).is_none());
+    let gone = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        purge(&pair.beta).contains("1 picked-up mailbox entr(ies)")
+    });
+    assert!(gone, "picked-up entry not removed\n{}", logs());
+    assert!(!bob_has(&pair.beta, &id));
 }

@@ -309,6 +309,21 @@ impl Config {
         if q.delivery_workers == 0 {
             problem("queue.delivery_workers".into(), "must be at least 1".into());
         }
+        let r = &self.retention;
+        let longest_body = r
+            .keep_outbound_bodies
+            .max(r.keep_picked_up_bodies)
+            .max(r.keep_quarantined);
+        if r.keep_records.is_some_and(|k| k < longest_body) {
+            problem(
+                "retention.keep_records".into(),
+                format!(
+                    "must be at least the longest body retention ({}): a record goes with \
+                     its body",
+                    humantime::format_duration(longest_body)
+                ),
+            );
+        }
     }
 
     /// The SQLite store inside the data directory.

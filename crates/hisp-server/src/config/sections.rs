@@ -146,6 +146,11 @@ pub struct RetentionConfig {
     /// (`hisp quarantine release` needs it; the entry and its reason stay).
     #[serde(default = "d_30d", with = "human")]
     pub keep_quarantined: Duration,
+    /// Whole records of finished mail (message, recipients, states, timeline; inbound
+    /// messages; picked-up mailbox entries; notification de-duplication) are removed this
+    /// long after they were made; `"forever"` (the default) keeps them.
+    #[serde(default, with = "human_or_forever")]
+    pub keep_records: Option<Duration>,
 }
 
 fn d_7d() -> Duration {
@@ -161,6 +166,7 @@ impl Default for RetentionConfig {
             keep_outbound_bodies: d_7d(),
             keep_picked_up_bodies: d_30d(),
             keep_quarantined: d_30d(),
+            keep_records: None,
         }
     }
 }
@@ -240,6 +246,30 @@ mod human {
         humantime::parse_duration(&text).map_err(|e| {
             serde::de::Error::custom(format!(
                 "\"{text}\" is not a duration like \"2m\" or \"5d\": {e}"
+            ))
+        })
+    }
+}
+
+/// serde for a duration or `"forever"` (`None`).
+mod human_or_forever {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => human::serialize(d, s),
+            None => s.serialize_str("forever"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "forever" {
+            return Ok(None);
+        }
+        humantime::parse_duration(&text).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "\"{text}\" is neither \"forever\" nor a duration like \"400d\": {e}"
             ))
         })
     }

@@ -69,3 +69,36 @@ fn rfc1035_2_3_1_domain_names() {
     assert!(!is_domain_name("a..b"));
     assert!(!is_domain_name("sp ace.example"));
 }
+
+/// `retention.keep_records`: "forever" by default, a duration when set, and never shorter
+/// than a body retention (the record would take its body early).
+#[test]
+fn keep_records_is_forever_a_duration_or_refused_by_name() {
+    let c = Config::from_toml(EXAMPLE, Path::new("x.toml")).unwrap();
+    assert_eq!(c.retention.keep_records, None);
+    let set = |value: &str| {
+        EXAMPLE.replace(
+            "keep_records = \"forever\"",
+            &format!("keep_records = \"{value}\""),
+        )
+    };
+    let c = Config::from_toml(&set("400d"), Path::new("x.toml")).unwrap();
+    assert_eq!(
+        c.retention.keep_records,
+        Some(std::time::Duration::from_secs(400 * 86_400))
+    );
+    let err = Config::from_toml(&set("always"), Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keep_records") && err.contains("forever"),
+        "{err}"
+    );
+    let c = Config::from_toml(&set("10d"), Path::new("x.toml")).unwrap();
+    let problems = c.validate();
+    let p = problems
+        .iter()
+        .find(|p| p.key == "retention.keep_records")
+        .expect("keep_records shorter than keep_quarantined is refused");
+    assert!(p.reason.contains("30days"), "{}", p.reason);
+}

@@ -3,13 +3,14 @@
 //! a pooled read connection. The SQL lives in the concern modules.
 
 use super::{
-    bundles, directory, inbound, mailbox, queue, retention, timeline, tracking, SqliteStore,
+    bundles, directory, inbound, mailbox, queue, records, retention, timeline, tracking,
+    SqliteStore,
 };
 use crate::{
     Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
     NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
-    OutMessage, OutRecipient, PurgeStep, Purged, QueueId, Queued, RcptState, RcptUpdate, Route,
-    StaticCert, Store, StoreResult, UnixTime,
+    OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId, Queued, RcptState,
+    RcptUpdate, RecordStep, Route, StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -269,6 +270,10 @@ impl Store for SqliteStore {
 
     async fn purge_bodies(&self, step: PurgeStep) -> StoreResult<Purged> {
         self.write(move |c| retention::purge(c, &step)).await
+    }
+
+    async fn purge_records(&self, step: RecordStep) -> StoreResult<PurgedRecords> {
+        self.write(move |c| records::purge(c, &step)).await
     }
 
     async fn flush_queue(&self, now: UnixTime) -> StoreResult<u64> {

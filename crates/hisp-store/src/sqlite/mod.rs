@@ -29,6 +29,7 @@ mod directory;
 mod inbound;
 mod mailbox;
 mod queue;
+mod records;
 mod retention;
 mod schema;
 mod spool;

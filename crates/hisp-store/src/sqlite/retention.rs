@@ -33,7 +33,7 @@ pub(super) fn purge(conn: &Connection, step: &PurgeStep) -> StoreResult<Purged> 
 }
 
 /// A body row looked at: its row id, whose it is, when that was made, and whether it may go.
-struct Seen<K> {
+pub(super) struct Seen<K> {
     rowid: i64,
     key: K,
     made: i64,
@@ -41,7 +41,7 @@ struct Seen<K> {
 }
 
 /// The rows `sql` selects as (rowid, key, made, may go).
-fn seen<K: rusqlite::types::FromSql>(
+pub(super) fn seen<K: rusqlite::types::FromSql>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
@@ -63,7 +63,7 @@ fn seen<K: rusqlite::types::FromSql>(
 
 /// Walk `rows` (in row order): the keys that may go, and the cursor for the next step
 /// (`None` once a row too young to go, or the end, was reached).
-fn walk<K>(rows: Vec<Seen<K>>, before: i64, limit: usize) -> (Vec<K>, Option<i64>) {
+pub(super) fn walk<K>(rows: Vec<Seen<K>>, before: i64, limit: usize) -> (Vec<K>, Option<i64>) {
     let full = rows.len() >= limit;
     let mut last = None;
     let mut go = Vec::new();
@@ -181,7 +181,7 @@ fn drop_body(
 }
 
 /// Doom (remove after the commit) every body file `select` names for `id`.
-fn doom_files(conn: &Connection, select: &str, id: &str) -> StoreResult<()> {
+pub(super) fn doom_files(conn: &Connection, select: &str, id: &str) -> StoreResult<()> {
     let what = "finding message body files";
     let names: Vec<String> = {
         let mut stmt = conn.prepare_cached(select).map_err(db(what))?;

@@ -9,6 +9,7 @@ mod inbound;
 mod mailbox;
 mod plans;
 mod queue;
+mod records;
 mod retention;
 mod tracking;
 mod writer;
