@@ -55,84 +55,102 @@ fn run(
     Ok(())
 }
 
+/// Walk the rows `select` lists after `after` (as (rowid, key, made, may go), `?1` the
+/// cursor and `?2` the limit) and `remove` each that may go; (how many, next cursor).
+fn remove_walked<K: rusqlite::types::FromSql>(
+    conn: &Connection,
+    step: &RecordStep,
+    after: i64,
+    select: &str,
+    what: &'static str,
+    remove: impl Fn(&K) -> StoreResult<()>,
+) -> StoreResult<(u64, Option<i64>)> {
+    let rows: Vec<Seen<K>> = seen(conn, select, params![after, step.limit as i64], what)?;
+    let (keys, next) = walk(rows, step.before, step.limit);
+    for key in &keys {
+        remove(key)?;
+    }
+    Ok((keys.len() as u64, next))
+}
+
 fn purge_messages(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the records of finished messages";
-    let rows: Vec<Seen<String>> = seen(
-        conn,
-        "SELECT m.seq, m.id, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
+    let select = "SELECT m.seq, m.id, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
          WHERE r.message = m.id AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
-         FROM messages m WHERE m.seq > ?1 ORDER BY m.seq LIMIT ?2",
-        params![step.messages_after, step.limit as i64],
+         FROM messages m WHERE m.seq > ?1 ORDER BY m.seq LIMIT ?2";
+    remove_walked(
+        conn,
+        step,
+        step.messages_after,
+        select,
         what,
-    )?;
-    let (ids, next) = walk(rows, step.before, step.limit);
-    for id in &ids {
-        for table in ["message_bodies", "sealed"] {
-            let select =
-                format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
-            doom_files(conn, &select, id)?;
-        }
-        run(conn, "DELETE FROM events WHERE message = ?1", id, what)?;
-        // Recipients, body and sealed copies go with it (ON DELETE CASCADE).
-        run(conn, "DELETE FROM messages WHERE id = ?1", id, what)?;
-    }
-    Ok((ids.len() as u64, next))
+        |id: &String| {
+            for table in ["message_bodies", "sealed"] {
+                let files =
+                    format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
+                doom_files(conn, &files, id)?;
+            }
+            run(conn, "DELETE FROM events WHERE message = ?1", id, what)?;
+            // Recipients, body and sealed copies go with it (ON DELETE CASCADE).
+            run(conn, "DELETE FROM messages WHERE id = ?1", id, what)
+        },
+    )
 }
 
 fn purge_inbound(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the records of processed inbound mail";
-    let rows: Vec<Seen<String>> = seen(
+    let select = "SELECT seq, id, received, state != 'spooled' FROM inbound \
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+    remove_walked(
         conn,
-        "SELECT seq, id, received, state != 'spooled' FROM inbound \
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        params![step.inbound_after, step.limit as i64],
+        step,
+        step.inbound_after,
+        select,
         what,
-    )?;
-    let (ids, next) = walk(rows, step.before, step.limit);
-    for id in &ids {
-        let select = "SELECT file FROM inbound_bodies WHERE inbound = ?1 AND file IS NOT NULL";
-        doom_files(conn, select, id)?;
-        run(conn, "DELETE FROM events WHERE message = ?1", id, what)?;
-        run(conn, "DELETE FROM inbound WHERE id = ?1", id, what)?;
-    }
-    Ok((ids.len() as u64, next))
+        |id: &String| {
+            let files = "SELECT file FROM inbound_bodies WHERE inbound = ?1 AND file IS NOT NULL";
+            doom_files(conn, files, id)?;
+            run(conn, "DELETE FROM events WHERE message = ?1", id, what)?;
+            run(conn, "DELETE FROM inbound WHERE id = ?1", id, what)
+        },
+    )
 }
 
 fn purge_mailbox(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing picked-up mailbox entries";
-    let rows: Vec<Seen<i64>> = seen(
+    let select = "SELECT id, id, received, picked_up IS NOT NULL FROM mailbox \
+         WHERE id > ?1 ORDER BY id LIMIT ?2";
+    remove_walked(
         conn,
-        "SELECT id, id, received, picked_up IS NOT NULL FROM mailbox \
-         WHERE id > ?1 ORDER BY id LIMIT ?2",
-        params![step.mailbox_after, step.limit as i64],
+        step,
+        step.mailbox_after,
+        select,
         what,
-    )?;
-    let (entries, next) = walk(rows, step.before, step.limit);
-    for entry in &entries {
-        let select = "SELECT file FROM mailbox_bodies WHERE entry = ?1";
-        spool::doom_file_of(conn, select, [entry])?;
-        run(conn, "DELETE FROM mailbox WHERE id = ?1", entry, what)?;
-    }
-    Ok((entries.len() as u64, next))
+        |entry: &i64| {
+            let files = "SELECT file FROM mailbox_bodies WHERE entry = ?1";
+            spool::doom_file_of(conn, files, [entry])?;
+            run(conn, "DELETE FROM mailbox WHERE id = ?1", entry, what)
+        },
+    )
 }
 
 fn purge_notifications(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing old notification records";
-    let rows: Vec<Seen<i64>> = seen(
+    let select = "SELECT rowid, rowid, seen, 1 FROM notifications \
+         WHERE rowid > ?1 ORDER BY rowid LIMIT ?2";
+    remove_walked(
         conn,
-        "SELECT rowid, rowid, seen, 1 FROM notifications \
-         WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-        params![step.notifications_after, step.limit as i64],
+        step,
+        step.notifications_after,
+        select,
         what,
-    )?;
-    let (gone, next) = walk(rows, step.before, step.limit);
-    for rowid in &gone {
-        run(
-            conn,
-            "DELETE FROM notifications WHERE rowid = ?1",
-            rowid,
-            what,
-        )?;
-    }
-    Ok((gone.len() as u64, next))
+        |rowid: &i64| {
+            run(
+                conn,
+                "DELETE FROM notifications WHERE rowid = ?1",
+                rowid,
+                what,
+            )
+        },
+    )
 }

@@ -4,12 +4,11 @@
 //! its age; each step is bounded and the pass ends.
 
 use super::bodies::{body, files};
+use super::retention::{entry, finished_with_files, unfinished};
 use super::{fresh, message, update};
 use crate::sqlite::blobs::IN_FILES;
 use crate::sqlite::SqliteStore;
-use crate::{
-    EntryKind, InboundDone, InboundState, NewInbound, NewMailboxEntry, RcptState, RecordStep, Store,
-};
+use crate::{InboundDone, InboundState, NewInbound, RcptState, RecordStep, Store};
 
 /// A whole pass in steps of `limit` rows: (messages, inbound, mailbox, notifications)
 /// removed, and steps.
@@ -29,20 +28,6 @@ async fn pass(store: &SqliteStore, before: i64, limit: usize) -> ([u64; 4], usiz
     (gone, steps)
 }
 
-fn entry(n: i64, size: usize) -> NewMailboxEntry {
-    NewMailboxEntry {
-        owner: "bob@b.example".into(),
-        kind: EntryKind::Message,
-        message_id: format!("<m{n}@a.example>"),
-        from: "dr.alice@a.example".into(),
-        subject: "Referral".into(),
-        body: body(size),
-        wants_dispatched: false,
-        source: None,
-        now: n,
-    }
-}
-
 fn received(now: i64) -> NewInbound {
     NewInbound {
         mail_from: "dr.alice@a.example".into(),
@@ -58,26 +43,8 @@ async fn finished_rows_past_the_cut_off_go_whole_and_unfinished_ones_stay() {
     let (dir, store) = fresh();
     // Outbound: finished (relayed, no MDN awaited) with a body and a sealed copy in files;
     // one still queued; one awaiting its MDN; one finished but young.
-    let mut big = message("<done@a.example>", &["bob@b.example"], 100);
-    big.body = body(IN_FILES);
-    let done = store.enqueue(big).await.unwrap();
-    store
-        .store_sealed(&done, "b.example", &body(IN_FILES))
-        .await
-        .unwrap();
-    let relayed = update(&done, "bob@b.example", RcptState::Relayed, 110);
-    store.update_recipients(vec![relayed]).await.unwrap();
-    let queued = store
-        .enqueue(message("<q@a.example>", &["c@c.example"], 100))
-        .await
-        .unwrap();
-    let tracked = store
-        .enqueue(message("<t@a.example>", &["d@d.example"], 100))
-        .await
-        .unwrap();
-    let mut awaiting = update(&tracked, "d@d.example", RcptState::Relayed, 110);
-    awaiting.deadline = Some(9_000);
-    store.update_recipients(vec![awaiting]).await.unwrap();
+    let done = finished_with_files(&store).await;
+    let (queued, tracked) = unfinished(&store, 9_000).await;
     let young = store
         .enqueue(message("<y@a.example>", &["e@e.example"], 5_000))
         .await
@@ -96,12 +63,18 @@ async fn finished_rows_past_the_cut_off_go_whole_and_unfinished_ones_stay() {
         .unwrap();
     let spooled = store.spool_inbound(received(100)).await.unwrap();
     // Mailbox: one picked up (body in a file), one never picked up.
-    let picked = store.deliver(entry(100, IN_FILES)).await.unwrap();
+    let picked = store
+        .deliver(entry("bob@b.example", 100, IN_FILES))
+        .await
+        .unwrap();
     store
         .mark_picked_up("bob@b.example", picked, 200)
         .await
         .unwrap();
-    let unread = store.deliver(entry(101, 10)).await.unwrap();
+    let unread = store
+        .deliver(entry("bob@b.example", 101, 10))
+        .await
+        .unwrap();
     assert!(store
         .note_notification("<done@a.example>", "bob@b.example", "processed", 150)
         .await

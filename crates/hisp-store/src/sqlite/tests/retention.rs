@@ -57,7 +57,7 @@ async fn pass_all(
     }
 }
 
-fn entry(owner: &str, n: i64, size: usize) -> NewMailboxEntry {
+pub(super) fn entry(owner: &str, n: i64, size: usize) -> NewMailboxEntry {
     NewMailboxEntry {
         owner: owner.into(),
         kind: EntryKind::Message,
@@ -71,10 +71,9 @@ fn entry(owner: &str, n: i64, size: usize) -> NewMailboxEntry {
     }
 }
 
-#[tokio::test]
-async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
-    let (dir, store) = fresh();
-    // Finished (relayed, no MDN awaited), with a large body and a sealed copy in files.
+/// A message to bob@b.example submitted at 100 and relayed at 110 with no MDN awaited
+/// (finished), with a body and a sealed copy large enough to live in files.
+pub(super) async fn finished_with_files(store: &SqliteStore) -> QueueId {
     let mut big = message("<done@a.example>", &["bob@b.example"], 100);
     big.body = body(IN_FILES);
     let done = store.enqueue(big).await.unwrap();
@@ -82,16 +81,14 @@ async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
         .store_sealed(&done, "b.example", &body(IN_FILES))
         .await
         .unwrap();
-    store
-        .update_recipients(vec![update(
-            &done,
-            "bob@b.example",
-            RcptState::Relayed,
-            110,
-        )])
-        .await
-        .unwrap();
-    // Still waiting for a retry, and still awaiting its MDN: both keep their bodies.
+    let relayed = update(&done, "bob@b.example", RcptState::Relayed, 110);
+    store.update_recipients(vec![relayed]).await.unwrap();
+    done
+}
+
+/// Two messages submitted at 100 and not finished: one waiting for a retry, one relayed at
+/// 110 and awaiting its MDN until `deadline`.
+pub(super) async fn unfinished(store: &SqliteStore, deadline: i64) -> (QueueId, QueueId) {
     let waiting = store
         .enqueue(message("<q@a.example>", &["c@c.example"], 100))
         .await
@@ -101,8 +98,17 @@ async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
         .await
         .unwrap();
     let mut relayed = update(&tracked, "d@d.example", RcptState::Relayed, 110);
-    relayed.deadline = Some(4000);
+    relayed.deadline = Some(deadline);
     store.update_recipients(vec![relayed]).await.unwrap();
+    (waiting, tracked)
+}
+
+#[tokio::test]
+async fn only_bodies_nobody_needs_are_purged_and_their_rows_stay() {
+    let (dir, store) = fresh();
+    let done = finished_with_files(&store).await;
+    // Still waiting for a retry, and still awaiting its MDN: both keep their bodies.
+    let (waiting, tracked) = unfinished(&store, 4000).await;
     // Mailbox: one picked up at 200, one never picked up.
     let picked = store
         .deliver(entry("bob@b.example", 1, IN_FILES))
