@@ -62,6 +62,24 @@ fn cancellable_sql() -> String {
     )
 }
 
+/// Recipients past their deadline `?1`, earliest first, at most `?2`. The unary `+` keeps
+/// SQLite from choosing the state index, which lists every recipient awaiting an MDN
+/// (all of the last hour's mail when peers are slow) and sorts them at each sweep; the
+/// deadline index reads only the overdue ones, already in order.
+fn overdue_sql() -> String {
+    format!(
+        "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE +r.state IN ('relayed', 'processed') AND r.deadline IS NOT NULL \
+         AND r.deadline < ?1 ORDER BY r.deadline, r.seq LIMIT ?2"
+    )
+}
+
+/// The overdue sweep's statement, for the test that checks it reads the deadline index.
+#[cfg(test)]
+pub(super) fn overdue_sql_for_test() -> String {
+    overdue_sql()
+}
+
 /// The statements run once per message against the recipients table, for the test that
 /// checks each finds its rows by the message rather than by walking the queue.
 #[cfg(test)]
@@ -436,13 +454,7 @@ pub(super) fn overdue(
     limit: usize,
 ) -> StoreResult<Vec<OutRecipient>> {
     let what = "listing overdue recipients";
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-             WHERE r.state IN ('relayed', 'processed') AND r.deadline IS NOT NULL \
-             AND r.deadline < ?1 ORDER BY r.deadline, r.seq LIMIT ?2"
-        ))
-        .map_err(db(what))?;
+    let mut stmt = conn.prepare_cached(&overdue_sql()).map_err(db(what))?;
     collect(
         &mut stmt,
         params![now, sql_limit(limit)],

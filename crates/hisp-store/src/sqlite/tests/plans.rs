@@ -1,6 +1,7 @@
-//! Query plans of the statements that run once per message: each must find its rows by the
-//! message's key, so its cost does not grow with the queue (SQLite's planner, with no
-//! statistics, preferred the due index for them and read the whole backlog each time).
+//! Query plans of the statements whose cost must not grow with the queue: the ones run once
+//! per message find their rows by the message's key (SQLite's planner, with no statistics,
+//! preferred the due index for them and read the whole backlog each time), and the overdue
+//! sweep reads only the overdue recipients.
 
 use super::fresh;
 
@@ -32,4 +33,19 @@ fn per_message_statements_search_recipients_by_message() {
             "{sql}\n{plan}"
         );
     }
+}
+
+/// The overdue sweep (every 30 s) reads the recipients past their deadline from the
+/// deadline index, in order, rather than every recipient awaiting a notification.
+#[test]
+fn overdue_sweep_reads_only_overdue_recipients_in_deadline_order() {
+    let (dir, store) = fresh();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("hisp.db")).unwrap();
+    let sql = crate::sqlite::queue::overdue_sql_for_test();
+    let plan = plan(&conn, &sql);
+    assert!(
+        plan.contains("USING INDEX recipients_deadline (") && !plan.contains("TEMP B-TREE"),
+        "{sql}\n{plan}"
+    );
 }
