@@ -74,7 +74,7 @@ enum Command {
     Queue(cmd_queue::QueueArgs),
     /// Show, save or release inbound messages quarantined because they failed to open.
     Quarantine(cmd_queue::QuarantineArgs),
-    /// Remove the bodies nobody needs any more (`[retention]`), as the daemon does hourly.
+    /// Remove the bodies nobody needs any more, and records past `keep_records` (`[retention]`), as the daemon does hourly.
     Purge(cmd_queue::PurgeArgs),
     /// Copy the store (database and body files) consistently while the daemon runs.
     Backup(cmd_queue::BackupArgs),
