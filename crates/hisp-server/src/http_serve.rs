@@ -16,7 +16,6 @@ use axum::Router;
 use hisp_smtp::TlsSlot;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -100,12 +99,7 @@ pub async fn serve(
 /// [`HEADER_TIMEOUT`], or speaks plain HTTP, is dropped.
 async fn https(stream: TcpStream, tls: Arc<TlsSlot>, app: Router, stop: watch::Receiver<bool>) {
     let acceptor = tls.current();
-    let handshake = async {
-        let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
-        let mut s = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
-        Pin::new(&mut s).accept().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(s)
-    };
+    let handshake = hisp_smtp::tls::accept(stream, &acceptor);
     match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
         Ok(Ok(s)) => connection(s, app, stop).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),

@@ -14,7 +14,7 @@
 pub mod client;
 pub mod reply;
 pub mod server;
-mod tls;
+pub mod tls;
 
 pub use reply::Reply;
 

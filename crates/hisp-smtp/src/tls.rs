@@ -63,6 +63,18 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(tls)
 }
 
+/// The server side of a TLS handshake from the first byte (HTTPS), with `acceptor`'s
+/// certificate: the same handshake STARTTLS runs, for other listeners of the daemon.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    plain: S,
+    acceptor: &openssl::ssl::SslAcceptor,
+) -> io::Result<Pin<Box<SslStream<S>>>> {
+    let ssl = Ssl::new(acceptor.context()).map_err(io::Error::other)?;
+    handshake(plain, ssl, Role::Server)
+        .await
+        .map_err(io::Error::other)
+}
+
 /// Why a STARTTLS upgrade failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpgradeError {
