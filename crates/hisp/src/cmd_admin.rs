@@ -244,7 +244,7 @@ pub fn user(cmd: &UserCmd) -> Result<u8> {
         UserCmd::Remove { config, address } => return dir::remove_user(config, address),
     };
     let (cfg, store) = load(config)?;
-    let address = address.trim().to_ascii_lowercase();
+    let address = dir::user_address(address);
     let domain = hisp_direct::mime::domain_of(&address)
         .ok_or_else(|| anyhow!("{address:?} is not an address"))?;
     if !cfg
@@ -321,7 +321,7 @@ pub fn route(cmd: &RouteCmd) -> Result<u8> {
         RouteCmd::Remove { config, domain } => return dir::remove_route(config, domain),
     };
     let (_, store) = load(config)?;
-    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let domain = dir::route_domain(domain);
     if !hisp_server::config::is_domain_name(&domain) {
         bail!("{domain:?} is not a domain name");
     }

@@ -40,6 +40,16 @@ fn removed(what: String, gone: bool, list: &str) -> Result<u8> {
     Ok(2)
 }
 
+/// An address as `user add` stores it and `user remove` looks for it.
+pub(crate) fn user_address(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
+}
+
+/// A route's domain as `route add` stores it and `route remove` looks for it.
+pub(crate) fn route_domain(s: &str) -> String {
+    s.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// A fingerprint as stored: lower-case hex, colons and spaces dropped.
 fn fingerprint(s: &str) -> String {
     s.chars()
@@ -58,7 +68,7 @@ pub fn users(a: &DirList) -> Result<u8> {
 /// `hisp user remove`.
 pub fn remove_user(config: &Path, address: &str) -> Result<u8> {
     let (_, store) = load(config)?;
-    let address = address.trim().to_ascii_lowercase();
+    let address = user_address(address);
     let gone = runtime()?.block_on(store.remove_user(&address))?;
     removed(format!("user {address}"), gone, "user")
 }
@@ -116,7 +126,7 @@ pub fn routes(a: &DirList) -> Result<u8> {
 /// `hisp route remove`.
 pub fn remove_route(config: &Path, domain: &str) -> Result<u8> {
     let (_, store) = load(config)?;
-    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let domain = route_domain(domain);
     let gone = runtime()?.block_on(store.remove_route(&domain))?;
     removed(format!("route for {domain}"), gone, "route")
 }
@@ -125,18 +135,24 @@ pub fn remove_route(config: &Path, domain: &str) -> Result<u8> {
 pub fn certs(a: &DirList) -> Result<u8> {
     let (_, store) = load(&a.config)?;
     let certs = runtime()?.block_on(store.certs())?;
-    let subject = |der: &[u8]| {
-        hisp_direct::cert::ParsedCert::from_der(der)
-            .map(|p| p.subject)
-            .unwrap_or_else(|_| "(unreadable certificate)".into())
-    };
+    // Each certificate parsed once, for both forms.
+    let subjects: Vec<String> = certs
+        .iter()
+        .map(|c| {
+            hisp_direct::cert::ParsedCert::from_der(&c.der)
+                .map(|p| p.subject)
+                .unwrap_or_else(|_| "(unreadable certificate)".into())
+        })
+        .collect();
     let items: Vec<_> = certs
         .iter()
-        .map(|c| json!({ "sha256": c.sha256, "bound_to": c.bound_to, "subject": subject(&c.der) }))
+        .zip(&subjects)
+        .map(|(c, s)| json!({ "sha256": c.sha256, "bound_to": c.bound_to, "subject": s }))
         .collect();
     let lines = certs
         .iter()
-        .map(|c| format!("{}  {}  {}", c.sha256, c.bound_to, subject(&c.der)))
+        .zip(&subjects)
+        .map(|(c, s)| format!("{}  {}  {s}", c.sha256, c.bound_to))
         .collect();
     print(a, json!({ "certificates": items }), lines)
 }
