@@ -10,7 +10,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::retention::{doom_files, seen, walk, Seen};
+use super::retention::{doom_files, drop_message_bodies, seen, walk, Seen};
 use super::{db, spool};
 use crate::{PurgedRecords, RecordStep, StoreResult};
 
@@ -85,13 +85,9 @@ fn purge_messages(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Opt
         select,
         what,
         |id: &String| {
-            for table in ["message_bodies", "sealed"] {
-                let files =
-                    format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
-                doom_files(conn, &files, id)?;
-            }
+            drop_message_bodies(conn, id, what)?;
             run(conn, "DELETE FROM events WHERE message = ?1", id, what)?;
-            // Recipients, body and sealed copies go with it (ON DELETE CASCADE).
+            // Recipients go with it (ON DELETE CASCADE).
             run(conn, "DELETE FROM messages WHERE id = ?1", id, what)
         },
     )

@@ -92,15 +92,7 @@ fn purge_outbound(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Opti
     )?;
     let (ids, next) = walk(rows, step.outbound_before, step.limit);
     for id in &ids {
-        for table in ["message_bodies", "sealed"] {
-            let select =
-                format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
-            doom_files(conn, &select, id)?;
-            conn.prepare_cached(&format!("DELETE FROM {table} WHERE message = ?1"))
-                .map_err(db(what))?
-                .execute([id])
-                .map_err(db(what))?;
-        }
+        drop_message_bodies(conn, id, what)?;
         timeline::insert(
             conn,
             id,
@@ -161,6 +153,24 @@ fn purge_quarantined(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, O
         )?;
     }
     Ok((ids.len() as u64, next))
+}
+
+/// Delete the body and sealed copies of outbound message `id`, and their files after the
+/// commit.
+pub(super) fn drop_message_bodies(
+    conn: &Connection,
+    id: &str,
+    what: &'static str,
+) -> StoreResult<()> {
+    for table in ["message_bodies", "sealed"] {
+        let select = format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
+        doom_files(conn, &select, id)?;
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE message = ?1"))
+            .map_err(db(what))?
+            .execute([id])
+            .map_err(db(what))?;
+    }
+    Ok(())
 }
 
 /// Delete the body row of `table` whose `key` is `value`, and its file after the commit.
