@@ -202,6 +202,6 @@ digest = "sha256"                # sha256 | sha384 | sha512
         relay = std::net::SocketAddr::new(b, o.smtp_port),
         sub = std::net::SocketAddr::new(b, o.submission_port),
         http = std::net::SocketAddr::new(b, o.http_port),
-        http_tls = !b.is_loopback(),
+        http_tls = crate::config::http_needs_tls(b),
     )
 }

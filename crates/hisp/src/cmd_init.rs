@@ -43,10 +43,10 @@ pub fn run(a: &InitArgs) -> Result<u8> {
     o.force = a.force;
     let r = init_instance(&o, files::now())?;
     println!("Initialised {} in {}:", r.domain, a.dir.display());
-    let http = if a.bind.is_loopback() {
-        "http"
-    } else {
+    let http = if hisp_server::config::http_needs_tls(a.bind) {
         "https"
+    } else {
+        "http"
     };
     println!(
         "  hisp.toml   configuration (relay :{}, submission :{}, {http} :{})",

@@ -108,7 +108,8 @@ pub struct PurgeArgs {
 pub fn purge(a: &PurgeArgs) -> Result<u8> {
     let (cfg, store) = load(&a.config)?;
     let r = &cfg.retention;
-    let p = runtime()?.block_on(hisp_server::retention::purge_all(&store, r, files::now()))?;
+    let rt = runtime()?;
+    let p = rt.block_on(hisp_server::retention::purge_all(&store, r, files::now()))?;
     println!(
         "removed the bodies of {} finished outbound message(s) older than {} and of {} \
          mailbox entr(ies) picked up more than {} ago, and the sealed form of {} message(s) \
@@ -120,7 +121,7 @@ pub fn purge(a: &PurgeArgs) -> Result<u8> {
         p.quarantined,
         humantime::format_duration(r.keep_quarantined)
     );
-    let records = runtime()?.block_on(hisp_server::retention::purge_records_all(
+    let records = rt.block_on(hisp_server::retention::purge_records_all(
         &store,
         r,
         files::now(),

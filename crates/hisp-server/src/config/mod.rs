@@ -270,7 +270,7 @@ impl Config {
             problem(key.into(), reason);
         }
         let http = &self.http;
-        if !http.tls && !http.listen.ip().is_loopback() {
+        if !http.tls && http_needs_tls(http.listen.ip()) {
             problem(
                 "http.tls".into(),
                 format!(
@@ -356,6 +356,12 @@ fn check_credential(d: &DomainConfig) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// Whether the REST API listening on `ip` must speak TLS: other hosts can reach it, and it
+/// carries passwords and messages. `hisp init` writes `tls` by it and `--check` holds to it.
+pub fn http_needs_tls(ip: std::net::IpAddr) -> bool {
+    !ip.is_loopback()
 }
 
 /// RFC 1035 §2.3.1 host name syntax (letters, digits, hyphens; labels ≤ 63; total ≤ 253).

@@ -19,7 +19,7 @@ use std::path::Path;
 pub struct Backup {
     /// Bytes of the database copy.
     pub database_bytes: u64,
-    /// Body files in the copy, and their bytes.
+    /// Body files in the copy.
     pub files: usize,
     /// Their bytes.
     pub file_bytes: u64,
