@@ -25,31 +25,11 @@ impl ContentType {
     pub fn parse(value: &str) -> ContentType {
         let tokens = tokenize(value);
         let mut parts = tokens.split(|t| *t == Tok::Semi);
-        let mime: String = parts
-            .next()
-            .unwrap_or(&[])
-            .iter()
-            .map(|t| match t {
-                Tok::Word(w) => w,
-                Tok::Quoted(w) => w.as_str(),
-                Tok::Eq => "=",
-                Tok::Semi => ";",
-            })
-            .collect::<String>()
-            .to_ascii_lowercase();
+        let mime = joined(parts.next().unwrap_or(&[])).to_ascii_lowercase();
         let mut raw: Vec<(String, String)> = Vec::new();
         for p in parts {
             if let [Tok::Word(name), Tok::Eq, rest @ ..] = p {
-                let value: String = rest
-                    .iter()
-                    .map(|t| match t {
-                        Tok::Word(w) => w,
-                        Tok::Quoted(w) => w.as_str(),
-                        Tok::Eq => "=",
-                        Tok::Semi => "",
-                    })
-                    .collect();
-                raw.push((name.to_ascii_lowercase(), value));
+                raw.push((name.to_ascii_lowercase(), joined(rest)));
             }
         }
         ContentType {
@@ -83,6 +63,20 @@ enum Tok<'a> {
     Quoted(String),
     Eq,
     Semi,
+}
+
+/// The text of tokens between two semicolons, run together.
+fn joined(tokens: &[Tok<'_>]) -> String {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Tok::Word(w) => w,
+            Tok::Quoted(w) => w.as_str(),
+            Tok::Eq => "=",
+            // Not within a part: the parts are split at semicolons.
+            Tok::Semi => "",
+        })
+        .collect()
 }
 
 /// Split a field value into tokens; a word is taken as one slice of the value rather than
