@@ -393,6 +393,15 @@ fn unwrap_key(ri: &KeyTrans, kt: KeyTransport, cred: &Credential, key_len: usize
 /// Bytes decrypted per step; any size works, this one keeps the scratch buffers in L2.
 const STEP: usize = 64 * 1024;
 
+/// Decrypt the first `len` bytes of `room` in place (OpenSSL wants room past them), all
+/// of them or fail.
+fn update_in_place(c: &mut CipherCtx, room: &mut [u8], len: usize) -> Result<(), DecryptError> {
+    match c.cipher_update_inplace(room, len) {
+        Ok(k) if k == len => Ok(()),
+        _ => Err(DecryptError::Content),
+    }
+}
+
 /// Decrypt the pieces in place; returns where the plaintext is. Padding is removed here,
 /// not by OpenSSL, so that contiguous ciphertext (DER, the common case) decrypts exactly
 /// in place with no copy; chunked BER pieces are moved down first.
@@ -452,12 +461,7 @@ fn decrypt_content(
             n.saturating_sub(block)
         };
         if direct > 0 {
-            let k = c
-                .cipher_update_inplace(&mut buf[p..p + direct + block], direct)
-                .map_err(|_| DecryptError::Content)?;
-            if k != direct {
-                return Err(DecryptError::Content);
-            }
+            update_in_place(&mut c, &mut buf[p..p + direct + block], direct)?;
         }
         let rest = &mut buf[p + direct..p + n];
         if !rest.is_empty() {
@@ -466,13 +470,8 @@ fn decrypt_content(
                 .get_mut(..rest.len() + block)
                 .ok_or(DecryptError::Content)?;
             room[..rest.len()].copy_from_slice(rest);
-            let k = c
-                .cipher_update_inplace(room, rest.len())
-                .map_err(|_| DecryptError::Content)?;
-            if k != rest.len() {
-                return Err(DecryptError::Content);
-            }
-            rest.copy_from_slice(&room[..k]);
+            update_in_place(&mut c, room, rest.len())?;
+            rest.copy_from_slice(&room[..rest.len()]);
         }
         p += n;
     }
