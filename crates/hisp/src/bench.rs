@@ -1,8 +1,8 @@
 //! `hisp bench seal-open`: seal/s and open/s at 10 KiB, 1 MiB and 20 MiB on N threads,
 //! printed beside the machine's ceiling measured in the same run with the same library
 //! (RSA-2048 private operations per second; throughput of the default content cipher and
-//! SHA-256), and the
-//! peak resident memory of `hisp open` on a 100 MiB message. Figures, not assertions.
+//! SHA-256), and the peak resident memory of `hisp open` on a 100 MiB message. Figures,
+//! not assertions.
 
 use anyhow::{bail, Context, Result};
 use hisp_direct::alg::{ContentCipher, Profile};
