@@ -85,17 +85,21 @@ pub(super) fn list(
 ) -> StoreResult<Vec<MailboxEntry>> {
     let what = "listing a mailbox";
     let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM mailbox WHERE owner = ?1 \
-             AND (?2 OR picked_up IS NULL) ORDER BY id"
-        ))
+        .prepare_cached(&list_sql(include_picked_up))
         .map_err(db(what))?;
-    collect(
-        &mut stmt,
-        params![fold(owner), include_picked_up],
-        what,
-        entry_row,
-    )
+    collect(&mut stmt, params![fold(owner)], what, entry_row)
+}
+
+/// Two statements, not one with `(?2 OR picked_up IS NULL)`: the planner cannot see through
+/// a parameter, so the one form walked every entry the owner ever had (5 ms per REST poll
+/// at 6,000 picked-up entries) instead of the `mailbox_unpicked` partial index.
+pub(super) fn list_sql(include_picked_up: bool) -> String {
+    let unpicked = if include_picked_up {
+        ""
+    } else {
+        " AND picked_up IS NULL"
+    };
+    format!("SELECT {ENTRY_COLUMNS} FROM mailbox WHERE owner = ?1{unpicked} ORDER BY id")
 }
 
 /// One entry without its body, if `owner` owns it.

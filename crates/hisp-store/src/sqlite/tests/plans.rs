@@ -49,3 +49,21 @@ fn overdue_sweep_reads_only_overdue_recipients_in_deadline_order() {
         "{sql}\n{plan}"
     );
 }
+
+/// Listing a user's unread mail (the REST poll, `GET /api/v1/messages`) reads only the
+/// unread entries from the partial index, however many the user has picked up before.
+#[test]
+fn unread_listing_reads_only_unread_entries() {
+    let (dir, store) = fresh();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("hisp.db")).unwrap();
+    let sql = crate::sqlite::mailbox::list_sql(false);
+    let unread = plan(&conn, &sql);
+    assert!(
+        unread.contains("USING INDEX mailbox_unpicked (owner=?)")
+            && !unread.contains("TEMP B-TREE"),
+        "{sql}\n{unread}"
+    );
+    let all = plan(&conn, &crate::sqlite::mailbox::list_sql(true));
+    assert!(all.contains("mailbox_owner (owner=?)"), "{all}");
+}
