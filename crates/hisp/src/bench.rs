@@ -104,7 +104,14 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
             // and open slices, so a neighbour's load during the run weighs on all three.
             let rsa_op = || rsa_private_op(&sender.cred);
             let r = interleaved(n, dur, &[&rsa_op, &seal_op, &open_op])?;
-            rows.push((size, msg.len(), r[1], r[2], Some(r[0])));
+            let spread = [r.round_ratios(1, 0), r.round_ratios(2, 0)];
+            rows.push((
+                size,
+                msg.len(),
+                r.rates[1],
+                r.rates[2],
+                Some((r.rates[0], spread)),
+            ));
         } else {
             rows.push((
                 size,
@@ -121,7 +128,7 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
     for (size, bytes, s, o, rsa_beside) in rows {
         let mb = bytes as f64 / 1e6;
         let (cs, co, what) = match rsa_beside {
-            Some(rsa) => (s / rsa, o / rsa, "RSA"),
+            Some((rsa, _)) => (s / rsa, o / rsa, "RSA"),
             None => (
                 s * mb / ceiling.bulk_seal(n),
                 o * mb / ceiling.bulk_open(n),
@@ -136,12 +143,17 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
             cs * 100.0,
             co * 100.0
         );
-        if let Some(rsa) = rsa_beside {
+        if let Some((rsa, [seal_rounds, open_rounds])) = rsa_beside {
             println!(
                 "             RSA ceiling in the same slices {rsa:.0} ops/s; against the best separate one ({:.0}): seal {:.1}%, open {:.1}%",
                 ceiling.rsa_n,
                 s / ceiling.rsa_n * 100.0,
                 o / ceiling.rsa_n * 100.0
+            );
+            println!(
+                "             per round, beside the RSA slice just before (min / median / max): seal {}, open {}",
+                spread_text(seal_rounds),
+                spread_text(open_rounds)
             );
         }
     }
@@ -246,22 +258,58 @@ impl Ceiling {
 const RSA_BOUND: usize = 64 * 1024;
 
 /// Slices per figure in [`interleaved`].
-const SLICES: u32 = 6;
+const SLICES: u32 = 9;
 
 type Op<'a> = &'a (dyn Fn() -> Result<()> + Sync);
 
+/// What [`interleaved`] measured.
+struct Interleaved {
+    /// Operations per second of each op over all its slices.
+    rates: Vec<f64>,
+    /// Operations per second of each op in each round.
+    rounds: Vec<Vec<f64>>,
+}
+
+impl Interleaved {
+    /// Op `num`'s rate over op `den`'s, round by round, sorted: slices of one round run
+    /// within a second of each other, so a neighbour's load weighs on both alike.
+    fn round_ratios(&self, num: usize, den: usize) -> Vec<f64> {
+        let mut v: Vec<f64> = self.rounds.iter().map(|r| r[num] / r[den]).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+}
+
+/// Sorted ratios as "min / median / max" percentages.
+fn spread_text(sorted: Vec<f64>) -> String {
+    match (sorted.first(), sorted.last()) {
+        (Some(lo), Some(hi)) => format!(
+            "{:.1}% / {:.1}% / {:.1}%",
+            lo * 100.0,
+            sorted[sorted.len() / 2] * 100.0,
+            hi * 100.0
+        ),
+        _ => "none".into(),
+    }
+}
+
 /// Operations per second of each of `ops`, measured in [`SLICES`] rounds of alternating
 /// slices that together last `dur` per operation.
-fn interleaved(threads: usize, dur: Duration, ops: &[Op<'_>]) -> Result<Vec<f64>> {
+fn interleaved(threads: usize, dur: Duration, ops: &[Op<'_>]) -> Result<Interleaved> {
     let mut done = vec![(0u64, 0f64); ops.len()];
+    let mut rounds = Vec::new();
     for _ in 0..SLICES {
+        let mut round = Vec::new();
         for (f, (count, secs)) in ops.iter().zip(done.iter_mut()) {
             let (c, s) = run_for(threads, dur / SLICES, f)?;
             *count += c;
             *secs += s;
+            round.push(c as f64 / s);
         }
+        rounds.push(round);
     }
-    Ok(done.into_iter().map(|(c, s)| c as f64 / s).collect())
+    let rates = done.into_iter().map(|(c, s)| c as f64 / s).collect();
+    Ok(Interleaved { rates, rounds })
 }
 
 /// Operations per second of `f` on `threads` threads for `dur`.
