@@ -10,8 +10,8 @@
 
 use rusqlite::{params, Connection};
 
-use super::retention::{doom_files, drop_message_bodies, seen, walk, Seen};
-use super::{db, spool};
+use super::retention::{doom_files, drop_message_bodies, run, seen, walk, Seen};
+use super::spool;
 use crate::{PurgedRecords, RecordStep, StoreResult};
 
 /// One step (see [`crate::Store::purge_records`]).
@@ -39,20 +39,6 @@ pub(super) fn purge(conn: &Connection, step: &RecordStep) -> StoreResult<PurgedR
         notifications,
         next,
     })
-}
-
-/// Run `sql` with the id as `?1`.
-fn run(
-    conn: &Connection,
-    sql: &str,
-    id: &dyn rusqlite::ToSql,
-    what: &'static str,
-) -> StoreResult<()> {
-    conn.prepare_cached(sql)
-        .map_err(db(what))?
-        .execute([id])
-        .map_err(db(what))?;
-    Ok(())
 }
 
 /// Walk the rows `select` lists after `after` (as (rowid, key, made, may go), `?1` the

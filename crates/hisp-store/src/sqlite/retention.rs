@@ -165,10 +165,12 @@ pub(super) fn drop_message_bodies(
     for table in ["message_bodies", "sealed"] {
         let select = format!("SELECT file FROM {table} WHERE message = ?1 AND file IS NOT NULL");
         doom_files(conn, &select, id)?;
-        conn.prepare_cached(&format!("DELETE FROM {table} WHERE message = ?1"))
-            .map_err(db(what))?
-            .execute([id])
-            .map_err(db(what))?;
+        run(
+            conn,
+            &format!("DELETE FROM {table} WHERE message = ?1"),
+            &id,
+            what,
+        )?;
     }
     Ok(())
 }
@@ -183,9 +185,24 @@ fn drop_body(
 ) -> StoreResult<()> {
     let select = format!("SELECT file FROM {table} WHERE {key} = ?1");
     spool::doom_file_of(conn, &select, [value])?;
-    conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))
+    run(
+        conn,
+        &format!("DELETE FROM {table} WHERE {key} = ?1"),
+        value,
+        what,
+    )
+}
+
+/// Run `sql` with `id` as `?1`.
+pub(super) fn run(
+    conn: &Connection,
+    sql: &str,
+    id: &dyn rusqlite::ToSql,
+    what: &'static str,
+) -> StoreResult<()> {
+    conn.prepare_cached(sql)
         .map_err(db(what))?
-        .execute([value])
+        .execute([id])
         .map_err(db(what))?;
     Ok(())
 }

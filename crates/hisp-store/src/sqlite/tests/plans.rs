@@ -17,11 +17,17 @@ fn plan(conn: &rusqlite::Connection, sql: &str) -> String {
     steps.join("\n")
 }
 
-#[test]
-fn per_message_statements_search_recipients_by_message() {
+/// A connection to a store freshly made with the full schema (the directory keeps it).
+fn schema_only() -> (tempfile::TempDir, rusqlite::Connection) {
     let (dir, store) = fresh();
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join("hisp.db")).unwrap();
+    (dir, conn)
+}
+
+#[test]
+fn per_message_statements_search_recipients_by_message() {
+    let (_dir, conn) = schema_only();
     for sql in crate::sqlite::queue::per_message_sql() {
         let plan = plan(&conn, &sql);
         let on_recipients: Vec<&str> = plan.lines().filter(|l| l.contains(" r ")).collect();
@@ -39,9 +45,7 @@ fn per_message_statements_search_recipients_by_message() {
 /// deadline index, in order, rather than every recipient awaiting a notification.
 #[test]
 fn overdue_sweep_reads_only_overdue_recipients_in_deadline_order() {
-    let (dir, store) = fresh();
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join("hisp.db")).unwrap();
+    let (_dir, conn) = schema_only();
     let sql = crate::sqlite::queue::overdue_sql_for_test();
     let plan = plan(&conn, &sql);
     assert!(
@@ -54,9 +58,7 @@ fn overdue_sweep_reads_only_overdue_recipients_in_deadline_order() {
 /// unread entries from the partial index, however many the user has picked up before.
 #[test]
 fn unread_listing_reads_only_unread_entries() {
-    let (dir, store) = fresh();
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join("hisp.db")).unwrap();
+    let (_dir, conn) = schema_only();
     let sql = crate::sqlite::mailbox::list_sql(false);
     let unread = plan(&conn, &sql);
     assert!(
