@@ -318,3 +318,73 @@ async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
         "still the same session after RSET"
     );
 }
+
+/// RFC 2920 §3.1: with PIPELINING, MAIL, RCPT and DATA leave as one group. This server
+/// answers nothing until DATA has arrived, so a client that waited for the MAIL or RCPT
+/// reply before sending DATA would stall here until its timeout.
+#[tokio::test]
+async fn rfc2920_3_1_mail_rcpt_and_data_go_as_one_group() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (r, mut w) = socket.into_split();
+        let mut lines = BufReader::new(r).lines();
+        w.write_all(b"220 ready\r\n").await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            got.push(line.clone());
+            let reply: &[u8] = match line.split(' ').next().unwrap_or("") {
+                "EHLO" => b"250-mx\r\n250 PIPELINING\r\n",
+                "DATA" => b"250 sender ok\r\n250 rcpt ok\r\n354 go ahead\r\n",
+                "." => b"250 stored\r\n",
+                "QUIT" => b"221 bye\r\n",
+                _ => b"",
+            };
+            w.write_all(reply).await.unwrap();
+            if line == "QUIT" {
+                break;
+            }
+        }
+        got
+    });
+    let mut cfg = client_config();
+    cfg.command_timeout = Duration::from_secs(5);
+    let env = envelope("a@b.test", &["bob@mx.test"]);
+    let d = deliver(&addr.to_string(), &cfg, &env, b"Subject: x\r\n\r\nhi\r\n")
+        .await
+        .unwrap();
+    assert_eq!(d.per_rcpt[0].1.code, 250);
+    assert_eq!(d.data_reply.unwrap().code, 250);
+    let got = server.await.unwrap();
+    let at = got.iter().position(|l| l.starts_with("MAIL FROM")).unwrap();
+    assert_eq!(
+        &got[at..at + 3],
+        ["MAIL FROM:<a@b.test>", "RCPT TO:<bob@mx.test>", "DATA"]
+    );
+}
+
+/// RFC 2920 §3.1: a pipelining client cannot assume DATA fails because every RCPT did;
+/// when the server says 354 anyway, the client sends a lone dot, and no content.
+#[tokio::test]
+async fn rfc2920_3_1_a_354_after_every_rcpt_refused_gets_a_lone_dot() {
+    let (addr, task) = scripted(vec![
+        ("", "220 ready\r\n"),
+        ("EHLO", "250-mx\r\n250 PIPELINING\r\n"),
+        ("MAIL", "250 ok\r\n"),
+        ("RCPT", "550 5.1.1 no such user\r\n"),
+        ("DATA", "354 go ahead\r\n"),
+        ("QUIT", "221 bye\r\n"),
+    ])
+    .await;
+    let env = envelope("a@b.test", &["nobody@mx.test"]);
+    let d = deliver(&addr.to_string(), &client_config(), &env, b"secret\r\n")
+        .await
+        .unwrap();
+    assert_eq!(d.per_rcpt[0].1.code, 550);
+    assert!(d.data_reply.is_none());
+    let got = task.await.unwrap();
+    let at = got.iter().position(|l| l == "DATA").unwrap();
+    assert_eq!(got[at + 1], ".");
+    assert!(!got.iter().any(|l| l == "secret"), "no content was sent");
+}

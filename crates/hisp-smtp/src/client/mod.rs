@@ -1,5 +1,5 @@
 //! The delivery client (RFC 5321 §3, §4.1): one message to one server, STARTTLS when
-//! offered (RFC 3207), MAIL/RCPT pipelined when offered (RFC 2920), SIZE and 8BITMIME
+//! offered (RFC 3207), MAIL/RCPT/DATA pipelined when offered (RFC 2920), SIZE and 8BITMIME
 //! declared when offered (RFC 1870, RFC 6152), per-recipient replies kept so the queue can
 //! retry or bounce each recipient on its own. Where to connect is the caller's (a static
 //! route, or [`resolve_mx`]); when to retry is the queue's.
@@ -7,6 +7,7 @@
 mod conn;
 mod mx;
 mod pool;
+mod transaction;
 mod wire;
 
 pub use mx::resolve_mx;
@@ -18,6 +19,7 @@ use tracing::debug;
 
 use crate::{ClientConfig, Envelope, Reply};
 use conn::ClientConn;
+use transaction::send_mail;
 use wire::{DotStuffer, Extensions};
 
 /// The outcome of a delivery that reached the end of the dialogue.
@@ -353,107 +355,6 @@ pub(crate) async fn open_session(
         }
     }
     Ok(Session { conn, ext })
-}
-
-/// One transaction (MAIL, RCPT…, DATA) on an open session. When no recipient is accepted
-/// the transaction is reset (RSET) so the session can carry the next one.
-pub(crate) async fn send_mail(
-    session: &mut Session,
-    cfg: &ClientConfig,
-    envelope: &Envelope,
-    message: Content<'_>,
-) -> Result<Delivery, ClientError> {
-    let t = cfg.command_timeout;
-    let (conn, ext) = (&mut session.conn, &session.ext);
-    let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
-    if ext.size {
-        mail.push_str(&format!(" SIZE={}", message.len()));
-    }
-    if ext.eight_bit_mime && message.eight_bit() {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    mail.push_str("\r\n");
-    let rcpts: Vec<String> = envelope
-        .rcpt_to
-        .iter()
-        .map(|r| format!("RCPT TO:<{r}>\r\n"))
-        .collect();
-
-    let mut per_rcpt = Vec::with_capacity(rcpts.len());
-    if ext.pipelining {
-        // RFC 2920 §3.1: MAIL and RCPT may go in one group; DATA waits, so it can be
-        // skipped when no recipient is accepted.
-        let group: String = std::iter::once(mail).chain(rcpts).collect();
-        conn.send(group.as_bytes(), t, "MAIL FROM").await?;
-        let reply = conn.read_reply(t, "MAIL FROM").await?;
-        if reply.code == 421 {
-            // The server is closing (shutting down, or it timed an idle session out): no
-            // RCPT replies will follow.
-            return Err(ClientError::Rejected {
-                stage: "MAIL FROM",
-                reply,
-            });
-        }
-        let mail_ok = reply.is_positive();
-        for rcpt in &envelope.rcpt_to {
-            let r = conn.read_reply(t, "RCPT TO").await?;
-            per_rcpt.push((rcpt.clone(), r));
-        }
-        if !mail_ok {
-            return Err(ClientError::Rejected {
-                stage: "MAIL FROM",
-                reply,
-            });
-        }
-    } else {
-        conn.send(mail.as_bytes(), t, "MAIL FROM").await?;
-        let reply = conn.read_reply(t, "MAIL FROM").await?;
-        if !reply.is_positive() {
-            return Err(ClientError::Rejected {
-                stage: "MAIL FROM",
-                reply,
-            });
-        }
-        for (rcpt, line) in envelope.rcpt_to.iter().zip(&rcpts) {
-            conn.send(line.as_bytes(), t, "RCPT TO").await?;
-            per_rcpt.push((rcpt.clone(), conn.read_reply(t, "RCPT TO").await?));
-        }
-    }
-    let remote = conn.remote.to_string();
-    let tls = conn.is_tls();
-    if !per_rcpt.iter().any(|(_, r)| r.is_positive()) {
-        conn.send(b"RSET\r\n", t, "RSET").await?;
-        conn.read_reply(t, "RSET").await?;
-        return Ok(Delivery {
-            per_rcpt,
-            data_reply: None,
-            tls,
-            remote,
-        });
-    }
-
-    conn.send(b"DATA\r\n", t, "DATA").await?;
-    let reply = conn.read_reply(t, "DATA").await?;
-    if reply.code != 354 {
-        return Err(ClientError::Rejected {
-            stage: "DATA",
-            reply,
-        });
-    }
-    send_content(conn, message, cfg.data_timeout).await?;
-    let reply = conn.read_reply(cfg.data_timeout, "end of data").await?;
-    if !reply.is_positive() {
-        return Err(ClientError::Rejected {
-            stage: "end of data",
-            reply,
-        });
-    }
-    Ok(Delivery {
-        per_rcpt,
-        data_reply: Some(reply),
-        tls,
-        remote,
-    })
 }
 
 /// EHLO, or HELO when EHLO is refused as unknown (RFC 5321 §3.2): the extensions offered.
