@@ -45,7 +45,8 @@ async fn scripted(
                 .find(|(p, _)| !p.is_empty() && upper.starts_with(p))
             {
                 w.write_all(reply.as_bytes()).await.unwrap();
-                in_data = reply.starts_with("354");
+                // The last reply written decides (a pipelined group ends with DATA's).
+                in_data = reply.lines().last().is_some_and(|l| l.starts_with("354"));
                 if upper.starts_with("QUIT") {
                     break;
                 }
@@ -324,30 +325,15 @@ async fn rfc5321_4_1_4_pooled_sessions_carry_several_transactions() {
 /// reply before sending DATA would stall here until its timeout.
 #[tokio::test]
 async fn rfc2920_3_1_mail_rcpt_and_data_go_as_one_group() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (r, mut w) = socket.into_split();
-        let mut lines = BufReader::new(r).lines();
-        w.write_all(b"220 ready\r\n").await.unwrap();
-        let mut got = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            got.push(line.clone());
-            let reply: &[u8] = match line.split(' ').next().unwrap_or("") {
-                "EHLO" => b"250-mx\r\n250 PIPELINING\r\n",
-                "DATA" => b"250 sender ok\r\n250 rcpt ok\r\n354 go ahead\r\n",
-                "." => b"250 stored\r\n",
-                "QUIT" => b"221 bye\r\n",
-                _ => b"",
-            };
-            w.write_all(reply).await.unwrap();
-            if line == "QUIT" {
-                break;
-            }
-        }
-        got
-    });
+    let (addr, server) = scripted(vec![
+        ("", "220 ready\r\n"),
+        ("EHLO", "250-mx\r\n250 PIPELINING\r\n"),
+        ("MAIL", ""),
+        ("RCPT", ""),
+        ("DATA", "250 sender ok\r\n250 rcpt ok\r\n354 go ahead\r\n"),
+        ("QUIT", "221 bye\r\n"),
+    ])
+    .await;
     let mut cfg = client_config();
     cfg.command_timeout = Duration::from_secs(5);
     let env = envelope("a@b.test", &["bob@mx.test"]);
