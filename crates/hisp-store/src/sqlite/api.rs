@@ -197,7 +197,9 @@ impl Store for SqliteStore {
         updates: Vec<RcptUpdate>,
         dsns: Vec<NewMailboxEntry>,
     ) -> StoreResult<()> {
-        self.write_with_bodies(
+        // An attempt's outcome: the delivery slot waits on it, no peer or user does.
+        self.write_with_bodies_as(
+            false,
             (updates, dsns),
             |(_, dsns)| dsns.iter().map(|d| d.body.as_slice()).collect(),
             |c, (updates, dsns)| {

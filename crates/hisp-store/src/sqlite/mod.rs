@@ -125,7 +125,18 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let answer = self.inner.writer.submit(work)?;
+        let answer = self.inner.writer.submit(true, work)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// As [`write`](Self::write), for bookkeeping no one is waiting on: it may wait a few
+    /// milliseconds to share an urgent job's commit (`writer::DEFER`).
+    async fn write_deferred<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let answer = self.inner.writer.submit(false, work)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -134,6 +145,23 @@ impl SqliteStore {
     /// parallel with other work, and the job only renames them into place.
     async fn write_with_bodies<M, T, F>(
         &self,
+        item: M,
+        bodies: for<'a> fn(&'a M) -> Vec<&'a [u8]>,
+        work: F,
+    ) -> StoreResult<T>
+    where
+        M: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Connection, M) -> StoreResult<T> + Send + 'static,
+    {
+        self.write_with_bodies_as(true, item, bodies, work).await
+    }
+
+    /// [`write_with_bodies`](Self::write_with_bodies), urgent or deferrable
+    /// ([`write_deferred`](Self::write_deferred)).
+    async fn write_with_bodies_as<M, T, F>(
+        &self,
+        urgent: bool,
         item: M,
         bodies: for<'a> fn(&'a M) -> Vec<&'a [u8]>,
         work: F,
@@ -163,8 +191,12 @@ impl SqliteStore {
         } else {
             (item, spool::Staged::default())
         };
-        self.write(move |c| spool::with_staged(staged, || work(c, item)))
-            .await
+        let work = move |c: &Connection| spool::with_staged(staged, || work(c, item));
+        if urgent {
+            self.write(work).await
+        } else {
+            self.write_deferred(work).await
+        }
     }
 
     /// Run `work` in a read transaction on a pooled connection, on the blocking pool.

@@ -2,13 +2,16 @@
 //! send a job and await a oneshot; the thread takes every job already waiting (up to
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE … COMMIT` with a `SAVEPOINT` each, and
 //! answers them only after the commit, so one fsync makes a whole batch durable (STYLE §4:
-//! nothing is acknowledged before it is committed). Reads do not come here (`mod.rs`).
+//! nothing is acknowledged before it is committed). A batch of nothing but deferrable jobs
+//! (bookkeeping nobody is waiting on, such as an attempt's outcome) waits up to [`DEFER`]
+//! for an urgent one to share its commit. Reads do not come here (`mod.rs`).
 
 use super::checkpoint::Nudge;
 use super::spool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection};
 use tokio::sync::oneshot;
@@ -19,6 +22,12 @@ use crate::{StoreError, StoreResult};
 /// the last, and the size of a transaction.
 pub(super) const MAX_BATCH: usize = 256;
 
+/// How long a batch of deferrable jobs waits for an urgent job to commit with. Under load
+/// one comes within a commit's time, so deferrable work rarely costs an fsync of its own
+/// (each is a fifth of the writer's CPU, and a flush the disk must finish before the
+/// next); alone, it is committed after this.
+pub(super) const DEFER: Duration = Duration::from_millis(5);
+
 /// One unit of work for the writer thread.
 pub(super) trait Job: Send {
     /// Run inside the batch transaction (within the job's savepoint) and keep the result.
@@ -27,6 +36,8 @@ pub(super) trait Job: Send {
     /// Answer the caller: the kept result when the batch committed, else `batch_error`
     /// (unless the job had already failed on its own, which is the more precise answer).
     fn finish(self: Box<Self>, batch_error: Option<&BatchError>);
+    /// Whether a caller is held up until this job commits (see [`DEFER`]).
+    fn urgent(&self) -> bool;
 }
 
 /// Why a whole batch failed.
@@ -46,6 +57,7 @@ impl BatchError {
 
 /// A job built from a closure, answering over a oneshot.
 struct ClosureJob<T, F> {
+    urgent: bool,
     work: Option<F>,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
@@ -77,6 +89,10 @@ where
         // The caller may have stopped waiting (its SMTP session dropped); the work stands.
         let _ = self.reply.send(answer);
     }
+
+    fn urgent(&self) -> bool {
+        self.urgent
+    }
 }
 
 /// The handle to the writer thread. Dropping it closes the channel; the thread finishes the
@@ -85,6 +101,9 @@ pub(super) struct Writer {
     jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
+    /// [`DEFER`] in microseconds (only tests change it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    defer_us: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -94,24 +113,34 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
+        let defer_us = Arc::new(AtomicU64::new(DEFER.as_micros() as u64));
+        let defer = Arc::clone(&defer_us);
         let thread = std::thread::Builder::new()
             .name("hisp-store-writer".into())
-            .spawn(move || run(conn, queue, &counter, &committed))?;
+            .spawn(move || run(conn, queue, &counter, &committed, &defer))?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
             commits,
+            defer_us,
         })
     }
 
-    /// Queue a job; the receiver resolves after its batch committed (or failed).
-    pub(super) fn submit<T, F>(&self, work: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    /// Queue a job; the receiver resolves after its batch committed (or failed). An urgent
+    /// job is committed with whatever is already waiting; a deferrable one may wait up to
+    /// [`DEFER`] for company.
+    pub(super) fn submit<T, F>(
+        &self,
+        urgent: bool,
+        work: F,
+    ) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(ClosureJob {
+            urgent,
             work: Some(work),
             result: None,
             reply,
@@ -124,6 +153,13 @@ impl Writer {
     /// Write transactions committed so far.
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Change how long deferrable jobs wait for company (from the next batch on).
+    #[cfg(test)]
+    pub(super) fn set_defer(&self, defer: Duration) {
+        self.defer_us
+            .store(defer.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -143,16 +179,11 @@ fn run(
     queue: mpsc::Receiver<Box<dyn Job>>,
     commits: &AtomicU64,
     committed: &Nudge,
+    defer_us: &AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
-        let mut batch = Vec::with_capacity(16);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        let defer = Duration::from_micros(defer_us.load(Ordering::Relaxed));
+        let mut batch = collect(first, &queue, defer);
         match run_batch(&conn, &mut batch) {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +208,32 @@ fn run(
             }
         }
     }
+}
+
+/// The batch that starts with `first`: every job already waiting and, while none of them
+/// is urgent, those that arrive within `defer` until an urgent one does.
+fn collect(
+    first: Box<dyn Job>,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+    defer: Duration,
+) -> Vec<Box<dyn Job>> {
+    let mut urgent = first.urgent();
+    let mut batch = Vec::with_capacity(16);
+    batch.push(first);
+    let until = Instant::now() + defer;
+    while batch.len() < MAX_BATCH {
+        let next = if urgent {
+            queue.try_recv().ok()
+        } else {
+            queue
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+                .ok()
+        };
+        let Some(job) = next else { break };
+        urgent |= job.urgent();
+        batch.push(job);
+    }
+    batch
 }
 
 /// Run a batch in one transaction. A job that fails is rolled back to its savepoint and

@@ -41,6 +41,49 @@ async fn group_commit_batches_concurrent_enqueues() {
     );
 }
 
+/// A deferrable job (an attempt's outcome) waits for an urgent one and shares its commit:
+/// with the window stretched to a minute, it is still unanswered 50 ms on, and the urgent
+/// job that follows commits both at once.
+#[tokio::test]
+async fn deferrable_job_shares_the_next_urgent_commit() {
+    let (_dir, store) = fresh();
+    let writer = &store.inner.writer;
+    writer.set_defer(std::time::Duration::from_secs(60));
+    let before = store.commits();
+    let mut deferred = writer
+        .submit(false, |c| directory::set_user(c, "later@a.example", "h", 1))
+        .unwrap();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(50), &mut deferred).await;
+    assert!(early.is_err(), "the deferrable job committed on its own");
+    let urgent = writer
+        .submit(true, |c| directory::set_user(c, "now@a.example", "h", 1))
+        .unwrap();
+    urgent.await.unwrap().unwrap();
+    deferred.await.unwrap().unwrap();
+    assert_eq!(store.commits(), before + 1, "one commit for both");
+    assert_eq!(
+        store.users().await.unwrap(),
+        ["later@a.example", "now@a.example"]
+    );
+}
+
+/// Alone, a deferrable job is committed once the window ends (it is never stranded).
+#[tokio::test]
+async fn deferrable_job_alone_commits_after_the_window() {
+    let (_dir, store) = fresh();
+    let before = store.commits();
+    store
+        .inner
+        .writer
+        .submit(false, |c| directory::set_user(c, "alone@a.example", "h", 1))
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.commits(), before + 1);
+    assert_eq!(store.users().await.unwrap(), ["alone@a.example"]);
+}
+
 #[tokio::test]
 async fn failing_job_rolls_back_alone_in_its_batch() {
     let (_dir, store) = fresh();
@@ -50,7 +93,7 @@ async fn failing_job_rolls_back_alone_in_its_batch() {
     let (started_tx, started) = mpsc::channel();
     let (release, released) = mpsc::channel::<()>();
     let blocker = writer
-        .submit(move |_| {
+        .submit(true, move |_| {
             started_tx.send(()).unwrap();
             released.recv().unwrap();
             Ok(())
@@ -60,10 +103,10 @@ async fn failing_job_rolls_back_alone_in_its_batch() {
     let before = store.commits();
 
     let good = writer
-        .submit(|c| directory::set_user(c, "good@a.example", "h", 1))
+        .submit(true, |c| directory::set_user(c, "good@a.example", "h", 1))
         .unwrap();
     let bad = writer
-        .submit(|c| {
+        .submit(true, |c| {
             directory::set_user(c, "bad@a.example", "h", 1)?;
             Err::<(), _>(StoreError::NotFound {
                 what: "test row",
@@ -72,7 +115,7 @@ async fn failing_job_rolls_back_alone_in_its_batch() {
         })
         .unwrap();
     let also_good = writer
-        .submit(|c| directory::set_user(c, "also@a.example", "h", 1))
+        .submit(true, |c| directory::set_user(c, "also@a.example", "h", 1))
         .unwrap();
     release.send(()).unwrap();
 
