@@ -375,16 +375,22 @@ fn run_for(
     Ok((count.load(Ordering::Relaxed), busy))
 }
 
-/// Seconds of one core that one exchange of a `size`-byte message cannot go below: four
-/// RSA private operations, and the bulk passes Direct requires (digest and encrypt to
-/// seal, decrypt and digest to open), from rates measured on this machine (`rsa_n` on all
-/// `threads`, the bulk rates in MB/s on one).
-pub fn exchange_floor_secs(size: usize, rsa_n: f64, threads: usize, dur: Duration) -> Result<f64> {
+/// Seconds of one core that the bulk passes of one exchange cost per MB of message: the
+/// passes Direct requires (digest and encrypt to seal, decrypt and digest to open), from
+/// rates measured now on one thread.
+pub fn exchange_bulk_secs_per_mb(dur: Duration) -> Result<f64> {
     let sha = throughput(dur, |b| Ok(openssl::sha::sha256(b).len()))?;
     let enc = throughput(dur, |b| aes(b, Mode::Encrypt))?;
     let dec = throughput(dur, |b| aes(b, Mode::Decrypt))?;
-    let mb = size as f64 / 1e6;
-    Ok(4.0 * threads as f64 / rsa_n + mb * (2.0 / sha + 1.0 / enc + 1.0 / dec))
+    Ok(2.0 / sha + 1.0 / enc + 1.0 / dec)
+}
+
+/// Exchanges/s that `threads` cores cannot exceed for a `size`-byte message: four RSA
+/// private operations each (`rsa_n` per second on all `threads`) and the bulk passes
+/// ([`exchange_bulk_secs_per_mb`]).
+pub fn exchange_ceiling(size: usize, rsa_n: f64, threads: usize, bulk_per_mb: f64) -> f64 {
+    let floor = 4.0 * threads as f64 / rsa_n + size as f64 / 1e6 * bulk_per_mb;
+    threads as f64 / floor
 }
 
 /// MB/s of `f` over a 4 MiB buffer on one thread.
