@@ -125,8 +125,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let answer = self.inner.writer.submit(true, work)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.write_as(true, work).await
     }
 
     /// As [`write`](Self::write), for bookkeeping no one is waiting on: it may wait a few
@@ -136,7 +135,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let answer = self.inner.writer.submit(false, work)?;
+        self.write_as(false, work).await
+    }
+
+    /// [`write`](Self::write) when `urgent`, else [`write_deferred`](Self::write_deferred).
+    async fn write_as<T, F>(&self, urgent: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let answer = self.inner.writer.submit(urgent, work)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -191,12 +199,10 @@ impl SqliteStore {
         } else {
             (item, spool::Staged::default())
         };
-        let work = move |c: &Connection| spool::with_staged(staged, || work(c, item));
-        if urgent {
-            self.write(work).await
-        } else {
-            self.write_deferred(work).await
-        }
+        self.write_as(urgent, move |c| {
+            spool::with_staged(staged, || work(c, item))
+        })
+        .await
     }
 
     /// Run `work` in a read transaction on a pooled connection, on the blocking pool.

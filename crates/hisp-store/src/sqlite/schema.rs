@@ -231,7 +231,7 @@ pub(super) fn open_error(path: &Path, reason: impl std::fmt::Display) -> StoreEr
 
 /// Prepared statements kept per connection. The writer runs about a hundred distinct
 /// statements; with rusqlite's default of 16 they evicted one another and were parsed
-/// again on every use (6 % of the daemon's CPU in the exchange benchmark).
+/// again on nearly every use (3 % of the daemon's CPU in the exchange benchmark).
 const STATEMENT_CACHE: usize = 256;
 
 /// Open the writer connection: create the file (and its directory), switch to WAL with

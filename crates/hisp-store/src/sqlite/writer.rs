@@ -23,9 +23,9 @@ use crate::{StoreError, StoreResult};
 pub(super) const MAX_BATCH: usize = 256;
 
 /// How long a batch of deferrable jobs waits for an urgent job to commit with. Under load
-/// one comes within a commit's time, so deferrable work rarely costs an fsync of its own
-/// (each is a fifth of the writer's CPU, and a flush the disk must finish before the
-/// next); alone, it is committed after this.
+/// one comes within a commit's time, so deferrable work rarely costs a commit of its own
+/// (BEGIN and COMMIT, with the WAL writes and fsync, were more than half of the writer's
+/// CPU in the exchange benchmark); alone, it is committed after this.
 pub(super) const DEFER: Duration = Duration::from_millis(5);
 
 /// One unit of work for the writer thread.
