@@ -234,6 +234,8 @@ impl Digest {
 
 /// A running digest through OpenSSL's SHA functions directly: no provider fetch, context
 /// allocation or lock per message, which the EVP layer of OpenSSL 3.0 takes each time.
+/// A clone is a copy of the running state.
+#[derive(Clone)]
 pub enum Hashing {
     /// SHA-1.
     Sha1(openssl::sha::Sha1),

@@ -158,9 +158,21 @@ pub fn verify(
     content: &[u8],
     profile: &Profile,
 ) -> Result<SignatureOutcome, SignatureError> {
+    verify_digested(sd, content, None, profile)
+}
+
+/// [`verify`], with the digest of `content` already taken by one algorithm (while the
+/// content was located): a signer using that algorithm is checked against it instead of
+/// hashing the content again.
+pub fn verify_digested(
+    sd: &SignedData,
+    content: &[u8],
+    known: Option<(Digest, &[u8])>,
+    profile: &Profile,
+) -> Result<SignatureOutcome, SignatureError> {
     let mut first_err = None;
     for si in &sd.signers {
-        match verify_one(sd, si, content, profile) {
+        match verify_one(sd, si, content, known, profile) {
             Ok(o) => return Ok(o),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -174,6 +186,7 @@ fn verify_one(
     sd: &SignedData,
     si: &SignerInfo,
     content: &[u8],
+    known: Option<(Digest, &[u8])>,
     profile: &Profile,
 ) -> Result<SignatureOutcome, SignatureError> {
     let digest = Digest::from_oid(&si.digest_oid)
@@ -198,7 +211,11 @@ fn verify_one(
             let md = a
                 .message_digest
                 .ok_or(SignatureError::MissingAttribute("messageDigest"))?;
-            if md != digest.hash(content) {
+            let matches = match known {
+                Some((d, value)) if d == digest => md == value,
+                _ => md == digest.hash(content),
+            };
+            if !matches {
                 return Err(SignatureError::DigestMismatch);
             }
             if let Some((d, s)) = a.protection {

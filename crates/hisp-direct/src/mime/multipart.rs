@@ -3,7 +3,13 @@
 //! delimiter, which is also exactly what an RFC 1847 signature covers.
 
 use super::MimeError;
+use crate::alg::{Digest, Hashing};
+use memchr::memmem::Finder;
 use std::ops::Range;
+
+/// Bytes of the first part hashed before they are searched: well inside the second-level
+/// cache, so the search reads what the digest has just brought in.
+const WINDOW: usize = 64 * 1024;
 
 /// The parts of a multipart body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +23,28 @@ pub struct Multipart {
 
 /// Split `body` (which starts at absolute offset `base`) at the boundary.
 pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, MimeError> {
+    split_with(body, boundary, base, None)
+}
+
+/// [`split`], and the `digest` of the first part's bytes (what an RFC 1847 signature
+/// covers) when it could be taken on the way; `None` then means "hash it yourself".
+pub fn split_digesting(
+    body: &[u8],
+    boundary: &str,
+    base: usize,
+    digest: Digest,
+) -> Result<(Multipart, Option<Vec<u8>>), MimeError> {
+    let mut first = FirstPart::new(digest, WINDOW);
+    let m = split_with(body, boundary, base, Some(&mut first))?;
+    Ok((m, first.digest))
+}
+
+fn split_with(
+    body: &[u8],
+    boundary: &str,
+    base: usize,
+    mut first: Option<&mut FirstPart>,
+) -> Result<Multipart, MimeError> {
     if boundary.is_empty() || boundary.len() > 200 {
         return Err(MimeError::BadBoundary);
     }
@@ -25,8 +53,12 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
     let mut parts = Vec::new();
     let mut open: Option<usize> = None; // start of the current part's content
     let mut search = 0;
-    while let Some(i) = finder.find(&body[search..]) {
-        let at = search + i;
+    loop {
+        let found = match (&mut first, open) {
+            (Some(f), Some(_)) if parts.is_empty() => f.find(&finder, body, search),
+            _ => finder.find(&body[search..]).map(|i| search + i),
+        };
+        let Some(at) = found else { break };
         search = at + dash.len();
         if at != 0 && body[at - 1] != b'\n' {
             continue;
@@ -54,6 +86,9 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
                     end -= 1;
                 }
             }
+            if let (Some(f), true) = (first.as_deref_mut(), parts.is_empty()) {
+                f.finish(body, start, end.max(start));
+            }
             parts.push(base + start..base + end.max(start));
         }
         if close {
@@ -65,12 +100,18 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
         let content_start = at + dash.len() + line_end;
         open = Some(content_start);
         search = content_start;
+        if let Some(f) = first.as_deref_mut().filter(|_| parts.is_empty()) {
+            f.begin(content_start);
+        }
     }
     if let Some(start) = open {
         // No close-delimiter: the last part runs to the end (lenient, see `closed`).
         let mut end = body.len();
         while end > start && matches!(body[end - 1], b'\r' | b'\n') {
             end -= 1;
+        }
+        if let (Some(f), true) = (first, parts.is_empty()) {
+            f.finish(body, start, end);
         }
         parts.push(base + start..base + end);
     }
@@ -83,6 +124,78 @@ pub fn split(body: &[u8], boundary: &str, base: usize) -> Result<Multipart, Mime
         parts,
         closed: false,
     })
+}
+
+/// The digest of the first body part, taken a window ahead of the delimiter search. The
+/// digest is compute-bound and the search is not: searching 20 MiB straight from memory
+/// cost 2 ms more than searching it a window at a time just after hashing it.
+struct FirstPart {
+    h: Hashing,
+    /// Bytes before this offset are in `h`.
+    fed: usize,
+    /// Where the last window fed began, with the digest as it was there: the part may end
+    /// inside that window (the search reaches a needle's length past `fed`).
+    mark: (usize, Hashing),
+    window: usize,
+    digest: Option<Vec<u8>>,
+}
+
+impl FirstPart {
+    fn new(d: Digest, window: usize) -> FirstPart {
+        FirstPart {
+            h: d.start(),
+            fed: 0,
+            mark: (0, d.start()),
+            window: window.max(1),
+            digest: None,
+        }
+    }
+
+    /// The first part's content starts at `at`.
+    fn begin(&mut self, at: usize) {
+        self.fed = at;
+        self.mark = (at, self.h.clone());
+    }
+
+    /// The next occurrence of the needle at or after `search`: hash a window, then search
+    /// it (and a needle's length past it, for a needle straddling the window's end).
+    fn find(&mut self, finder: &Finder<'_>, body: &[u8], mut search: usize) -> Option<usize> {
+        let reach = finder.needle().len().saturating_sub(1);
+        loop {
+            let upto = (self.fed + reach).min(body.len());
+            if search < upto {
+                if let Some(i) = finder.find(&body[search..upto]) {
+                    return Some(search + i);
+                }
+            }
+            if self.fed >= body.len() {
+                return None;
+            }
+            // Every needle starting before `fed` has been looked for.
+            search = search.max(self.fed);
+            let end = (self.fed + self.window).min(body.len());
+            self.mark = (self.fed, self.h.clone());
+            self.h.update(&body[self.fed..end]);
+            self.fed = end;
+        }
+    }
+
+    /// The first part is `body[start..end]`: finish its digest, unless it ends before the
+    /// last window began (a line break straddling two windows), which the caller hashes.
+    fn finish(&mut self, body: &[u8], start: usize, end: usize) {
+        let (from, mut h) = if end >= self.fed {
+            (self.fed, self.h.clone())
+        } else if end >= self.mark.0 {
+            (self.mark.0, self.mark.1.clone())
+        } else {
+            return;
+        };
+        if from < start {
+            return; // never fed: an empty first part is hashed by the caller
+        }
+        h.update(&body[from..end]);
+        self.digest = Some(h.finish());
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +217,45 @@ mod tests {
         let m = split(b, "b", 10).unwrap();
         assert_eq!(m.parts, vec![14..22]);
         assert_eq!(&b[4..12], b"x\n--bb\ny");
+    }
+
+    /// RFC 1847 §2.1: the signature covers the first part's bytes exactly. Hashing ahead
+    /// of the search, at any window size, gives the parts `split` gives and the digest of
+    /// exactly the first part's bytes.
+    #[test]
+    fn rfc1847_2_1_digest_taken_during_the_search_covers_the_first_part() {
+        let cases: [&[u8]; 6] = [
+            b"--b\r\none\r\ntwo\r\n--b\r\nsig\r\n--b--\r\n",
+            b"--b\nx\n--bb\ny\n--b--\n",
+            b"pre\r\n--b\r\n\r\n--b\r\nsig\r\n--b--",
+            b"--b\r\nA--b\r\n --b\r\n\r\n--b \t\r\nsig\r\n--b--\r\n",
+            b"--b\r\nno second delimiter at all\r\n",
+            b"--b\r\n--b\r\n",
+        ];
+        for body in cases {
+            let plain = split(body, "b", 7).unwrap();
+            for window in [1, 2, 3, 5, 8, 64, 1 << 16] {
+                let mut f = FirstPart::new(Digest::Sha256, window);
+                let m = split_with(body, "b", 7, Some(&mut f)).unwrap();
+                assert_eq!(m, plain, "window {window}");
+                let first = plain.parts[0].start - 7..plain.parts[0].end - 7;
+                if let Some(d) = f.digest {
+                    assert_eq!(d, Digest::Sha256.hash(&body[first]), "window {window}");
+                } else {
+                    // Left to the caller only where the part ends before the last window
+                    // began, which takes windows shorter than a part and its delimiter.
+                    assert!(window < body.len(), "window {window}");
+                }
+            }
+        }
+        let big: Vec<u8> = [
+            &b"--b\r\n"[..],
+            &vec![b'Q'; 300_000],
+            b"\r\n--b\r\ns\r\n--b--",
+        ]
+        .concat();
+        let (m, d) = split_digesting(&big, "b", 0, Digest::Sha256).unwrap();
+        assert_eq!(d, Some(Digest::Sha256.hash(&big[m.parts[0].clone()])));
     }
 
     #[test]

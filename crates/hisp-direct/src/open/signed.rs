@@ -3,8 +3,11 @@
 //! as message/rfc822), verify the signature, then trust and binding.
 
 use super::{Bytes, OpenOptions, Opened, SignerSummary};
+use crate::alg::Digest;
 use crate::binding::check_binding_in;
-use crate::cms::verify::{parse_signed_data, verify, SignatureOutcome, SignedData};
+use crate::cms::verify::{
+    parse_signed_data, verify, verify_digested, SignatureOutcome, SignedData,
+};
 use crate::error::{BindingError, OpenError, SignatureError};
 use crate::mime::{self, multipart, Entity};
 use crate::time::format_rfc3339;
@@ -15,6 +18,8 @@ struct Located {
     signed: Bytes,
     der: Vec<u8>,
     micalg: Option<String>,
+    /// The digest of `signed`, taken while it was located, by the micalg's algorithm.
+    digest: Option<(Digest, Vec<u8>)>,
 }
 
 pub(super) fn verify_and_unwrap(
@@ -31,7 +36,11 @@ pub(super) fn verify_and_unwrap(
     };
     o.signed = Some(signed.clone());
     unwrap(o, &signed, outer_end);
-    let outcome = verify_signature(o, &sd, &signed, opts)?;
+    let known = match &signed {
+        Bytes::InBuf(_) => located.digest.as_ref().map(|(d, v)| (*d, v.as_slice())),
+        Bytes::Owned(_) => None,
+    };
+    let outcome = verify_signature(o, &sd, &signed, known, opts)?;
     if let Some(m) = &located.micalg {
         if crate::alg::Digest::from_name(m) != Some(outcome.digest) {
             let d = outcome.digest.name();
@@ -53,7 +62,16 @@ fn locate(plain: &[u8], base: usize) -> Result<Located, SignatureError> {
     if ct.is("multipart/signed") {
         let boundary = ct.param("boundary").ok_or(mime::MimeError::BadBoundary)?;
         let body_start = e.body_range().start;
-        let parts = multipart::split(e.body(), boundary, body_start)?;
+        let micalg = ct.param("micalg").map(str::to_string);
+        // The signer's algorithm is known only once the signature part is read; the one
+        // micalg names (RFC 8551 §3.5.3.2) is taken on the way, and checked against it.
+        let (parts, digest) = match micalg.as_deref().and_then(Digest::from_name) {
+            Some(d) => {
+                let (parts, value) = multipart::split_digesting(e.body(), boundary, body_start, d)?;
+                (parts, value.map(|v| (d, v)))
+            }
+            None => (multipart::split(e.body(), boundary, body_start)?, None),
+        };
         let [content, sig] = parts.parts.as_slice() else {
             return Err(SignatureError::PartCount(parts.parts.len()));
         };
@@ -63,7 +81,8 @@ fn locate(plain: &[u8], base: usize) -> Result<Located, SignatureError> {
         return Ok(Located {
             signed,
             der,
-            micalg: ct.param("micalg").map(str::to_string),
+            micalg,
+            digest,
         });
     }
     let opaque = matches!(
@@ -78,6 +97,7 @@ fn locate(plain: &[u8], base: usize) -> Result<Located, SignatureError> {
             signed: Bytes::Owned(Vec::new()),
             der: e.decoded_body()?,
             micalg: None,
+            digest: None,
         });
     }
     Err(SignatureError::NotSigned(ct.mime))
@@ -96,10 +116,11 @@ fn verify_signature(
     o: &mut Opened,
     sd: &SignedData,
     signed: &Bytes,
+    known: Option<(Digest, &[u8])>,
     opts: &OpenOptions<'_>,
 ) -> Result<SignatureOutcome, SignatureError> {
     let content = bytes(&o.buf, signed);
-    let first = verify(sd, content, opts.profile);
+    let first = verify_digested(sd, content, known, opts.profile);
     let outcome = match first {
         Err(SignatureError::DigestMismatch | SignatureError::BadSignature) => {
             match mime::to_crlf(content) {

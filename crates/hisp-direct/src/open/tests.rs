@@ -2,7 +2,7 @@
 //! Content-Transfer-Encoding, unwrapped messages, binding of the outer From, and profiles.
 
 use super::*;
-use crate::error::BindingError;
+use crate::error::{BindingError, SignatureError};
 use crate::pki::{self, LeafSpec};
 use crate::seal::{seal, SealOptions};
 
@@ -138,4 +138,67 @@ fn anchors_at_another_time() {
         !o.verdict.trusted,
         "a cached path must not outlive its certificates"
     );
+}
+
+/// An EnvelopedData for bob around a multipart/signed whose header names `micalg`, with
+/// alice's SHA-256 signature over `signed` and `sent` as the first part's bytes.
+fn signed_with_micalg(micalg: &str, signed: &[u8], sent: &[u8]) -> Vec<u8> {
+    use crate::alg::{ContentCipher, Digest, KeyTransport};
+    let p = pki();
+    let sig = crate::cms::sign::sign_detached(&[signed], &p.alice, Digest::Sha256, NOW).unwrap();
+    let mut b64 = Vec::new();
+    mime::base64::encode_lines(&sig, &mut b64);
+    let inner = [
+        format!("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg={micalg}; boundary=\"zz\"\r\n\r\n--zz\r\n").as_bytes(),
+        sent,
+        b"\r\n--zz\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        &b64,
+        b"--zz--\r\n",
+    ]
+    .concat();
+    let der = crate::cms::encrypt::encrypt(
+        &[&inner],
+        &[p.bob.cert()],
+        ContentCipher::Aes256Cbc,
+        KeyTransport::RsaPkcs1v15,
+    )
+    .unwrap();
+    let mut out = b"From: alice@a.example\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    mime::base64::encode_lines(&der, &mut out);
+    out
+}
+
+/// RFC 8551 §3.5.3.2: micalg names the digest, and the first part is hashed by it while
+/// it is located; a signature by another digest is checked by hashing again (with a
+/// warning), and a first part that differs from what was signed fails either way.
+#[test]
+fn rfc8551_3_5_3_2_digest_taken_by_micalg_while_locating() {
+    let bob = std::slice::from_ref(&pki().bob);
+    let msg = &[&b"Content-Type: message/rfc822\r\n\r\n"[..], MSG].concat();
+    let o = open_as(signed_with_micalg("sha-256", msg, msg), bob);
+    assert!(o.verdict.ok(), "{:?}", o.verdict.errors);
+    assert!(o.verdict.warnings.is_empty(), "{:?}", o.verdict.warnings);
+    let o = open_as(signed_with_micalg("SHA-1", msg, msg), bob);
+    assert!(o.verdict.signature_valid, "{:?}", o.verdict.errors);
+    assert!(o
+        .verdict
+        .warnings
+        .iter()
+        .any(|w| w.contains("micalg=SHA-1")));
+    let tampered: Vec<u8> = msg
+        .iter()
+        .map(|b| if *b == b'y' { b'Y' } else { *b })
+        .collect();
+    for micalg in ["sha-256", "sha-512", "unknown"] {
+        let o = open_as(signed_with_micalg(micalg, msg, &tampered), bob);
+        assert!(!o.verdict.signature_valid, "micalg {micalg}");
+        assert!(
+            matches!(
+                o.verdict.errors[0],
+                OpenError::Signature(SignatureError::DigestMismatch)
+            ),
+            "micalg {micalg}: {:?}",
+            o.verdict.errors
+        );
+    }
 }
