@@ -127,8 +127,9 @@ fn split_with(
 }
 
 /// The digest of the first body part, taken a window ahead of the delimiter search. The
-/// digest is compute-bound and the search is not: searching 20 MiB straight from memory
-/// cost 2 ms more than searching it a window at a time just after hashing it.
+/// digest is compute-bound and the search is not: opening a 20 MiB message took about 2 ms
+/// (7 %) less when each window was searched just after it was hashed than when the search
+/// read the whole part from memory before the digest read it again.
 struct FirstPart {
     h: Hashing,
     /// Bytes before this offset are in `h`.
@@ -191,7 +192,7 @@ impl FirstPart {
             return;
         };
         if from < start {
-            return; // never fed: an empty first part is hashed by the caller
+            return; // not begun at this part: leave it to the caller
         }
         h.update(&body[from..end]);
         self.digest = Some(h.finish());
