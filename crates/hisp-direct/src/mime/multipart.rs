@@ -86,8 +86,8 @@ fn split_with(
                     end -= 1;
                 }
             }
-            if let (Some(f), true) = (first.as_deref_mut(), parts.is_empty()) {
-                f.finish(body, start, end.max(start));
+            if let Some(f) = first.as_deref_mut().filter(|_| parts.is_empty()) {
+                f.finish(body, end.max(start));
             }
             parts.push(base + start..base + end.max(start));
         }
@@ -110,8 +110,8 @@ fn split_with(
         while end > start && matches!(body[end - 1], b'\r' | b'\n') {
             end -= 1;
         }
-        if let (Some(f), true) = (first, parts.is_empty()) {
-            f.finish(body, start, end);
+        if let Some(f) = first.filter(|_| parts.is_empty()) {
+            f.finish(body, end);
         }
         parts.push(base + start..base + end);
     }
@@ -181,9 +181,10 @@ impl FirstPart {
         }
     }
 
-    /// The first part is `body[start..end]`: finish its digest, unless it ends before the
-    /// last window began (a line break straddling two windows), which the caller hashes.
-    fn finish(&mut self, body: &[u8], start: usize, end: usize) {
+    /// The first part (begun at [`begin`](Self::begin)) ends at `end`: finish its digest,
+    /// unless it ends before the last window began (a line break straddling two windows),
+    /// which the caller hashes.
+    fn finish(&mut self, body: &[u8], end: usize) {
         let (from, mut h) = if end >= self.fed {
             (self.fed, self.h.clone())
         } else if end >= self.mark.0 {
@@ -191,9 +192,6 @@ impl FirstPart {
         } else {
             return;
         };
-        if from < start {
-            return; // not begun at this part: leave it to the caller
-        }
         h.update(&body[from..end]);
         self.digest = Some(h.finish());
     }

@@ -36,13 +36,12 @@ pub(super) fn verify_and_unwrap(
     };
     o.signed = Some(signed.clone());
     unwrap(o, &signed, outer_end);
-    let known = match &signed {
-        Bytes::InBuf(_) => located.digest.as_ref().map(|(d, v)| (*d, v.as_slice())),
-        Bytes::Owned(_) => None,
-    };
+    // Only a multipart/signed body is digested while located, and its signed bytes are the
+    // located part itself (never the SignedData's own content).
+    let known = located.digest.as_ref().map(|(d, v)| (*d, v.as_slice()));
     let outcome = verify_signature(o, &sd, &signed, known, opts)?;
     if let Some(m) = &located.micalg {
-        if crate::alg::Digest::from_name(m) != Some(outcome.digest) {
+        if Digest::from_name(m) != Some(outcome.digest) {
             let d = outcome.digest.name();
             o.verdict.warnings.push(format!(
                 "micalg={m} does not match the signature digest {d}"
