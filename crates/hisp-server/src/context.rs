@@ -55,8 +55,28 @@ pub struct Context<S: Store> {
     pub backlog: AtomicBool,
     /// DNS CERT discovery for recipients without a static certificate (`None` when off).
     pub discovery: Option<CachedDiscovery>,
+    /// Each message delivered into a mailbox, sent the moment its commit returns (see
+    /// [`Arrival`]).
+    pub arrivals: tokio::sync::broadcast::Sender<Arrival>,
     directory: RwLock<Arc<Directory>>,
 }
+
+/// A message committed to a local mailbox. In-process observers (the exchange benchmark)
+/// subscribe to [`Context::arrivals`] to time a hop to the commit itself rather than to
+/// when a poll happens to see it. Sent only while someone listens; a listener that falls
+/// more than [`ARRIVALS_KEPT`] behind misses the oldest (`RecvError::Lagged`).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The mailbox's owner.
+    pub owner: String,
+    /// The message's Message-ID.
+    pub message_id: String,
+    /// When the commit returned.
+    pub at: std::time::Instant,
+}
+
+/// How many arrivals a slow listener may fall behind.
+pub const ARRIVALS_KEPT: usize = 8192;
 
 /// What is known of a recipient's certificates.
 pub enum RecipientCerts {
@@ -102,6 +122,7 @@ impl<S: Store> Context<S> {
             immediate,
             backlog: AtomicBool::new(false),
             discovery,
+            arrivals: tokio::sync::broadcast::channel(ARRIVALS_KEPT).0,
             directory: RwLock::new(Arc::new(directory)),
         }
     }

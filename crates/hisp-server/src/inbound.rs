@@ -3,7 +3,7 @@
 //! and answer with a `processed` MDN, hand a notification to the tracker, or quarantine it
 //! with the reason. Everything a message causes commits in one transaction.
 
-use crate::context::Context;
+use crate::context::{Arrival, Context};
 use crate::metrics::Metrics;
 use crate::notify::{mdn, Received};
 use crate::tracker;
@@ -87,7 +87,7 @@ pub async fn process<S: Store>(ctx: &Arc<Context<S>>, mut msg: Inbound) {
         return;
     };
     let (done, permit) = lease_notifications(ctx, done);
-    let (id, delivered) = (done.id.clone(), delivered(&done));
+    let (id, delivered) = (done.id.clone(), delivered(ctx, &done));
     match ctx.store.finish_inbound(done).await {
         Ok(committed) => after_commit(ctx, &id, delivered, committed, permit),
         // The lease expires and another attempt is made: nothing is lost.
@@ -120,7 +120,7 @@ pub async fn receive<S: Store>(ctx: &Arc<Context<S>>, new: NewInbound) -> StoreR
         now: new.now,
     };
     let (done, permit) = lease_notifications(ctx, done);
-    let delivered = delivered(&done);
+    let delivered = delivered(ctx, &done);
     let committed = ctx.store.record_inbound(record, done).await?;
     after_commit(ctx, &id, delivered, committed, permit);
     Ok(id)
@@ -207,19 +207,59 @@ fn lease_notifications<S: Store>(
 }
 
 /// Messages (not notices) an outcome puts in mailboxes.
-fn delivered(done: &InboundDone) -> usize {
-    let messages = done.deliveries.iter();
-    messages.filter(|d| d.kind == EntryKind::Message).count()
+/// The messages (not MDNs) `done` delivers: (owner, Message-ID) when someone listens for
+/// arrivals, else only their count.
+fn delivered<S: Store>(ctx: &Context<S>, done: &InboundDone) -> Delivered {
+    let messages = done
+        .deliveries
+        .iter()
+        .filter(|d| d.kind == EntryKind::Message);
+    if ctx.arrivals.receiver_count() == 0 {
+        return Delivered::Count(messages.count());
+    }
+    let named = messages.map(|d| (d.owner.clone(), d.message_id.clone()));
+    Delivered::Named(named.collect())
+}
+
+/// What [`after_commit`] reports of the deliveries it follows.
+enum Delivered {
+    Count(usize),
+    Named(Vec<(String, String)>),
+}
+
+impl Delivered {
+    fn count(&self) -> usize {
+        match self {
+            Delivered::Count(n) => *n,
+            Delivered::Named(v) => v.len(),
+        }
+    }
+
+    /// Tell the listeners (none is an error nobody needs to hear of).
+    fn announce<S: Store>(self, ctx: &Context<S>) {
+        let Delivered::Named(v) = self else { return };
+        let at = std::time::Instant::now();
+        for (owner, message_id) in v {
+            let _ = ctx.arrivals.send(Arrival {
+                owner,
+                message_id,
+                at,
+            });
+        }
+    }
 }
 
 /// Count what was committed and send the notifications it queued.
 fn after_commit<S: Store>(
     ctx: &Arc<Context<S>>,
     id: &QueueId,
-    delivered: usize,
+    delivered: Delivered,
     committed: Committed,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    let n = delivered.count();
+    delivered.announce(ctx);
+    let delivered = n;
     // Queue ids and counts only: addresses may name patients (they are in `hisp queue`).
     if delivered > 0 || committed.notices_new + committed.notices_repeated > 0 {
         tracing::info!(

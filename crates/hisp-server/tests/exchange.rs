@@ -496,3 +496,43 @@ async fn metrics_count_the_exchange_and_healthz_is_200() {
     a.stop().await;
     b.stop().await;
 }
+
+/// DESIGN §3 (durable before announced): beta announces a message on `arrivals` only once
+/// its mailbox commit has returned, naming owner and Message-ID; the `processed` MDN that
+/// reaches alpha is not announced there (arrivals are messages, not notifications).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_is_announced_after_the_mailbox_commit() {
+    let (_root, mut a, mut b) = running_pair().await;
+    let mut at_b = b.daemon().unwrap().ctx.arrivals.subscribe();
+    let mut at_a = a.daemon().unwrap().ctx.arrivals.subscribe();
+    let mid = message_id(&a.domain);
+    let id = submit(&a, &b.user, &message(&a.user, &b.user, "CCD", &mid, false)).await;
+
+    let wait = std::time::Duration::from_secs(30);
+    let arrival = tokio::time::timeout(wait, at_b.recv())
+        .await
+        .expect("no arrival announced at beta")
+        .unwrap();
+    assert_eq!(
+        (arrival.owner.as_str(), arrival.message_id.as_str()),
+        (b.user.as_str(), mid.as_str())
+    );
+    let in_box = mailbox(&b, &b.user).await;
+    assert!(
+        in_box.iter().any(|e| e.message_id == mid),
+        "announced before its commit"
+    );
+    assert!(arrival.at <= std::time::Instant::now());
+
+    wait_state(&a, &id, RcptState::Processed).await;
+    wait_entries(&a, &a.user, EntryKind::Mdn, 1).await;
+    assert!(
+        matches!(
+            at_a.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "an MDN was announced as an arrival"
+    );
+    a.stop().await;
+    b.stop().await;
+}
