@@ -74,11 +74,12 @@ async fn bench(
             // machine shows in both figures of that round rather than in one of them.
             let slice = rsa_rate(cred.clone()).await?;
             best_rsa = best_rsa.max(slice);
-            let (rate, elapsed) = saturate(&a, &b, size, n).await?;
+            let (rate, elapsed, cpu) = saturate(&a, &b, size, n).await?;
             rounds.push(Round {
                 slice,
                 rate,
                 elapsed,
+                cpu,
             });
         }
         runs.push((size, n, rounds));
@@ -121,6 +122,9 @@ async fn bench(
             "           rounds in order, exch/s (of the ceiling from the RSA slice just before): {}",
             each.join(", ")
         );
+        if let Some(cpu) = median.cpu {
+            print_cpu(size, n, median, cpu, threads, bulk);
+        }
     }
     if let Some(rate) = first_rate {
         let size = sizes.first().copied().unwrap_or(10 * 1024);
@@ -183,6 +187,35 @@ struct Round {
     slice: f64,
     rate: f64,
     elapsed: f64,
+    /// CPU seconds the process (both daemons) used during the round, where known.
+    cpu: Option<f64>,
+}
+
+/// CPU seconds (user + system, every thread) this process has used: /proc/self/stat
+/// counts them in USER_HZ ticks, which Linux fixes at 100 per second.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let rest = stat.rsplit_once(") ")?.1;
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Where the median round's CPU went: per exchange, how much of it the ceiling counts
+/// (its RSA operations at the rate measured just before the round, and the bulk crypto).
+/// That share, times how busy the cores were, is about the share of the ceiling reached:
+/// what the ceiling does not count (TLS, SMTP, MIME, base64, the store) is the gap.
+fn print_cpu(size: usize, n: usize, round: &Round, cpu: f64, threads: usize, bulk: f64) {
+    let per = cpu / n as f64 * 1000.0;
+    let counted =
+        threads as f64 / crate::bench::exchange_ceiling(size, round.slice, threads, bulk) * 1000.0;
+    let busy = cpu / (round.elapsed * threads as f64) * 100.0;
+    println!(
+        "           median round: {per:.2} ms of CPU per exchange, {busy:.0}% of {threads} cores busy; the ceiling's work is {counted:.2} ms of it ({:.0}%)",
+        counted / per * 100.0
+    );
 }
 
 /// Submission sessions at once in the saturation run.
@@ -209,18 +242,22 @@ fn new_message(a: &Peer, b: &Peer, size: usize, i: usize) -> NewOutbound {
     }
 }
 
-/// Queue `n` messages at once and wait until every one is `processed` at alpha.
-async fn saturate(a: &Peer, b: &Peer, size: usize, n: usize) -> Result<(f64, f64)> {
+/// Queue `n` messages at once and wait until every one is `processed` at alpha; returns
+/// exchanges/s, seconds, and the CPU seconds the process used meanwhile.
+async fn saturate(a: &Peer, b: &Peer, size: usize, n: usize) -> Result<(f64, f64, Option<f64>)> {
     let Some(d) = a.daemon() else {
         bail!("alpha is not running")
     };
     let msgs: Vec<NewOutbound> = (0..n).map(|i| new_message(a, b, size, i)).collect();
-    let start = Instant::now();
+    let (start, cpu_before) = (Instant::now(), process_cpu_seconds());
     let ids = submit_concurrently(&d.ctx, msgs).await?;
     wait_all(a, &ids, RcptState::Processed, Duration::from_secs(600)).await?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     drain_mailbox(b).await?;
-    Ok((n as f64 / elapsed, elapsed))
+    Ok((n as f64 / elapsed, elapsed, cpu))
 }
 
 /// Queue `msgs` from [`SUBMITTERS`] tasks at once, as that many submission sessions would,

@@ -181,6 +181,39 @@ fn design_3_demo_exits_0_with_processed_and_dispatched() {
     }
 }
 
+/// `hisp bench exchange` (issue 4's figures) runs end to end on a small load and prints
+/// every figure it promises: the table, the CPU line that says where the gap to the
+/// ceiling is, and the hop latency. Figures only: their values are not asserted.
+#[test]
+fn bench_exchange_prints_throughput_cpu_and_hop_latency() {
+    let tmp = workdir();
+    let args = [
+        "bench",
+        "exchange",
+        "--messages",
+        "30",
+        "--sizes",
+        "10k",
+        "--seconds",
+        "0.5",
+        "--rss-mib",
+        "0",
+    ];
+    let r = run(hisp().args(args).current_dir(tmp.path()), None);
+    assert_no_panic(&r);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.code, 0, "stdout:\n{out}\nstderr:\n{}", r.stderr);
+    for want in [
+        "exchanges/s",
+        "ms of CPU per exchange",
+        "the ceiling's work is",
+        "hop latency at half load",
+        "p99",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+}
+
 /// Clap usage errors are exit 2 with a usage line, for `hisp open` with no arguments and
 /// an unknown flag.
 #[test]
