@@ -7,15 +7,35 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use openssl::ssl::Ssl;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio_openssl::SslStream;
+
+/// The socket under a STARTTLS session, buffered both ways: OpenSSL reads a record's
+/// 5-byte header and then its body, and writes each record of at most 16 KiB on its own,
+/// so a 1 MiB message cost about 85 writes and 170 reads on the socket (perf: 100 sendto
+/// and 214 recvfrom per 1 MiB exchange). Records written between two flushes leave
+/// together, and reads take what has arrived. Every write the sessions make is followed
+/// by a flush before they wait for the peer (OpenSSL flushes its own handshake flights).
+pub(crate) type Wire<S> = BufStream<S>;
+
+/// Bytes read ahead under TLS, per session: two full records.
+const WIRE_READ: usize = 32 * 1024;
+
+/// Bytes of records gathered before a write, per session: three full records (a record
+/// that would overflow the buffer sends what is gathered first).
+const WIRE_WRITE: usize = 64 * 1024;
+
+/// Buffer `plain` for TLS (see [`Wire`]).
+pub(crate) fn wire<S: AsyncRead + AsyncWrite>(plain: S) -> Wire<S> {
+    BufStream::with_capacity(WIRE_READ, WIRE_WRITE, plain)
+}
 
 /// Plaintext, TLS, or (briefly, during the upgrade or after a failed one) nothing.
 pub(crate) enum MaybeTls<S> {
     /// Before STARTTLS.
     Plain(S),
     /// After a completed handshake.
-    Tls(Pin<Box<SslStream<S>>>),
+    Tls(Pin<Box<SslStream<Wire<S>>>>),
     /// The stream was handed to a handshake that failed.
     Gone,
 }
@@ -43,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
                 return Err(UpgradeError::NotPlain);
             }
         };
-        *self = MaybeTls::Tls(handshake(plain, ssl, role).await?);
+        *self = MaybeTls::Tls(handshake(wire(plain), ssl, role).await?);
         Ok(())
     }
 }

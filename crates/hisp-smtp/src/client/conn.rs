@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::wire::{build_reply, parse_reply_line};
 use super::ClientError;
-use crate::tls::{handshake, MaybeTls, Role, UpgradeError};
+use crate::tls::{handshake, wire, MaybeTls, Role, UpgradeError};
 use crate::{ClientConfig, Reply};
 
 /// Longest reply line we read (RFC 5321 §4.5.3.1.5 says 512; be generous).
@@ -201,7 +201,12 @@ impl ClientConn {
                 line: "STARTTLS on a connection already in TLS".to_string(),
             });
         };
-        match tokio::time::timeout(cfg.command_timeout, handshake(plain, ssl, Role::Client)).await {
+        match tokio::time::timeout(
+            cfg.command_timeout,
+            handshake(wire(plain), ssl, Role::Client),
+        )
+        .await
+        {
             Ok(Ok(tls)) => {
                 self.stream = MaybeTls::Tls(tls);
                 Ok(())
