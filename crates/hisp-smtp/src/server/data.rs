@@ -261,6 +261,28 @@ impl DataReader {
 mod tests {
     use super::*;
 
+    /// A xorshift generator: random streams that are the same on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Up to `most` pieces, each picked from `pieces`, end to end.
+        fn stream(&mut self, pieces: &[&[u8]], most: u64) -> Vec<u8> {
+            let mut stream = Vec::new();
+            for _ in 0..self.next() % most {
+                let i = (self.next() % pieces.len() as u64) as usize;
+                stream.extend_from_slice(pieces[i]);
+            }
+            stream
+        }
+    }
+
     fn read(lines: &[&[u8]]) -> (Result<Vec<u8>, Reply>, usize) {
         let mut r = DataReader::new(100, 20);
         for (i, l) in lines.iter().enumerate() {
@@ -298,18 +320,9 @@ mod tests {
     #[test]
     fn never_panics_and_keeps_nothing_when_refused() {
         let pieces: &[&[u8]] = &[b".", b"\r", b"\n", b"\r\n", b"a", b"..", b".\r\n"];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
-            let mut stream = Vec::new();
-            for _ in 0..next() % 16 {
-                stream.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
-            }
+            let stream = rng.stream(pieces, 16);
             let mut r = DataReader::new(8, 6);
             for line in stream.split_inclusive(|b| *b == b'\n') {
                 if line.ends_with(b"\n") && r.line(line) {
@@ -349,19 +362,10 @@ mod tests {
             b"xy\r\n",
             b"xy\r\n",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
-            let mut stream = Vec::new();
-            for _ in 0..next() % 24 {
-                stream.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
-            }
-            let (max_size, max_line) = (4 + next() % 40, 3 + next() % 10);
+            let stream = rng.stream(pieces, 24);
+            let (max_size, max_line) = (4 + rng.next() % 40, 3 + rng.next() % 10);
             let (max_size, max_line) = (max_size as usize, max_line as usize);
             let mut one = DataReader::new(max_size, max_line);
             let mut used_one = 0;
@@ -390,7 +394,7 @@ mod tests {
                     .filter(|(_, b)| **b == b'\n')
                     .map(|(i, _)| pos + i + 1)
                     .collect();
-                let cut = ends[(next() % ends.len() as u64) as usize];
+                let cut = ends[(rng.next() % ends.len() as u64) as usize];
                 let (used, d) = blocks.lines(&stream[pos..cut]);
                 assert!(
                     d || used == cut - pos,
