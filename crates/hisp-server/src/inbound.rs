@@ -206,7 +206,6 @@ fn lease_notifications<S: Store>(
     (done, permit)
 }
 
-/// Messages (not notices) an outcome puts in mailboxes.
 /// The messages (not MDNs) `done` delivers: (owner, Message-ID) when someone listens for
 /// arrivals, else only their count.
 fn delivered<S: Store>(ctx: &Context<S>, done: &InboundDone) -> Delivered {
@@ -228,17 +227,14 @@ enum Delivered {
 }
 
 impl Delivered {
-    fn count(&self) -> usize {
-        match self {
-            Delivered::Count(n) => *n,
-            Delivered::Named(v) => v.len(),
-        }
-    }
-
-    /// Tell the listeners (none is an error nobody needs to hear of).
-    fn announce<S: Store>(self, ctx: &Context<S>) {
-        let Delivered::Named(v) = self else { return };
-        let at = std::time::Instant::now();
+    /// Tell the listeners, if any (a send with none left is no error), and return how many
+    /// messages were delivered.
+    fn announce<S: Store>(self, ctx: &Context<S>) -> usize {
+        let v = match self {
+            Delivered::Count(n) => return n,
+            Delivered::Named(v) => v,
+        };
+        let (n, at) = (v.len(), Instant::now());
         for (owner, message_id) in v {
             let _ = ctx.arrivals.send(Arrival {
                 owner,
@@ -246,6 +242,7 @@ impl Delivered {
                 at,
             });
         }
+        n
     }
 }
 
@@ -257,9 +254,7 @@ fn after_commit<S: Store>(
     committed: Committed,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let n = delivered.count();
-    delivered.announce(ctx);
-    let delivered = n;
+    let delivered = delivered.announce(ctx);
     // Queue ids and counts only: addresses may name patients (they are in `hisp queue`).
     if delivered > 0 || committed.notices_new + committed.notices_repeated > 0 {
         tracing::info!(
