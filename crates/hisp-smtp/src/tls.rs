@@ -16,7 +16,7 @@ use tokio_openssl::SslStream;
 /// and 214 recvfrom per 1 MiB exchange). Records written between two flushes leave
 /// together, and reads take what has arrived. Every write the sessions make is followed
 /// by a flush before they wait for the peer (OpenSSL flushes its own handshake flights).
-pub(crate) type Wire<S> = BufStream<S>;
+type Wire<S> = BufStream<S>;
 
 /// Bytes read ahead under TLS, per session: two full records.
 const WIRE_READ: usize = 32 * 1024;
@@ -26,7 +26,7 @@ const WIRE_READ: usize = 32 * 1024;
 const WIRE_WRITE: usize = 64 * 1024;
 
 /// Buffer `plain` for TLS (see [`Wire`]).
-pub(crate) fn wire<S: AsyncRead + AsyncWrite>(plain: S) -> Wire<S> {
+fn wire<S: AsyncRead + AsyncWrite>(plain: S) -> Wire<S> {
     BufStream::with_capacity(WIRE_READ, WIRE_WRITE, plain)
 }
 

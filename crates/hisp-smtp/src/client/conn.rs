@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::wire::{build_reply, parse_reply_line};
 use super::ClientError;
-use crate::tls::{handshake, wire, MaybeTls, Role, UpgradeError};
+use crate::tls::{MaybeTls, Role, UpgradeError};
 use crate::{ClientConfig, Reply};
 
 /// Longest reply line we read (RFC 5321 §4.5.3.1.5 says 512; be generous).
@@ -195,27 +195,16 @@ impl ClientConn {
             config.set_verify(SslVerifyMode::NONE);
         }
         let ssl = config.into_ssl(host).map_err(|e| tls_err(e.into()))?;
-        let MaybeTls::Plain(plain) = std::mem::replace(&mut self.stream, MaybeTls::Gone) else {
-            return Err(ClientError::BadReply {
+        let upgrade = self.stream.upgrade(ssl, Role::Client);
+        match tokio::time::timeout(cfg.command_timeout, upgrade).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(UpgradeError::NotPlain)) => Err(ClientError::BadReply {
                 stage: STAGE,
                 line: "STARTTLS on a connection already in TLS".to_string(),
-            });
-        };
-        match tokio::time::timeout(
-            cfg.command_timeout,
-            handshake(wire(plain), ssl, Role::Client),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => {
-                self.stream = MaybeTls::Tls(tls);
-                Ok(())
-            }
+            }),
             Ok(Err(UpgradeError::Setup(e))) => Err(tls_err(e.into())),
             Ok(Err(UpgradeError::Handshake(e))) => Err(tls_err(e)),
-            Ok(Err(UpgradeError::NotPlain | UpgradeError::Timeout)) | Err(_) => {
-                Err(ClientError::Timeout { stage: STAGE })
-            }
+            Ok(Err(UpgradeError::Timeout)) | Err(_) => Err(ClientError::Timeout { stage: STAGE }),
         }
     }
 
