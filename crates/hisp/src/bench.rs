@@ -385,12 +385,17 @@ pub fn exchange_bulk_secs_per_mb(dur: Duration) -> Result<f64> {
     Ok(2.0 / sha + 1.0 / enc + 1.0 / dec)
 }
 
-/// Exchanges/s that `threads` cores cannot exceed for a `size`-byte message: four RSA
-/// private operations each (`rsa_n` per second on all `threads`) and the bulk passes
-/// ([`exchange_bulk_secs_per_mb`]).
+/// Exchanges/s that `threads` cores cannot exceed for a `size`-byte message: each costs
+/// [`exchange_work_secs`].
 pub fn exchange_ceiling(size: usize, rsa_n: f64, threads: usize, bulk_per_mb: f64) -> f64 {
-    let floor = 4.0 * threads as f64 / rsa_n + size as f64 / 1e6 * bulk_per_mb;
-    threads as f64 / floor
+    threads as f64 / exchange_work_secs(size, rsa_n, threads, bulk_per_mb)
+}
+
+/// CPU seconds of the work the ceiling counts in one exchange of a `size`-byte message:
+/// four RSA private operations (`rsa_n` per second on all `threads`) and the bulk passes
+/// ([`exchange_bulk_secs_per_mb`]).
+pub fn exchange_work_secs(size: usize, rsa_n: f64, threads: usize, bulk_per_mb: f64) -> f64 {
+    4.0 * threads as f64 / rsa_n + size as f64 / 1e6 * bulk_per_mb
 }
 
 /// MB/s of `f` over a 4 MiB buffer on one thread.

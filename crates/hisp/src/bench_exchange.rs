@@ -4,8 +4,8 @@
 //! at saturation (the median of three rounds) beside the RSA ceiling measured in the same
 //! run (one exchange costs four RSA-2048 private operations), each round beside the RSA
 //! rate measured just before it, and the hop latency (submission at alpha to the commit
-//! that delivers it into the mailbox at beta) at half that load. Submissions go straight into alpha's queue so
-//! the figure is the exchange, not the users' logins.
+//! that delivers it into the mailbox at beta) at half that load. Submissions go straight
+//! into alpha's queue so the figure is the exchange, not the users' logins.
 
 use crate::bench::rsa_private_op_rate;
 use anyhow::{bail, Result};
@@ -209,8 +209,7 @@ fn process_cpu_seconds() -> Option<f64> {
 /// what the ceiling does not count (TLS, SMTP, MIME, base64, the store) is the gap.
 fn print_cpu(size: usize, n: usize, round: &Round, cpu: f64, threads: usize, bulk: f64) {
     let per = cpu / n as f64 * 1000.0;
-    let counted =
-        threads as f64 / crate::bench::exchange_ceiling(size, round.slice, threads, bulk) * 1000.0;
+    let counted = crate::bench::exchange_work_secs(size, round.slice, threads, bulk) * 1000.0;
     let busy = cpu / (round.elapsed * threads as f64) * 100.0;
     println!(
         "           median round: {per:.2} ms of CPU per exchange, {busy:.0}% of {threads} cores busy; the ceiling's work is {counted:.2} ms of it ({:.0}%)",
@@ -338,7 +337,7 @@ async fn drain_mailbox(b: &Peer) -> Result<usize> {
 
 /// Submit at `rate` per second and time each message from queueing at alpha to the commit
 /// that delivers it into the mailbox at beta (beta's [`Arrival`](hisp_server::context::Arrival)
-/// carries the instant its commit returned); returns (p50 ms, p99 ms, count). Open loop,
+/// carries the instant its commit returned); returns the percentiles and counts. Open loop,
 /// as real senders are: each submission is its own task on a fixed schedule. A poller
 /// (every millisecond) picks the mail up, as an edge client would, and ends the run once
 /// every message is in; only a message whose arrival a lagging listener missed is timed

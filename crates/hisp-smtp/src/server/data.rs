@@ -337,9 +337,9 @@ mod tests {
     }
 
     /// A reader's whole observable state.
-    fn state(r: &DataReader) -> (Vec<u8>, bool, bool, bool, bool) {
-        let flags = (r.after_crlf, r.too_big, r.line_too_long, r.bare_newline);
-        (r.message.clone(), flags.0, flags.1, flags.2, flags.3)
+    fn state(r: &DataReader) -> (&[u8], [bool; 4]) {
+        let flags = [r.after_crlf, r.too_big, r.line_too_long, r.bare_newline];
+        (&r.message, flags)
     }
 
     /// RFC 5321 §4.5.2 / §2.3.8 with blocks: `lines` over any split of a stream into runs
