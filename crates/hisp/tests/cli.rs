@@ -208,7 +208,9 @@ fn bench_exchange_prints_throughput_cpu_and_hop_latency() {
         "ms of CPU per exchange",
         "the ceiling's work is",
         "hop latency at half load",
-        "p99",
+        "median round: p50",
+        "rounds in order, p50/p99 ms:",
+        "hops pooled: p50",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }
