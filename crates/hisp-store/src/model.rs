@@ -2,6 +2,32 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Give an enum stored by name its two directions: `as_str` (the stored and displayed
+/// name) and `parse` (back from it; `None` for any other text).
+macro_rules! stored_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$(Self::$variant),+];
+
+            /// The stored and displayed name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+
+            /// Parse a stored name.
+            pub fn parse(s: &str) -> Option<$ty> {
+                match s {
+                    $($name => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 /// Seconds since the Unix epoch.
 pub type UnixTime = i64;
 
@@ -48,22 +74,10 @@ pub enum OutKind {
     Notification,
 }
 
-impl OutKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutKind::Message => "message",
-            OutKind::Notification => "notification",
-        }
-    }
-
-    /// Parse a stored name.
-    pub fn parse(s: &str) -> Option<OutKind> {
-        [Self::Message, Self::Notification]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+stored_names!(OutKind {
+    Message => "message",
+    Notification => "notification",
+});
 
 /// A submitted message to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,34 +117,16 @@ pub enum RcptState {
     Expired,
 }
 
+stored_names!(RcptState {
+    Queued => "queued",
+    Relayed => "relayed",
+    Processed => "processed",
+    Dispatched => "dispatched",
+    Failed => "failed",
+    Expired => "expired",
+});
+
 impl RcptState {
-    /// Every state.
-    pub const ALL: [RcptState; 6] = [
-        Self::Queued,
-        Self::Relayed,
-        Self::Processed,
-        Self::Dispatched,
-        Self::Failed,
-        Self::Expired,
-    ];
-
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Relayed => "relayed",
-            Self::Processed => "processed",
-            Self::Dispatched => "dispatched",
-            Self::Failed => "failed",
-            Self::Expired => "expired",
-        }
-    }
-
-    /// Parse a stored name.
-    pub fn parse(s: &str) -> Option<RcptState> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
     /// True for states nothing more will happen to.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Dispatched | Self::Failed | Self::Expired)
@@ -326,23 +322,11 @@ pub enum InboundState {
     Quarantined,
 }
 
-impl InboundState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Spooled => "spooled",
-            Self::Delivered => "delivered",
-            Self::Quarantined => "quarantined",
-        }
-    }
-
-    /// Parse a stored name.
-    pub fn parse(s: &str) -> Option<InboundState> {
-        [Self::Spooled, Self::Delivered, Self::Quarantined]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+stored_names!(InboundState {
+    Spooled => "spooled",
+    Delivered => "delivered",
+    Quarantined => "quarantined",
+});
 
 /// A spooled inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -497,23 +481,11 @@ pub enum EntryKind {
     Dsn,
 }
 
-impl EntryKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Message => "message",
-            Self::Mdn => "mdn",
-            Self::Dsn => "dsn",
-        }
-    }
-
-    /// Parse a stored name.
-    pub fn parse(s: &str) -> Option<EntryKind> {
-        [Self::Message, Self::Mdn, Self::Dsn]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+stored_names!(EntryKind {
+    Message => "message",
+    Mdn => "mdn",
+    Dsn => "dsn",
+});
 
 /// A mailbox delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,7 +541,7 @@ pub struct MailboxEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::QueueId;
+    use super::*;
 
     #[test]
     fn fresh_ids_keep_their_form_and_only_grow() {
@@ -580,5 +552,27 @@ mod tests {
         let id = &ids[0].0;
         assert!(id.starts_with("o-") && id.len() == 18, "{id}");
         assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    /// What the store writes for a state or kind, it reads back as the same value; any
+    /// other text (a typo, another case) is no value at all.
+    #[test]
+    fn stored_names_round_trip() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            name: fn(T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            for &x in all {
+                assert_eq!(parse(name(x)), Some(x));
+                assert_eq!(parse(&name(x).to_ascii_uppercase()), None);
+            }
+            assert_eq!(parse("nonesuch"), None);
+        }
+        check(OutKind::ALL, OutKind::as_str, OutKind::parse);
+        check(RcptState::ALL, RcptState::as_str, RcptState::parse);
+        check(InboundState::ALL, InboundState::as_str, InboundState::parse);
+        check(EntryKind::ALL, EntryKind::as_str, EntryKind::parse);
+        assert_eq!(RcptState::ALL.len(), 6);
     }
 }
