@@ -151,16 +151,28 @@ pub fn postfix_peer(script: &std::path::Path, n: usize) {
         "\n  peer, measured now: {} (N={n}, INGEST=0)",
         script.display()
     );
+    let busy_before = machine_busy_seconds();
     let out = std::process::Command::new("bash")
         .arg(script)
         .env("N", n.to_string())
         .env("INGEST", "0")
         .output();
+    let busy = machine_busy_seconds()
+        .zip(busy_before)
+        .map(|(after, before)| after - before);
     match out {
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stdout);
             match text.lines().find(|l| l.starts_with("postfix relay:")) {
-                Some(line) => println!("    {line}"),
+                Some(line) => {
+                    println!("    {line}");
+                    if let Some(busy) = busy {
+                        println!(
+                            "    the machine's CPU meanwhile: {busy:.2} s = {:.2} ms per relayed message (smtp-source, smtp-sink and the instance's start and stop included)",
+                            busy / n as f64 * 1000.0
+                        );
+                    }
+                }
                 None => {
                     let err = String::from_utf8_lossy(&o.stderr);
                     let why = err.lines().last().unwrap_or("no output");
@@ -195,6 +207,22 @@ fn process_cpu_seconds() -> Option<f64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds the whole machine has been busy (every core; not idle, not waiting for
+/// I/O), from the first line of /proc/stat, in USER_HZ ticks (100 per second on Linux).
+/// Postfix runs as several processes, so its CPU is what the machine spent meanwhile.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let waiting = ticks.get(3)? + ticks.get(4)?;
+    Some((total - waiting) as f64 / 100.0)
 }
 
 /// Where the median round's CPU went: per exchange, how much of it the ceiling counts
@@ -490,4 +518,21 @@ fn print_latency(rounds: &[Latency], rate: f64, n: usize, size: usize) {
 fn lock<T>(m: &std::sync::Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| anyhow::anyhow!("a latency task panicked"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The machine's busy CPU (for the Postfix peer) and this process's CPU are read from
+    /// /proc, and neither goes backwards; the process cannot have used more than the
+    /// machine spent.
+    #[test]
+    fn cpu_counters_read_and_only_grow() {
+        let (m0, p0) = (super::machine_busy_seconds(), super::process_cpu_seconds());
+        std::hint::black_box((0..5_000_000u64).fold(0u64, |a, x| a.wrapping_add(x * x)));
+        let (m1, p1) = (super::machine_busy_seconds(), super::process_cpu_seconds());
+        let (m0, m1, p0, p1) = (m0.unwrap(), m1.unwrap(), p0.unwrap(), p1.unwrap());
+        assert!(m0 > 0.0 && m1 >= m0, "{m0} then {m1}");
+        assert!(p1 >= p0, "{p0} then {p1}");
+        assert!(p1 <= m1, "process {p1} s, machine {m1} s");
+    }
 }
