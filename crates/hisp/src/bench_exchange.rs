@@ -197,8 +197,10 @@ struct Round {
     cpu: Option<f64>,
 }
 
-/// CPU seconds (user + system, every thread) this process has used: /proc/self/stat
-/// counts them in USER_HZ ticks, which Linux fixes at 100 per second.
+/// Ticks per second of the CPU times in /proc (USER_HZ, which Linux fixes at 100).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, every thread) this process has used, from /proc/self/stat.
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may hold spaces; the fields after it are plain numbers.
@@ -206,11 +208,11 @@ fn process_cpu_seconds() -> Option<f64> {
     let mut fields = rest.split(' ').skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some((utime + stime) as f64 / USER_HZ)
 }
 
 /// CPU seconds the whole machine has been busy (every core; not idle, not waiting for
-/// I/O), from the first line of /proc/stat, in USER_HZ ticks (100 per second on Linux).
+/// I/O), from the first line of /proc/stat.
 /// Postfix runs as several processes, so its CPU is what the machine spent meanwhile.
 fn machine_busy_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -222,7 +224,7 @@ fn machine_busy_seconds() -> Option<f64> {
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let total: u64 = ticks.iter().take(8).sum();
     let waiting = ticks.get(3)? + ticks.get(4)?;
-    Some((total - waiting) as f64 / 100.0)
+    Some((total - waiting) as f64 / USER_HZ)
 }
 
 /// Where the median round's CPU went: per exchange, how much of it the ceiling counts
