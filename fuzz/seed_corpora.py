@@ -13,6 +13,9 @@ What each target gets:
   cms_ber      certificates, CRLs, keys, bundles, PKCS#12, the EnvelopedData DER of every
                S/MIME vector and the SignedData DER of every decrypted one
   mdn, dsn     the MDN and DSN vectors (each also gets the other kind, as a near miss)
+  smtp_session SMTP dialogues (SMTP_DIALOGUES below) under each setting of the first byte,
+               the message carrying a small vector: relay and submission, with and without
+               STARTTLS, pipelined and line by line
 
 Decrypting needs the openssl command (Debian's openssl; scripts/test installs it); without
 it the decrypted seeds are skipped and said so. Vectors over MAX_SEED bytes are skipped.
@@ -33,7 +36,7 @@ FUZZ = pathlib.Path(__file__).resolve().parent
 ROOT = FUZZ.parent
 INTEROP = pathlib.Path(os.environ.get("HISP_INTEROP_DIR", ROOT / "tests/vectors/interop"))
 CORPUS = FUZZ / "corpus"
-TARGETS = ["mime_entity", "smime_open", "cms_ber", "mdn", "dsn"]
+TARGETS = ["mime_entity", "smime_open", "cms_ber", "mdn", "dsn", "smtp_session"]
 MAX_SEED = 64 * 1024  # LargeEncAttachment (1.1 MiB) would only slow every mutation down
 
 # Plain messages for smime_open mode 2 and mime_entity: 8-bit text, bare LF and CRLF lines,
@@ -46,6 +49,41 @@ SYNTHETIC = [
     b"From: a@fuzz.hisp.example\r\nDisposition-Notification-To: a@fuzz.hisp.example\r\n"
     b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n",
 ]
+
+
+# Client sides of SMTP sessions for smtp_session (its first byte is prepended per setting;
+# after STARTTLS the harness has already sent EHLO and STARTTLS in the clear).
+# {msg} is a dot-stuffed message. AUTH PLAIN is "\0user@fuzz.hisp.example\0secret".
+AUTH_PLAIN = base64.b64encode(b"\0user@fuzz.hisp.example\0secret")
+SMTP_DIALOGUES = {
+    "relay": b"EHLO peer.example\r\nMAIL FROM:<a@peer.example> SIZE=100 BODY=8BITMIME\r\n"
+    b"RCPT TO:<b@fuzz.hisp.example>\r\nRCPT TO:<nobody@fuzz.hisp.example>\r\nDATA\r\n"
+    b"{msg}.\r\nRSET\r\nNOOP\r\nVRFY b\r\nHELP\r\nQUIT\r\n",
+    "submission": b"EHLO client.example\r\nAUTH PLAIN " + AUTH_PLAIN + b"\r\n"
+    b"MAIL FROM:<user@fuzz.hisp.example>\r\nRCPT TO:<b@peer.example>\r\nDATA\r\n"
+    b"{msg}.\r\nQUIT\r\n",
+    "login": b"EHLO client.example\r\nAUTH LOGIN\r\ndXNlckBmdXp6Lmhpc3AuZXhhbXBsZQ==\r\n"
+    b"c2VjcmV0\r\nMAIL FROM:<user@fuzz.hisp.example>\r\nRCPT TO:<b@peer.example>\r\n"
+    b"DATA\r\n{msg}.\r\nQUIT\r\n",
+    "hostile": b"HELO x\r\nAUTH PLAIN\r\n*\r\nMAIL FROM:<a@b>\r\nDATA\r\nRCPT TO:<c@d>\r\n"
+    b"DATA\r\nline\nbare LF\r\n" + b"y" * 300 + b"\r\n\n.\n.\r\nSTARTTLS\r\n",
+    # Past every limit: a 600-octet EHLO name, a long path, a data line over 200 octets and a
+    # message over 2048 (the harness's limits), 600 octets of 8-bit junk, too many RCPTs.
+    "limits": b"EHLO " + b"h" * 600 + b"\r\nEHLO peer.example\r\nMAIL FROM:<" + b"p" * 300
+    + b"@x>\r\nMAIL FROM:<a@x>\r\n" + b"".join(b"RCPT TO:<r%d@x>\r\n" % i for i in range(6))
+    + b"DATA\r\n" + b"z" * 3000 + b"\r\n" + (b"w" * 150 + b"\r\n") * 20 + b".\r\n"
+    + bytes(range(128, 256)) * 5 + b"\r\n",
+}
+# First bytes: relay, submission (STARTTLS), pipelined or line by line, one store refusal.
+SMTP_MODES = {"relay": [0x10, 0x00, 0x12, 0x18], "submission": [0x13, 0x03, 0x11],
+              "login": [0x13, 0x23], "hostile": [0x00, 0x10, 0x11, 0x14], "limits": [0x10, 0x00]}
+
+
+def dot_stuffed(message):
+    lines = message.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n" for l in lines)
 
 
 def log(msg):
@@ -171,6 +209,13 @@ def main():
         write("mime_entity", f"synthetic-{i}", m)
         write("smime_open", f"2-synthetic-{i}", b"\x02" + m)
         write("mdn", f"synthetic-{i}", m)
+
+    small = [m for m in SYNTHETIC if len(m) < 1024]
+    for name, dialogue in SMTP_DIALOGUES.items():
+        for i, m in enumerate(small):
+            session = dialogue.replace(b"{msg}", dot_stuffed(m))
+            for mode in SMTP_MODES[name]:
+                write("smtp_session", f"{name}-{i}-{mode:02x}", bytes([mode]) + session)
 
     for t in TARGETS:
         n = len(list((CORPUS / t).glob("seed-*")))

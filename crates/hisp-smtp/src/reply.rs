@@ -50,7 +50,10 @@ impl Reply {
                 (Some((c, s, d)), 0) => format!("{c}.{s}.{d} "),
                 _ => String::new(),
             };
-            out.extend_from_slice(format!("{}{sep}{status}{text}\r\n", self.code).as_bytes());
+            let head = format!("{}{sep}{status}", self.code);
+            out.extend_from_slice(head.as_bytes());
+            push_text(&mut out, text, MAX_LINE.saturating_sub(head.len() + 2));
+            out.extend_from_slice(b"\r\n");
         }
         out
     }
@@ -328,6 +331,26 @@ impl Reply {
     }
 }
 
+/// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets, its CRLF included.
+const MAX_LINE: usize = 512;
+
+/// Appends one line's text, cut to `room` octets (at a character boundary), with any CR or
+/// LF made a space. Replies echo what clients send (an EHLO name, an address), so neither a
+/// long argument nor a stray line end may stretch a line past the limit or start a line of
+/// the client's making.
+fn push_text(out: &mut Vec<u8>, text: &str, room: usize) {
+    let mut end = text.len().min(room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let line_end = |b: u8| b == b'\r' || b == b'\n';
+    out.extend(
+        text.as_bytes()[..end]
+            .iter()
+            .map(|&b| if line_end(b) { b' ' } else { b }),
+    );
+}
+
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = String::from_utf8_lossy(&self.to_bytes())
@@ -352,5 +375,28 @@ mod tests {
         assert_eq!(Reply::ok().to_bytes(), b"250 2.0.0 Ok\r\n");
         assert!(Reply::storage_failure().is_transient());
         assert!(Reply::unknown_user("a@b").is_permanent());
+    }
+
+    /// RFC 5321 §4.5.3.1.5: reply lines fit 512 octets whatever a client made us echo
+    /// (found by fuzz/fuzz_targets/smtp_session: a 500-octet EHLO name gave a 533-octet
+    /// line), and a CR or LF in echoed text never ends a line early.
+    #[test]
+    fn rfc5321_4_5_3_1_5_reply_lines_fit_512_octets() {
+        let name = "é".repeat(1000);
+        let r = Reply::ehlo("mx.test", &name, &["SIZE 10".into()]);
+        let bytes = r.to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("250-mx.test Hello éé"));
+        assert!(lines.iter().all(|l| l.len() <= 512), "{lines:?}");
+        assert!(lines[0].len() >= 511, "cut at the limit, not before");
+        assert_eq!(lines[1], "250 SIZE 10\r\n");
+
+        let r = Reply::unknown_user("a@b\r\n250 2.0.0 Ok");
+        assert_eq!(
+            r.to_bytes(),
+            b"550 5.1.1 <a@b  250 2.0.0 Ok>: no such user here\r\n"
+        );
     }
 }
