@@ -7,6 +7,7 @@ use crate::auth::Checked;
 use crate::context::Context;
 use crate::notify::{mdn, Received};
 use crate::smtp_handler::{check_password, prepare_submission, queue_submission};
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +16,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use hisp_direct::mdn::Disposition;
 use hisp_store::{EntryKind, NewOutbound, OutKind, QueueId, Store};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Shared state of the HTTP server.
 pub struct Http<S: Store> {
@@ -36,8 +39,6 @@ type Verified = (i64, u64);
 
 /// The router.
 pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
-    // Submissions may be as large as SMTP allows (axum's default body limit is 2 MiB).
-    let limit = axum::extract::DefaultBodyLimit::max(ctx.config.smtp.max_message_bytes + 64 * 1024);
     let state = Arc::new(Http {
         ctx,
         verified: Mutex::new(HashMap::new()),
@@ -49,7 +50,6 @@ pub fn router<S: Store>(ctx: Arc<Context<S>>) -> Router {
         .route("/api/v1/messages/:id", get(fetch::<S>))
         .route("/api/v1/messages/:id/pickup", post(pickup::<S>))
         .route("/api/v1/outbound/:id", get(outbound::<S>))
-        .layer(limit)
         .with_state(state)
 }
 
@@ -281,20 +281,58 @@ fn percent_decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How long a submission's body may take to arrive, all of it: what SMTP allows for DATA
+/// (RFC 5321 §4.5.3.2.6), so a client trickling bytes cannot hold a connection for ever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Reads a request body of at most `max` bytes within `within`: `413` when it is larger or
+/// says it is (nothing is read then), `408` when it is too slow, `400` when it breaks off.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    within: Duration,
+) -> Result<Bytes, Response> {
+    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(within, Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("the request body took over {}s to arrive", within.as_secs()),
+        )),
+    }
+}
+
 async fn submit<S: Store>(
     State(h): St<S>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
+    // Credentials first: a stranger's body is never read, so no one unknown can make us
+    // hold max_message_bytes per connection, or hold a connection with a slow body.
     let user = match user(&h, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
     let ctx = &h.ctx;
-    if body.len() > ctx.config.smtp.max_message_bytes {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
-    }
+    let max = ctx.config.smtp.max_message_bytes;
+    let body = match read_body(&headers, body, max, BODY_TIMEOUT).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let mut rcpts = rcpt_params(query.as_deref());
     if rcpts.is_empty() {
         rcpts = crate::inbound::recipients_of(&body);
@@ -354,10 +392,58 @@ async fn outbound<S: Store>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
     #[test]
     fn rfc3986_repeated_and_encoded_rcpt_parameters() {
         let q = Some("rcpt=a%40b.example&x=1&rcpt=c@d.example&rcpt=");
         assert_eq!(super::rcpt_params(q), ["a@b.example", "c@d.example"]);
         assert!(super::rcpt_params(None).is_empty());
+    }
+
+    /// A client that sent its head and then nothing more.
+    struct Stalled;
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn declaring(n: usize) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, n.into());
+        h
+    }
+
+    async fn status(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, StatusCode> {
+        read_body(headers, body, max, BODY_TIMEOUT)
+            .await
+            .map_err(|r| r.status())
+    }
+
+    /// RFC 9110 §15.5.14 (413) and §15.5.9 (408): a body declared over the limit is refused
+    /// unread, one that runs over it as soon as it does, one that stops coming when
+    /// BODY_TIMEOUT lapses; a body within the limit is read whole.
+    #[tokio::test(start_paused = true)]
+    async fn rfc9110_body_over_the_limit_or_too_slow_is_refused() {
+        let none = HeaderMap::new();
+        let big = status(&declaring(11), Body::new(Stalled), 10).await;
+        assert_eq!(big, Err(StatusCode::PAYLOAD_TOO_LARGE));
+        let grew = status(&none, Body::from(vec![b'a'; 11]), 10).await;
+        assert_eq!(grew, Err(StatusCode::PAYLOAD_TOO_LARGE));
+        let started = tokio::time::Instant::now();
+        let slow = status(&declaring(5), Body::new(Stalled), 10).await;
+        assert_eq!(slow, Err(StatusCode::REQUEST_TIMEOUT));
+        assert_eq!(started.elapsed(), BODY_TIMEOUT);
+        let ok = status(&declaring(10), Body::from(vec![b'a'; 10]), 10).await;
+        assert_eq!(ok.as_deref(), Ok(&[b'a'; 10][..]));
     }
 }

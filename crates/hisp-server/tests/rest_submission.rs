@@ -9,6 +9,7 @@ use common::*;
 use hisp_server::clock::SystemClock;
 use hisp_store::{EntryKind, RcptState, Store};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The REST edge submits (POST /api/v1/messages, recipients from To): 202 with a queue id,
 /// delivered to bob, `processed` at alpha, and the timeline is readable over REST.
@@ -145,6 +146,52 @@ except OSError as e:
         assert_eq!(said.trim(), "413", "{said}{}", text(&out.stderr));
     }
     // The connection closed cleanly and the daemon still answers.
+    let r = rest(&a, "GET", "/api/v1/messages", b"").await;
+    assert_eq!(r.status, 200);
+    a.stop().await;
+}
+
+/// A stranger's body is never read (http.rs `submit` checks credentials first): a POST with
+/// no or wrong credentials that declares 40 MiB and sends none of it gets its 401 at once,
+/// where the daemon used to wait to buffer the whole body before looking. With good
+/// credentials, the declared size over `max_message_bytes` gets 413, also unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_submission_checks_credentials_and_size_before_reading_the_body() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let mut a = instance(root.path(), ALPHA, "dr.alice", "alice-pw").await;
+    a.config.smtp.max_message_bytes = 1 << 20;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let basic = |user: &str, pw: &str| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        format!("Authorization: Basic {token}\r\n")
+    };
+    let cases = [
+        (String::new(), "401"),
+        (basic(&a.user, "not-the-password"), "401"),
+        (basic(&a.user, &a.password), "413"),
+    ];
+    for (authorization, want) in cases {
+        let mut s = tokio::net::TcpStream::connect(a.config.http.listen)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /api/v1/messages HTTP/1.1\r\nHost: hisp\r\nContent-Length: {}\r\n{authorization}\r\n",
+            40 << 20
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut answer)).await;
+        let n = read
+            .unwrap_or_else(|_| panic!("no answer in 20 s to a body never sent (want {want})"))
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want} ")),
+            "want {want}: {answer}"
+        );
+    }
     let r = rest(&a, "GET", "/api/v1/messages", b"").await;
     assert_eq!(r.status, 200);
     a.stop().await;
