@@ -73,10 +73,14 @@ SMTP_DIALOGUES = {
     + b"@x>\r\nMAIL FROM:<a@x>\r\n" + b"".join(b"RCPT TO:<r%d@x>\r\n" % i for i in range(6))
     + b"DATA\r\n" + b"z" * 3000 + b"\r\n" + (b"w" * 150 + b"\r\n") * 20 + b".\r\n"
     + bytes(range(128, 256)) * 5 + b"\r\n",
+    # A 1,200-byte message: within the size limit, past the harness's DATA memory budget.
+    "budget": b"EHLO peer.example\r\nMAIL FROM:<a@peer.example>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+    + (b"k" * 98 + b"\r\n") * 12 + b".\r\nMAIL FROM:<a@peer.example>\r\nRCPT TO:<b@x>\r\n"
+    b"DATA\r\n{msg}.\r\nQUIT\r\n",
 }
 # First bytes: relay, submission (STARTTLS), pipelined or line by line, one store refusal.
 SMTP_MODES = {"relay": [0x10, 0x00, 0x12, 0x18], "submission": [0x13, 0x03, 0x11],
-              "login": [0x13, 0x23], "hostile": [0x00, 0x10, 0x11, 0x14], "limits": [0x10, 0x00]}
+              "login": [0x13, 0x23], "hostile": [0x00, 0x10, 0x11, 0x14], "limits": [0x10, 0x00], "budget": [0x10]}
 
 
 def dot_stuffed(message):

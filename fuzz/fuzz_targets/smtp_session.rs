@@ -9,7 +9,9 @@
 //!   line CRLF-ended and within the line limit, no bare CR or LF (RFC 5321 §2.3.8), with
 //!   one to `max_recipients` recipients;
 //! - on the submission port nothing reaches MAIL or DATA without TLS and a user;
-//! - `250 ... queued as` is sent once for each message the handler took, and never else.
+//! - `250 ... queued as` is sent once for each message the handler took, and never else;
+//! - the memory budget for messages in DATA (smaller than the size limit here, so both
+//!   refusals happen) is all given back when the session ends.
 //!
 //! The first input byte picks the setting:
 //!
@@ -27,7 +29,9 @@
 #![no_main]
 
 use hisp_smtp::server::run_session;
-use hisp_smtp::{AuthOutcome, Envelope, Handler, PortKind, Reply, ServerConfig, SessionInfo};
+use hisp_smtp::{
+    AuthOutcome, DataBudget, Envelope, Handler, PortKind, Reply, ServerConfig, SessionInfo,
+};
 use libfuzzer_sys::fuzz_target;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
@@ -47,6 +51,9 @@ const QUEUE_ID: &str = "FUZZQID";
 const MAX_SIZE: usize = 2048;
 const MAX_DATA_LINE: usize = 200;
 const MAX_RCPTS: usize = 4;
+/// Below MAX_SIZE (the budget counts whole KiB): a message of 1 to 2 KiB is refused with
+/// 452 4.3.1 for want of memory.
+const DATA_BUDGET: usize = 1024;
 
 struct Tls {
     acceptor: Arc<SslAcceptor>,
@@ -290,6 +297,7 @@ fn config(mode: u8) -> ServerConfig {
     cfg.max_recipients = MAX_RCPTS;
     cfg.max_command_line = 512;
     cfg.auth_failure_delay = Duration::from_secs(2);
+    cfg.data_budget = Some(Arc::new(DataBudget::new(DATA_BUDGET)));
     cfg
 }
 
@@ -297,14 +305,15 @@ fn config(mode: u8) -> ServerConfig {
 /// the handler took.
 async fn session(mode: u8, input: &[u8]) -> (Vec<u8>, usize) {
     let (starttls, early, yields) = (mode & 2 != 0, mode & 4 != 0, mode >> 4);
-    let cfg = config(mode);
+    let cfg = Arc::new(config(mode));
+    let budget = cfg.data_budget.clone().expect("a budget");
     let handler = Arc::new(FuzzHandler {
         refuse_data: mode & 8 != 0,
         taken: AtomicUsize::new(0),
     });
     let (mut client, server) = tokio::io::duplex(1 << 16);
     let peer = "192.0.2.1:40000".parse().expect("address");
-    let task = tokio::spawn(run_session(server, peer, Arc::new(cfg), handler.clone()));
+    let task = tokio::spawn(run_session(server, peer, cfg, handler.clone()));
     let mut out = Vec::new();
     if early {
         converse(&mut client, input, yields, &mut out).await;
@@ -332,6 +341,7 @@ async fn session(mode: u8, input: &[u8]) -> (Vec<u8>, usize) {
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    assert_eq!(budget.in_use(), 0, "the session ended holding DATA memory");
     (out, handler.taken.load(Ordering::Relaxed))
 }
 

@@ -11,11 +11,13 @@
 //! Replies are typed ([`Reply`]); no handler writes reply text by hand.
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod client;
 pub mod reply;
 pub mod server;
 pub mod tls;
 
+pub use budget::DataBudget;
 pub use reply::Reply;
 
 use std::future::Future;
@@ -60,6 +62,9 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     /// TLS for STARTTLS; `None` means STARTTLS is not offered (and AUTH never possible).
     pub tls: Option<Arc<TlsSlot>>,
+    /// Memory all messages in DATA may hold at once, shared by the listeners given the same
+    /// one ([`DataBudget`]); `None`: no bound but the per-message size.
+    pub data_budget: Option<Arc<DataBudget>>,
 }
 
 /// A value replaceable while the server runs, such as the STARTTLS acceptor of a renewed
@@ -125,6 +130,7 @@ impl ServerConfig {
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
             tls: tls.map(|a| Arc::new(TlsSlot::new(a))),
+            data_budget: None,
         }
     }
 }

@@ -145,3 +145,47 @@ async fn rfc5321_4_5_3_2_6_data_timeout_bounds_the_whole_content() {
     assert_eq!(begun.elapsed().as_secs(), 600);
     assert!(w.closed().await);
 }
+
+/// Lets the sessions run until `budget` has at least `bytes` in use.
+async fn held(budget: &hisp_smtp::DataBudget, bytes: usize) {
+    for _ in 0..10_000 {
+        if budget.in_use() >= bytes {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} bytes in use, want {bytes}", budget.in_use());
+}
+
+/// RFC 5321 §4.2.2 and RFC 3463 X.3.1 ("mail system full"): messages in DATA share one
+/// memory budget (`DataBudget`). While one session holds most of it, another's message
+/// that does not fit is read to its end and refused with 452 4.3.1; once the first is
+/// taken its share is back, and the second is taken when sent again.
+#[tokio::test]
+async fn rfc5321_4_2_2_messages_past_the_shared_memory_budget_get_452_4_3_1() {
+    let budget = Arc::new(hisp_smtp::DataBudget::new(48 * 1024));
+    let mut cfg = relay_config();
+    cfg.data_budget = Some(budget.clone());
+    let handler = TestHandler::new();
+    let mut a = greeted(cfg.clone(), handler.clone()).await;
+    let mut b = greeted(cfg, handler.clone()).await;
+    let line = format!("{}\r\n", "m".repeat(98));
+    let content = line.repeat(300); // 30,000 bytes: up to 32 KiB held while growing
+    open_data(&mut a).await;
+    a.send(&content).await;
+    held(&budget, 30_000).await;
+    open_data(&mut b).await;
+    b.send(&content).await;
+    b.send(".\r\n").await;
+    assert!(b.expect(452).await.starts_with("452 4.3.1"));
+    a.send(".\r\n").await;
+    a.expect(250).await;
+    assert_eq!(budget.in_use(), 0, "a taken message gives its share back");
+    open_data(&mut b).await;
+    b.send(&content).await;
+    b.send(".\r\n").await;
+    b.expect(250).await;
+    let stored = handler.stored();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|s| s.message == content.as_bytes()));
+}

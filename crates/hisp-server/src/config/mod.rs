@@ -290,6 +290,16 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        if s.data_memory_bytes.is_some_and(|m| m < s.max_message_bytes) {
+            problem(
+                "smtp.data_memory".into(),
+                format!(
+                    "must be at least smtp.max_message_bytes ({}), or no message of the \
+                     largest size could ever be received",
+                    s.max_message_bytes
+                ),
+            );
+        }
         if s.max_recipients == 0 {
             problem("smtp.max_recipients".into(), "must be at least 1".into());
         }

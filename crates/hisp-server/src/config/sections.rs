@@ -26,9 +26,22 @@ pub struct SmtpConfig {
     /// Most recipients per message.
     #[serde(default = "default_max_recipients")]
     pub max_recipients: usize,
+    /// Memory that all messages being received (in DATA, until committed) may hold at
+    /// once, in bytes; past it a message gets `452 4.3.1` and its sender retries. Default:
+    /// 1 GiB, or `max_message_bytes` when that is larger ([`SmtpConfig::data_memory`]).
+    #[serde(default, rename = "data_memory")]
+    pub data_memory_bytes: Option<usize>,
     /// Require STARTTLS when delivering to other HISPs.
     #[serde(default)]
     pub require_tls_outbound: bool,
+}
+
+impl SmtpConfig {
+    /// The bound on memory held by messages being received (`data_memory`, or its default).
+    pub fn data_memory(&self) -> usize {
+        self.data_memory_bytes
+            .unwrap_or_else(|| (1 << 30).max(self.max_message_bytes))
+    }
 }
 
 fn default_relay() -> SocketAddr {

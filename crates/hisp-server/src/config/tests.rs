@@ -9,6 +9,15 @@ fn example_config_parses() {
     let c = Config::from_toml(EXAMPLE, Path::new("examples/hisp.toml")).unwrap();
     assert_eq!(c.domains.len(), 1);
     assert_eq!(c.crypto.cipher, CipherName::Aes256Cbc);
+    assert_eq!(c.smtp.data_memory(), 1 << 30);
+    let mut c = c;
+    c.smtp.data_memory_bytes = None;
+    c.smtp.max_message_bytes = 2 << 30;
+    assert_eq!(
+        c.smtp.data_memory(),
+        2 << 30,
+        "never below one largest message"
+    );
 }
 
 /// Every table rejects a key it does not know, naming it (as hickory's config tests do).
@@ -52,7 +61,10 @@ fn bad_values_name_the_key() {
     c.domains[0].key = PathBuf::from("/nonexistent/key.pem");
     // Plain HTTP where other hosts reach it would carry passwords in clear.
     c.http.listen = "0.0.0.0:8025".parse().unwrap();
+    // A memory bound too small for one message of the largest size.
+    c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
     assert!(keys.contains(&"http.tls".to_string()), "{keys:?}");
     assert!(keys.contains(&"server.hostname".to_string()), "{keys:?}");
     assert!(keys.contains(&"domain[0].key".to_string()), "{keys:?}");

@@ -6,7 +6,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::budget::Claim;
 
 use super::conn::Line;
 use super::{Flow, Reading, Session, Txn};
@@ -44,6 +46,7 @@ where
         let deadline = Instant::now() + self.cfg.data_timeout;
         let max_line = self.cfg.max_data_line;
         let mut reader = DataReader::new(self.cfg.max_message_size, max_line);
+        reader.claim = self.cfg.data_budget.as_ref().map(|b| b.claim());
         reader.declared = envelope
             .declared_size
             .and_then(|s| usize::try_from(s).ok())
@@ -66,6 +69,18 @@ where
             }
         }
         let rcpts = envelope.rcpt_to.len();
+        if reader.no_room {
+            if let Some(b) = &self.cfg.data_budget {
+                warn!(
+                    in_use = b.in_use(),
+                    limit = b.limit(),
+                    "messages being received hold all the memory allowed (smtp.data_memory): \
+                     answering 452 4.3.1; the sender retries later"
+                );
+            }
+        }
+        // Held until the handler is done with the message (committed or refused).
+        let _claim = reader.claim.take();
         let message = match reader.finish() {
             Ok(message) => message,
             Err(reply) => {
@@ -104,6 +119,10 @@ pub(crate) struct DataReader {
     too_big: bool,
     line_too_long: bool,
     bare_newline: bool,
+    /// The shared memory budget had no room for the message ([`crate::DataBudget`]).
+    pub(crate) no_room: bool,
+    /// What the message holds of that budget, if there is one.
+    pub(crate) claim: Option<Claim>,
     /// The SIZE the client declared (RFC 1870), capped at the limit.
     pub(crate) declared: Option<usize>,
 }
@@ -122,12 +141,14 @@ impl DataReader {
             too_big: false,
             line_too_long: false,
             bare_newline: false,
+            no_room: false,
+            claim: None,
             declared: None,
         }
     }
 
     fn refused(&self) -> bool {
-        self.too_big || self.line_too_long || self.bare_newline
+        self.too_big || self.line_too_long || self.bare_newline || self.no_room
     }
 
     /// Takes one line ending in LF; returns true at the terminator.
@@ -160,8 +181,7 @@ impl DataReader {
         if self.refused() {
             // Keep reading to the terminator, but keep nothing: the message is refused.
             self.message = Vec::new();
-        } else {
-            self.grow_for(line.len());
+        } else if self.make_room(line.len()) {
             self.message.extend_from_slice(line);
         }
         false
@@ -220,20 +240,38 @@ impl DataReader {
         if !ordinary || self.message.len() + run.len() > self.max_size {
             return (run.len(), false);
         }
-        self.grow_for(run.len());
-        self.message.extend_from_slice(run);
+        if self.make_room(run.len()) {
+            self.message.extend_from_slice(run);
+        }
         (run.len(), true)
     }
 
-    /// Once a client has sent a real megabyte, grow straight to its declared size instead of
-    /// doubling (which briefly holds two copies of a large message); a declared size alone,
-    /// before any content, reserves nothing.
-    fn grow_for(&mut self, more: usize) {
-        let spare = self.message.capacity() - self.message.len();
-        let (len, declared) = (self.message.len(), self.declared.unwrap_or(0));
-        if spare < more && len >= BELIEVE_SIZE_AFTER && declared > len + more {
-            self.message.reserve_exact(declared + declared / 64 - len);
+    /// Makes room for `more` bytes, within the budget if there is one; false (the message
+    /// then refused and dropped) when the budget has none. Growth doubles, never past the
+    /// size limit; once a client has sent a real megabyte it goes straight to the declared
+    /// size instead (doubling briefly holds two copies of a large message). A declared size
+    /// alone, before any content, reserves nothing.
+    fn make_room(&mut self, more: usize) -> bool {
+        let (len, cap) = (self.message.len(), self.message.capacity());
+        if cap - len >= more {
+            return true;
         }
+        let declared = self.declared.unwrap_or(0);
+        let target = if len >= BELIEVE_SIZE_AFTER && declared > len + more {
+            declared + declared / 64
+        } else {
+            cap.saturating_mul(2).max(1024).min(self.max_size)
+        };
+        let target = target.max(len + more);
+        if let Some(claim) = &mut self.claim {
+            if !claim.cover(target) {
+                self.no_room = true;
+                self.message = Vec::new();
+                return false;
+            }
+        }
+        self.message.reserve_exact(target - len);
+        true
     }
 
     /// Notes a line that was too long and was thrown away.
@@ -251,6 +289,8 @@ impl DataReader {
             Err(Reply::too_big(self.max_size))
         } else if self.bare_newline {
             Err(Reply::bare_newline())
+        } else if self.no_room {
+            Err(Reply::insufficient_storage())
         } else {
             Ok(self.message)
         }
