@@ -145,6 +145,7 @@ pub async fn start_with_options<S: Store>(
         let mut c = ServerConfig::new(&host, kind, None);
         c.tls = Some(tls.clone());
         c.data_budget = Some(budget.clone());
+        c.max_sessions_per_ip = ctx.config.smtp.max_connections_per_ip;
         c.max_message_size = ctx.config.smtp.max_message_bytes;
         c.max_recipients = ctx.config.smtp.max_recipients;
         Arc::new(c)

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Memory all messages in DATA may hold at once, shared by the listeners given the same
     /// one ([`DataBudget`]); `None`: no bound but the per-message size.
     pub data_budget: Option<Arc<DataBudget>>,
+    /// Sessions at once from one client address (IPv6: one /64); past it `421 4.7.0`.
+    pub max_sessions_per_ip: usize,
+    /// Loopback clients are not counted against `max_sessions_per_ip`.
+    pub exempt_loopback: bool,
 }
 
 /// A value replaceable while the server runs, such as the STARTTLS acceptor of a renewed
@@ -111,7 +115,8 @@ impl std::fmt::Debug for ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a port: 50 MiB, 100 recipients, 2048-byte commands, 1 MiB data lines,
-    /// 5 min commands, 10 min data, 10 errors, 2 s auth delay, 3 auth failures.
+    /// 5 min commands, 10 min data, 10 errors, 2 s auth delay, 3 auth failures, 50
+    /// sessions per client address (loopback exempt).
     pub fn new(
         hostname: &str,
         kind: PortKind,
@@ -131,6 +136,8 @@ impl ServerConfig {
             max_auth_failures: 3,
             tls: tls.map(|a| Arc::new(TlsSlot::new(a))),
             data_budget: None,
+            max_sessions_per_ip: 50,
+            exempt_loopback: true,
         }
     }
 }

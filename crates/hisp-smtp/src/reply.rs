@@ -313,6 +313,14 @@ impl Reply {
             format!("{host} too many connections, try again later"),
         )
     }
+    /// `421 4.7.0` this client address has as many sessions as it may (closing).
+    pub fn busy_for_client(host: &str) -> Reply {
+        Reply::new(
+            421,
+            Some((4, 7, 0)),
+            format!("{host} too many connections from your address, try again later"),
+        )
+    }
     /// `421 4.3.2` the service is stopping.
     pub fn shutting_down(host: &str) -> Reply {
         Reply::new(

@@ -262,3 +262,40 @@ async fn serve_refuses_past_the_session_limit_and_stops_on_shutdown() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Postfix's smtpd_client_connection_count_limit, here `max_sessions_per_ip`: past it a
+/// client address is told `421 4.7.0` and closed, while the sessions it has go on; a
+/// session that ends frees its place. (Loopback is exempt by default; not here.)
+#[tokio::test]
+async fn serve_refuses_past_the_per_address_session_limit() {
+    let mut cfg = relay_config();
+    cfg.max_sessions_per_ip = 2;
+    cfg.exempt_loopback = false;
+    let addr = support::our_server(cfg, TestHandler::new()).await;
+    let connect =
+        || async { support::Wire::new(tokio::net::TcpStream::connect(addr).await.unwrap()) };
+    let mut first = connect().await;
+    first.expect(220).await;
+    let mut second = connect().await;
+    second.expect(220).await;
+    let mut third = connect().await;
+    assert!(third.expect(421).await.starts_with("421 4.7.0"));
+    assert!(third.closed().await);
+    first.cmd("EHLO c", 250).await;
+    first.cmd("QUIT", 221).await;
+    assert!(first.closed().await);
+    // The server may see the close a moment after we do.
+    let mut again = connect().await;
+    for _ in 0..50 {
+        match again.reply().await {
+            Some((220, _)) => break,
+            Some((421, _)) => {
+                tokio::task::yield_now().await;
+                again = connect().await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    again.cmd("EHLO c", 250).await;
+    second.cmd("NOOP", 250).await;
+}

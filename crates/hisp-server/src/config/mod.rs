@@ -300,6 +300,12 @@ impl Config {
                 ),
             );
         }
+        if s.max_connections_per_ip == 0 {
+            problem(
+                "smtp.max_connections_per_ip".into(),
+                "must be at least 1".into(),
+            );
+        }
         if s.max_recipients == 0 {
             problem("smtp.max_recipients".into(), "must be at least 1".into());
         }

@@ -31,6 +31,10 @@ pub struct SmtpConfig {
     /// 1 GiB, or `max_message_bytes` when that is larger ([`SmtpConfig::data_memory`]).
     #[serde(default, rename = "data_memory")]
     pub data_memory_bytes: Option<usize>,
+    /// Sessions at once from one client address (IPv6: one /64) on each port, loopback
+    /// exempt (Postfix's `smtpd_client_connection_count_limit`).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
     /// Require STARTTLS when delivering to other HISPs.
     #[serde(default)]
     pub require_tls_outbound: bool,
@@ -52,6 +56,9 @@ fn default_submission() -> SocketAddr {
 }
 fn default_max_message_bytes() -> usize {
     50 << 20
+}
+fn default_max_connections_per_ip() -> usize {
+    50
 }
 fn default_max_recipients() -> usize {
     100

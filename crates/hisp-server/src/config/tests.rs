@@ -63,8 +63,13 @@ fn bad_values_name_the_key() {
     c.http.listen = "0.0.0.0:8025".parse().unwrap();
     // A memory bound too small for one message of the largest size.
     c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
+    c.smtp.max_connections_per_ip = 0;
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
     assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"smtp.max_connections_per_ip".to_string()),
+        "{keys:?}"
+    );
     assert!(keys.contains(&"http.tls".to_string()), "{keys:?}");
     assert!(keys.contains(&"server.hostname".to_string()), "{keys:?}");
     assert!(keys.contains(&"domain[0].key".to_string()), "{keys:?}");

@@ -11,6 +11,7 @@ mod ehlo;
 mod mail;
 mod misc;
 pub mod parse;
+mod per_ip;
 mod rcpt;
 mod starttls;
 
@@ -56,6 +57,7 @@ pub async fn serve_with_limit<H: Handler>(
     max_sessions: usize,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(max_sessions));
+    let per_ip = per_ip::PerIp::new(cfg.max_sessions_per_ip, cfg.exempt_loopback);
     let mut sessions = JoinSet::new();
     while !*shutdown.borrow_and_update() {
         tokio::select! {
@@ -83,9 +85,14 @@ pub async fn serve_with_limit<H: Handler>(
                     debug!(%peer, "refused: too many sessions");
                     continue;
                 };
+                let Some(ip_slot) = per_ip.admit(peer.ip()) else {
+                    let _ = socket.try_write(&Reply::busy_for_client(&cfg.hostname).to_bytes());
+                    debug!(%peer, "refused: too many sessions from this address");
+                    continue;
+                };
                 let (cfg, handler, stop) = (cfg.clone(), handler.clone(), shutdown.clone());
                 sessions.spawn(async move {
-                    let _permit = permit;
+                    let _permits = (permit, ip_slot);
                     run_session_until(socket, peer, cfg, handler, Some(stop)).await;
                 });
             }
