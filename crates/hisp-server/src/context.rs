@@ -58,6 +58,9 @@ pub struct Context<S: Store> {
     /// Each message delivered into a mailbox, sent the moment its commit returns (see
     /// [`Arrival`]).
     pub arrivals: tokio::sync::broadcast::Sender<Arrival>,
+    /// The memory all messages being received may hold at once (`smtp.data_memory`),
+    /// shared by both SMTP ports.
+    pub data_budget: Arc<hisp_smtp::DataBudget>,
     directory: RwLock<Arc<Directory>>,
 }
 
@@ -102,6 +105,7 @@ impl<S: Store> Context<S> {
         let profile = config.crypto.profile();
         let node = config.server.hostname.clone();
         let idle_sessions = config.queue.delivery_workers;
+        let data_budget = Arc::new(hisp_smtp::DataBudget::new(config.smtp.data_memory()));
         let discovery = discovery(&config);
         Context {
             config,
@@ -123,6 +127,7 @@ impl<S: Store> Context<S> {
             backlog: AtomicBool::new(false),
             discovery,
             arrivals: tokio::sync::broadcast::channel(ARRIVALS_KEPT).0,
+            data_budget,
             directory: RwLock::new(Arc::new(directory)),
         }
     }

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::directory::{Directory, DirectoryError};
 use crate::smtp_handler::{Relay, Submission};
-use hisp_smtp::{DataBudget, PortKind, ServerConfig};
+use hisp_smtp::{PortKind, ServerConfig};
 use hisp_store::sqlite::SqliteStore;
 use hisp_store::{Store, StoreError};
 use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod};
@@ -140,7 +140,7 @@ pub async fn start_with_options<S: Store>(
     let mut tasks = JoinSet::new();
     let host = ctx.config.server.hostname.clone();
     // One budget for both ports: what matters is the memory of the whole process.
-    let budget = Arc::new(DataBudget::new(ctx.config.smtp.data_memory()));
+    let budget = ctx.data_budget.clone();
     let smtp_cfg = |kind| {
         let mut c = ServerConfig::new(&host, kind, None);
         c.tls = Some(tls.clone());

@@ -72,6 +72,7 @@ async fn healthz<S: Store>(State(h): St<S>) -> Response {
 async fn metrics<S: Store>(State(h): St<S>) -> Response {
     let depth = h.ctx.store.queue_depth().await.unwrap_or(0);
     let mut text = h.ctx.metrics.render(depth);
+    crate::metrics::render_data_budget(&h.ctx.data_budget, &mut text);
     if let Some(d) = &h.ctx.discovery {
         use std::sync::atomic::Ordering::Relaxed;
         text.push_str(&format!(

@@ -204,6 +204,22 @@ impl Metrics {
     }
 }
 
+/// The gauges and counter of the SMTP ports' memory budget ([`hisp_smtp::DataBudget`]).
+pub fn render_data_budget(b: &hisp_smtp::DataBudget, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP hisp_smtp_data_memory_bytes Memory held by messages being received.\n\
+         # TYPE hisp_smtp_data_memory_bytes gauge\nhisp_smtp_data_memory_bytes {}\n\
+         # HELP hisp_smtp_data_memory_limit_bytes Its bound, smtp.data_memory.\n\
+         # TYPE hisp_smtp_data_memory_limit_bytes gauge\nhisp_smtp_data_memory_limit_bytes {}\n\
+         # HELP hisp_smtp_data_memory_refusals_total Messages answered 452 4.3.1 for want of it.\n\
+         # TYPE hisp_smtp_data_memory_refusals_total counter\nhisp_smtp_data_memory_refusals_total {}",
+        b.in_use(),
+        b.limit(),
+        b.refusals()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

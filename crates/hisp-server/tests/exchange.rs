@@ -361,6 +361,13 @@ async fn untrusted_signer_is_quarantined_and_no_mdn_is_sent() {
     let m = metrics(&b).await;
     assert_eq!(metric(&m, "hisp_messages_quarantined_total"), 1.0);
     assert_eq!(metric(&m, "hisp_mdn_sent_total"), 0.0);
+    // Nothing is being received now, within the default bound (1 GiB).
+    assert_eq!(metric(&m, "hisp_smtp_data_memory_bytes"), 0.0);
+    assert_eq!(
+        metric(&m, "hisp_smtp_data_memory_limit_bytes"),
+        1073741824.0
+    );
+    assert_eq!(metric(&m, "hisp_smtp_data_memory_refusals_total"), 0.0);
     assert_eq!(rcpt(&g, &id).await.state, RcptState::Relayed);
     assert!(mailbox(&g, &g.user).await.is_empty());
 

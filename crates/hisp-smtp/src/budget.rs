@@ -6,6 +6,7 @@
 //! session reads it to the end and answers `452 4.3.1` (RFC 5321 §4.2.2, RFC 3463 X.3.1),
 //! and the sender tries again later, as it does when a disk is full.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -18,6 +19,7 @@ const UNIT: usize = 1024;
 pub struct DataBudget {
     permits: Arc<Semaphore>,
     units: usize,
+    refused: AtomicU64,
 }
 
 impl DataBudget {
@@ -27,6 +29,7 @@ impl DataBudget {
         DataBudget {
             permits: Arc::new(Semaphore::new(units)),
             units,
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -39,6 +42,16 @@ impl DataBudget {
     pub fn in_use(&self) -> usize {
         let free = self.permits.available_permits();
         self.units.saturating_sub(free).saturating_mul(UNIT)
+    }
+
+    /// Messages refused so far for want of room.
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a message refused for want of room.
+    pub(crate) fn note_refusal(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An empty claim for one message.

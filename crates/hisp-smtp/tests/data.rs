@@ -178,6 +178,7 @@ async fn rfc5321_4_2_2_messages_past_the_shared_memory_budget_get_452_4_3_1() {
     b.send(&content).await;
     b.send(".\r\n").await;
     assert!(b.expect(452).await.starts_with("452 4.3.1"));
+    assert_eq!(budget.refusals(), 1);
     a.send(".\r\n").await;
     a.expect(250).await;
     assert_eq!(budget.in_use(), 0, "a taken message gives its share back");

@@ -71,6 +71,7 @@ where
         let rcpts = envelope.rcpt_to.len();
         if reader.no_room {
             if let Some(b) = &self.cfg.data_budget {
+                b.note_refusal();
                 warn!(
                     in_use = b.in_use(),
                     limit = b.limit(),
