@@ -16,6 +16,8 @@ What each target gets:
   smtp_session SMTP dialogues (SMTP_DIALOGUES below) under each setting of the first byte,
                the message carrying a small vector: relay and submission, with and without
                STARTTLS, pipelined and line by line
+  smtp_client  server sides of delivery dialogues (SERVER_SIDES below): pipelined or not,
+               refusals, a server that offers STARTTLS, TLS required, AUTH
 
 Decrypting needs the openssl command (Debian's openssl; scripts/test installs it); without
 it the decrypted seeds are skipped and said so. Vectors over MAX_SEED bytes are skipped.
@@ -36,7 +38,7 @@ FUZZ = pathlib.Path(__file__).resolve().parent
 ROOT = FUZZ.parent
 INTEROP = pathlib.Path(os.environ.get("HISP_INTEROP_DIR", ROOT / "tests/vectors/interop"))
 CORPUS = FUZZ / "corpus"
-TARGETS = ["mime_entity", "smime_open", "cms_ber", "mdn", "dsn", "smtp_session"]
+TARGETS = ["mime_entity", "smime_open", "cms_ber", "mdn", "dsn", "smtp_session", "smtp_client"]
 MAX_SEED = 64 * 1024  # LargeEncAttachment (1.1 MiB) would only slow every mutation down
 
 # Plain messages for smime_open mode 2 and mime_entity: 8-bit text, bare LF and CRLF lines,
@@ -81,6 +83,23 @@ SMTP_DIALOGUES = {
 # First bytes: relay, submission (STARTTLS), pipelined or line by line, one store refusal.
 SMTP_MODES = {"relay": [0x10, 0x00, 0x12, 0x18], "submission": [0x13, 0x03, 0x11],
               "login": [0x13, 0x23], "hostile": [0x00, 0x10, 0x11, 0x14], "limits": [0x10, 0x00], "budget": [0x10]}
+
+# What a receiving server says to our delivery client, all of it at once (smtp_client).
+SERVER_SIDES = {
+    "pipelined": b"220 mx.peer.example ESMTP\r\n250-mx.peer.example\r\n250-PIPELINING\r\n"
+    b"250-SIZE 100000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n250 2.1.0 Ok\r\n"
+    b"250 2.1.5 Ok\r\n550 5.1.1 <c@peer.example>: no such user\r\n354 go ahead\r\n"
+    b"250 2.0.0 Ok: queued as X1\r\n221 2.0.0 bye\r\n",
+    "one-by-one": b"220 mx ESMTP\r\n250 mx\r\n250 Ok\r\n250 Ok\r\n250 Ok\r\n354 go\r\n"
+    b"250 queued\r\n221 bye\r\n",
+    "refusals": b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 Ok\r\n452 4.5.3 later\r\n"
+    b"550 no\r\n554 5.5.1 no valid recipients\r\n221 bye\r\n",
+    "closing": b"220-mx first\r\n220 mx\r\n250 mx\r\n421 4.3.2 mx shutting down\r\n",
+    "starttls": b"220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 PIPELINING\r\n220 2.0.0 Ready\r\n"
+    b"\x16\x03\x01\x00\x05hello",
+    "busy": b"421 4.3.2 too many connections\r\n",
+}
+SERVER_MODES = [0x00, 0x02, 0x04]
 
 
 def dot_stuffed(message):
@@ -220,6 +239,10 @@ def main():
             session = dialogue.replace(b"{msg}", dot_stuffed(m))
             for mode in SMTP_MODES[name]:
                 write("smtp_session", f"{name}-{i}-{mode:02x}", bytes([mode]) + session)
+
+    for name, side in SERVER_SIDES.items():
+        for mode in SERVER_MODES:
+            write("smtp_client", f"{name}-{mode:02x}", bytes([mode]) + side)
 
     for t in TARGETS:
         n = len(list((CORPUS / t).glob("seed-*")))
