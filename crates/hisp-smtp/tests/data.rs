@@ -148,13 +148,18 @@ async fn rfc5321_4_5_3_2_6_data_timeout_bounds_the_whole_content() {
 
 /// Lets the sessions run until `budget` has at least `bytes` in use.
 async fn held(budget: &hisp_smtp::DataBudget, bytes: usize) {
+    until(budget, |n| n >= bytes).await;
+}
+
+/// Lets the sessions run until what `budget` has in use satisfies `want`.
+async fn until(budget: &hisp_smtp::DataBudget, want: impl Fn(usize) -> bool) {
     for _ in 0..10_000 {
-        if budget.in_use() >= bytes {
+        if want(budget.in_use()) {
             return;
         }
         tokio::task::yield_now().await;
     }
-    panic!("{} bytes in use, want {bytes}", budget.in_use());
+    panic!("{} bytes in use", budget.in_use());
 }
 
 /// RFC 5321 §4.2.2 and RFC 3463 X.3.1 ("mail system full"): messages in DATA share one
@@ -189,4 +194,23 @@ async fn rfc5321_4_2_2_messages_past_the_shared_memory_budget_get_452_4_3_1() {
     let stored = handler.stored();
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().all(|s| s.message == content.as_bytes()));
+}
+
+/// A message refused while it still arrives (here: over the size limit) gives its share of
+/// the budget back at once, not when its sender gets round to the end.
+#[tokio::test]
+async fn a_refused_message_gives_back_its_memory_before_it_ends() {
+    let budget = Arc::new(hisp_smtp::DataBudget::new(64 * 1024));
+    let mut cfg = relay_config();
+    cfg.data_budget = Some(budget.clone());
+    cfg.max_message_size = 20_000;
+    let mut w = greeted(cfg, TestHandler::new()).await;
+    open_data(&mut w).await;
+    let line = format!("{}\r\n", "m".repeat(98));
+    w.send(line.repeat(150)).await;
+    held(&budget, 15_000).await;
+    w.send(line.repeat(100)).await;
+    until(&budget, |n| n == 0).await;
+    w.send(".\r\n").await;
+    assert!(w.expect(552).await.starts_with("552 5.3.4"));
 }

@@ -181,7 +181,7 @@ impl DataReader {
         }
         if self.refused() {
             // Keep reading to the terminator, but keep nothing: the message is refused.
-            self.message = Vec::new();
+            self.drop_message();
         } else if self.make_room(line.len()) {
             self.message.extend_from_slice(line);
         }
@@ -267,7 +267,7 @@ impl DataReader {
         if let Some(claim) = &mut self.claim {
             if !claim.cover(target) {
                 self.no_room = true;
-                self.message = Vec::new();
+                self.drop_message();
                 return false;
             }
         }
@@ -275,11 +275,18 @@ impl DataReader {
         true
     }
 
+    /// Drops a refused message and gives back its share of the budget at once: the rest
+    /// of it may take long to arrive, and it is thrown away as it does.
+    fn drop_message(&mut self) {
+        self.message = Vec::new();
+        self.claim = None;
+    }
+
     /// Notes a line that was too long and was thrown away.
     pub(crate) fn long_line(&mut self, crlf: bool) {
         self.line_too_long = true;
         self.after_crlf = crlf;
-        self.message = Vec::new();
+        self.drop_message();
     }
 
     /// The message, or the reply refusing it.
