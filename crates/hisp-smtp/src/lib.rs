@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub data_timeout: Duration,
     /// Bad commands tolerated before the session is closed (421).
     pub max_errors: u32,
+    /// Recipients refused (5xx) without a message taken since, before the session is
+    /// closed (421): a bound on directory harvesting.
+    pub max_refused_recipients: u32,
     /// Delay before answering a failed AUTH (slows password guessing).
     pub auth_failure_delay: Duration,
     /// Failed AUTH attempts allowed per session before 421.
@@ -115,8 +118,8 @@ impl std::fmt::Debug for ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a port: 50 MiB, 100 recipients, 2048-byte commands, 1 MiB data lines,
-    /// 5 min commands, 10 min data, 10 errors, 2 s auth delay, 3 auth failures, 50
-    /// sessions per client address (loopback exempt).
+    /// 5 min commands, 10 min data, 10 errors, 20 refused recipients between messages, 2 s
+    /// auth delay, 3 auth failures, 50 sessions per client address (loopback exempt).
     pub fn new(
         hostname: &str,
         kind: PortKind,
@@ -132,6 +135,7 @@ impl ServerConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             max_errors: 10,
+            max_refused_recipients: 20,
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
             tls: tls.map(|a| Arc::new(TlsSlot::new(a))),

@@ -195,6 +195,34 @@ async fn too_many_errors_closes_with_421() {
     task.await.unwrap();
 }
 
+/// Directory harvesting (Postfix's smtpd_hard_error_limit): `max_refused_recipients`
+/// recipients refused without a message taken since close the session with 421 4.7.0; a
+/// message taken resets the count, and a temporary refusal does not count.
+#[tokio::test]
+async fn refused_recipients_without_mail_taken_close_the_session() {
+    let mut cfg = relay_config();
+    cfg.max_refused_recipients = 3;
+    let mut handler = TestHandler::with_user("alice", "secret");
+    handler.refuse_rcpt = (0..5).map(|i| format!("nobody{i}@mx.test")).collect();
+    let (mut w, task) = start(cfg, Arc::new(handler));
+    w.expect(220).await;
+    w.cmd("EHLO c", 250).await;
+    w.cmd("MAIL FROM:<a@b.test>", 250).await;
+    w.cmd("RCPT TO:<nobody0@mx.test>", 550).await;
+    w.cmd("RCPT TO:<nobody1@mx.test>", 550).await;
+    w.cmd("RCPT TO:<b@mx.test>", 250).await;
+    w.cmd("DATA", 354).await;
+    w.cmd("hello\r\n.", 250).await;
+    // The message taken reset the count: three more refusals are needed now.
+    w.cmd("MAIL FROM:<a@b.test>", 250).await;
+    w.cmd("RCPT TO:<nobody2@mx.test>", 550).await;
+    w.cmd("RCPT TO:<nobody3@mx.test>", 550).await;
+    w.cmd("RCPT TO:<nobody4@mx.test>", 550).await;
+    assert!(w.expect(421).await.starts_with("421 4.7.0"));
+    assert!(w.closed().await);
+    task.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn rfc5321_4_5_3_2_7_slowloris_times_out_per_line_not_per_read() {
     let (mut w, task) = start(relay_config(), TestHandler::new());

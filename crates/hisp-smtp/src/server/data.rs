@@ -93,6 +93,8 @@ where
         let reply = match self.handler.data(&self.info, &envelope, message).await {
             Ok(queue_id) => {
                 info!(queue_id = %queue_id, rcpts, size, "message accepted");
+                // A client that delivers mail is not harvesting addresses (rcpt.rs).
+                self.refused_rcpts = 0;
                 Reply::queued(&queue_id)
             }
             Err(reply) => {

@@ -141,6 +141,7 @@ async fn run_session_until<H, S>(
         txn: Txn::NoHelo,
         reading: Reading::Command,
         errors: 0,
+        refused_rcpts: 0,
         auth_failures: 0,
         shutdown,
     };
@@ -198,6 +199,8 @@ pub(crate) struct Session<S, H> {
     reading: Reading,
     /// Syntax and sequence errors so far.
     errors: u32,
+    /// Recipients refused with 5xx since the last message taken (see `rcpt.rs`).
+    refused_rcpts: u32,
     auth_failures: u32,
     shutdown: Option<watch::Receiver<bool>>,
 }

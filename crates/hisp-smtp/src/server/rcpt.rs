@@ -1,6 +1,12 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): one recipient at a time, each judged by the handler (on the
 //! relay port it must be one of ours), at most `max_recipients` per transaction (RFC 5321
 //! §4.5.3.1.8: answer 452 past the limit, the client sends the rest in another transaction).
+//!
+//! A session that has had `max_refused_recipients` recipients refused (5xx) without a
+//! message taken since is closed with `421 4.7.0`, as Postfix's `smtpd_hard_error_limit`
+//! does: otherwise one session could try address after address to learn who our users are
+//! (a directory harvest). A message taken resets the count, so a peer whose pooled session
+//! carries the odd unknown recipient now and then is never cut off.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -28,6 +34,14 @@ where
             .rcpt_to(&self.info, envelope, &forward_path)
             .await;
         if let Err(reply) = verdict {
+            if !reply.is_permanent() {
+                return self.reply(reply);
+            }
+            self.refused_rcpts += 1;
+            if self.refused_rcpts >= self.cfg.max_refused_recipients {
+                self.conn.queue(&reply);
+                return self.close_with(Reply::too_many_errors(&self.cfg.hostname));
+            }
             return self.reply(reply);
         }
         self.txn = match std::mem::replace(&mut self.txn, Txn::Ready) {
