@@ -169,7 +169,10 @@ impl Handler for FuzzHandler {
 fn well_formed(message: &[u8]) {
     let mut rest = message;
     while !rest.is_empty() {
-        let lf = memchr(b'\n', rest).expect("a message line without its LF");
+        let lf = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a message line without its LF");
         assert!(
             lf > 0 && rest[lf - 1] == b'\r',
             "a bare LF reached the handler"
@@ -185,10 +188,6 @@ fn well_formed(message: &[u8]) {
         );
         rest = &rest[lf + 1..];
     }
-}
-
-fn memchr(b: u8, s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| c == b)
 }
 
 /// Checks the server's output and returns how many messages it said it queued.

@@ -139,12 +139,11 @@ pub async fn start_with_options<S: Store>(
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let host = ctx.config.server.hostname.clone();
-    // One budget for both ports: what matters is the memory of the whole process.
-    let budget = ctx.data_budget.clone();
     let smtp_cfg = |kind| {
         let mut c = ServerConfig::new(&host, kind, None);
         c.tls = Some(tls.clone());
-        c.data_budget = Some(budget.clone());
+        // One budget for both ports: what matters is the memory of the whole process.
+        c.data_budget = Some(ctx.data_budget.clone());
         c.max_sessions_per_ip = ctx.config.smtp.max_connections_per_ip;
         c.max_message_size = ctx.config.smtp.max_message_bytes;
         c.max_recipients = ctx.config.smtp.max_recipients;

@@ -286,14 +286,10 @@ fn percent_decode(v: &str) -> String {
 /// (RFC 5321 §4.5.3.2.6), so a client trickling bytes cannot hold a connection for ever.
 const BODY_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Reads a request body of at most `max` bytes within `within`: `413` when it is larger or
-/// says it is (nothing is read then), `408` when it is too slow, `400` when it breaks off.
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    max: usize,
-    within: Duration,
-) -> Result<Bytes, Response> {
+/// Reads a request body of at most `max` bytes within [`BODY_TIMEOUT`]: `413` when it is
+/// larger or says it is (nothing is read then), `408` when it is too slow, `400` when it
+/// breaks off.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Response> {
     let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -302,7 +298,7 @@ async fn read_body(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(within, Limited::new(body, max).collect()).await {
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(error(
@@ -311,7 +307,10 @@ async fn read_body(
         )),
         Err(_) => Err(error(
             StatusCode::REQUEST_TIMEOUT,
-            &format!("the request body took over {}s to arrive", within.as_secs()),
+            &format!(
+                "the request body took over {}s to arrive",
+                BODY_TIMEOUT.as_secs()
+            ),
         )),
     }
 }
@@ -330,7 +329,7 @@ async fn submit<S: Store>(
     };
     let ctx = &h.ctx;
     let max = ctx.config.smtp.max_message_bytes;
-    let body = match read_body(&headers, body, max, BODY_TIMEOUT).await {
+    let body = match read_body(&headers, body, max).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -425,9 +424,7 @@ mod tests {
     }
 
     async fn status(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, StatusCode> {
-        read_body(headers, body, max, BODY_TIMEOUT)
-            .await
-            .map_err(|r| r.status())
+        read_body(headers, body, max).await.map_err(|r| r.status())
     }
 
     /// RFC 9110 §15.5.14 (413) and §15.5.9 (408): a body declared over the limit is refused

@@ -59,7 +59,6 @@ impl DataBudget {
         Claim {
             permits: self.permits.clone(),
             held: None,
-            units: 0,
         }
     }
 }
@@ -69,7 +68,6 @@ impl DataBudget {
 pub(crate) struct Claim {
     permits: Arc<Semaphore>,
     held: Option<OwnedSemaphorePermit>,
-    units: usize,
 }
 
 impl Claim {
@@ -77,10 +75,14 @@ impl Claim {
     /// has not that much left. Never waits: a session must not stall its peer on others.
     pub(crate) fn cover(&mut self, bytes: usize) -> bool {
         let need = bytes.div_ceil(UNIT);
-        if need <= self.units {
+        let units = self
+            .held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        if need <= units {
             return true;
         }
-        let Ok(more) = u32::try_from(need - self.units) else {
+        let Ok(more) = u32::try_from(need - units) else {
             return false;
         };
         let Ok(permit) = self.permits.clone().try_acquire_many_owned(more) else {
@@ -90,7 +92,6 @@ impl Claim {
             Some(held) => held.merge(permit),
             None => self.held = Some(permit),
         }
-        self.units = need;
         true
     }
 }

@@ -34,13 +34,12 @@ where
             .rcpt_to(&self.info, envelope, &forward_path)
             .await;
         if let Err(reply) = verdict {
-            if !reply.is_permanent() {
-                return self.reply(reply);
-            }
-            self.refused_rcpts += 1;
-            if self.refused_rcpts >= self.cfg.max_refused_recipients {
-                self.conn.queue(&reply);
-                return self.close_with(Reply::too_many_errors(&self.cfg.hostname));
+            if reply.is_permanent() {
+                self.refused_rcpts += 1;
+                if self.refused_rcpts >= self.cfg.max_refused_recipients {
+                    self.conn.queue(&reply);
+                    return self.close_with(Reply::too_many_errors(&self.cfg.hostname));
+                }
             }
             return self.reply(reply);
         }
