@@ -166,12 +166,16 @@ pub async fn start_with_options<S: Store>(
     });
     let app = crate::http::router(ctx.clone());
     let http_tls = ctx.config.http.tls.then(|| tls.clone());
-    let max = ctx.config.http.max_connections;
+    let limits = crate::http_serve::Limits {
+        max: ctx.config.http.max_connections,
+        per_ip: ctx.config.http.max_connections_per_ip,
+        exempt_loopback: true,
+    };
     tasks.spawn(crate::http_serve::serve(
         http_l,
         app,
         http_tls,
-        max,
+        limits,
         stop_rx.clone(),
     ));
     if workers {

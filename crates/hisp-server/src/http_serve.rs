@@ -13,6 +13,7 @@
 //! a client has for its request head) with the certificate in force for STARTTLS.
 
 use axum::Router;
+use hisp_smtp::per_ip::PerIp;
 use hisp_smtp::TlsSlot;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,18 +35,31 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What a plain HTTP client gets when every connection slot is taken.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// What it gets when its own address holds all the connections it may (RFC 6585 §4).
+const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-/// Serve `app` on `listener` (HTTPS with `tls`), at most `max` connections at once, until
-/// `stop` changes; connections in flight then finish their current request, within
-/// [`SHUTDOWN_GRACE`].
+/// Bounds on the connections served at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// In all (`http.max_connections`).
+    pub max: usize,
+    /// From one client address, IPv6 /64 (`http.max_connections_per_ip`).
+    pub per_ip: usize,
+    /// Loopback clients are not counted against `per_ip`.
+    pub exempt_loopback: bool,
+}
+
+/// Serve `app` on `listener` (HTTPS with `tls`) within `limits`, until `stop` changes;
+/// connections in flight then finish their current request, within [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<TlsSlot>>,
-    max: usize,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max));
+    let per_ip = PerIp::new(limits.per_ip, limits.exempt_loopback);
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -62,17 +76,25 @@ pub async fn serve(
                     }
                     continue;
                 };
+                let Some(ip_slot) = per_ip.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "HTTP connection refused: too many from this address");
+                    if tls.is_none() {
+                        let _ = stream.try_write(TOO_MANY);
+                    }
+                    continue;
+                };
                 let (app, stop) = (app.clone(), stop.clone());
+                let slots = (slot, ip_slot);
                 match &tls {
                     None => conns.spawn(async move {
                         connection(stream, app, stop).await;
-                        drop(slot);
+                        drop(slots);
                     }),
                     Some(tls) => {
                         let tls = tls.clone();
                         conns.spawn(async move {
                             https(stream, tls, app, stop).await;
-                            drop(slot);
+                            drop(slots);
                         })
                     }
                 };
@@ -150,5 +172,74 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
             Ok(Ok(n)) if n > 0 => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpStream;
+
+    async fn start(limits: Limits) -> (std::net::SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(serve(listener, app, None, limits, rx));
+        (addr, stop)
+    }
+
+    /// The first line of the answer to `GET /` on a new connection.
+    async fn status(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // A refused client is answered before it sends; the write may then fail.
+        let _ = s
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got).await;
+        let text = String::from_utf8_lossy(&got);
+        text.lines().next().unwrap_or_default().to_string()
+    }
+
+    /// One address holding `per_ip` idle connections gets 429 with Retry-After (RFC 6585
+    /// §4) for the next, while the total limit is far off; a closed one frees its place.
+    #[tokio::test]
+    async fn rfc6585_4_connections_past_the_per_address_limit_get_429() {
+        let limits = Limits {
+            max: 100,
+            per_ip: 2,
+            exempt_loopback: false,
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        assert_eq!(status(addr).await, "HTTP/1.1 429 Too Many Requests");
+        idle.pop();
+        // The server sees the close a moment after we make it.
+        let mut answer = String::new();
+        for _ in 0..100 {
+            answer = status(addr).await;
+            if answer != "HTTP/1.1 429 Too Many Requests" {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(answer, "HTTP/1.1 200 OK");
+    }
+
+    /// Loopback is exempt by default, as for SMTP: a local edge gateway may hold many.
+    #[tokio::test]
+    async fn loopback_clients_are_not_counted_when_exempt() {
+        let limits = Limits {
+            max: 100,
+            per_ip: 1,
+            exempt_loopback: true,
+        };
+        let (addr, _stop) = start(limits).await;
+        let _held = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(status(addr).await, "HTTP/1.1 200 OK");
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod per_ip;
 pub mod reply;
 pub mod server;
 pub mod tls;

@@ -284,6 +284,12 @@ impl Config {
         if http.max_connections == 0 {
             problem("http.max_connections".into(), "must be at least 1".into());
         }
+        if http.max_connections_per_ip == 0 {
+            problem(
+                "http.max_connections_per_ip".into(),
+                "must be at least 1".into(),
+            );
+        }
         if s.max_message_bytes < 1024 {
             problem(
                 "smtp.max_message_bytes".into(),

@@ -80,10 +80,19 @@ pub struct HttpConfig {
     /// idle or slow clients cannot take every file descriptor.
     #[serde(default = "default_http_connections")]
     pub max_connections: usize,
+    /// Connections at once from one client address (IPv6: one /64), loopback exempt; one
+    /// more is answered 429 (plain HTTP) or closed, so one host cannot hold every slot.
+    #[serde(default = "default_http_connections_per_ip")]
+    pub max_connections_per_ip: usize,
 }
 
 fn default_http_connections() -> usize {
     1024
+}
+/// More than SMTP's 50: an edge gateway or a clinic behind one NAT address polls for many
+/// users, each on its own kept-alive connection.
+fn default_http_connections_per_ip() -> usize {
+    100
 }
 
 fn default_http() -> SocketAddr {
@@ -96,6 +105,7 @@ impl Default for HttpConfig {
             listen: default_http(),
             tls: false,
             max_connections: default_http_connections(),
+            max_connections_per_ip: default_http_connections_per_ip(),
         }
     }
 }

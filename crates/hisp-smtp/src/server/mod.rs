@@ -11,7 +11,6 @@ mod ehlo;
 mod mail;
 mod misc;
 pub mod parse;
-mod per_ip;
 mod rcpt;
 mod starttls;
 
@@ -57,7 +56,7 @@ pub async fn serve_with_limit<H: Handler>(
     max_sessions: usize,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(max_sessions));
-    let per_ip = per_ip::PerIp::new(cfg.max_sessions_per_ip, cfg.exempt_loopback);
+    let per_ip = crate::per_ip::PerIp::new(cfg.max_sessions_per_ip, cfg.exempt_loopback);
     let mut sessions = JoinSet::new();
     while !*shutdown.borrow_and_update() {
         tokio::select! {

@@ -1,9 +1,10 @@
-//! Sessions per client address, as Postfix's `smtpd_client_connection_count_limit` (50)
-//! bounds them: one host opening hundreds of idle sessions (each may wait five minutes per
-//! command line) would otherwise take every session slot of the listener from the peers
-//! that have mail to deliver. IPv6 clients are counted per /64, the block one host is
-//! usually given. Loopback is exempt unless the config says otherwise, as Postfix exempts
-//! `$mynetworks`: local tools and a local edge gateway may open many sessions.
+//! Connections per client address, as Postfix's `smtpd_client_connection_count_limit` (50)
+//! bounds them: one host opening hundreds of idle sessions (an SMTP session may wait five
+//! minutes per command line, an HTTP connection 30 s per request head) would otherwise take
+//! every slot of the listener from the clients that have work to do. Both SMTP ports and
+//! the REST listener keep one [`PerIp`] each. IPv6 clients are counted per /64, the block
+//! one host is usually given. Loopback is exempt unless the config says otherwise, as
+//! Postfix exempts `$mynetworks`: local tools and a local edge gateway may open many.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,15 +12,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 type Counts = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
-/// The live sessions of each client address (or IPv6 /64) of one listener.
-pub(crate) struct PerIp {
+/// The live connections of each client address (or IPv6 /64) of one listener.
+pub struct PerIp {
     limit: usize,
     exempt_loopback: bool,
     counts: Counts,
 }
 
-/// One admitted session's place in its address's count, given back when dropped.
-pub(crate) struct IpSlot {
+/// One admitted connection's place in its address's count, given back when dropped.
+pub struct IpSlot {
     counts: Counts,
     /// `None` for an exempt address (not counted).
     key: Option<IpAddr>,
@@ -37,8 +38,8 @@ fn key(ip: IpAddr) -> IpAddr {
 }
 
 impl PerIp {
-    /// At most `limit` sessions per address (at least one).
-    pub(crate) fn new(limit: usize, exempt_loopback: bool) -> PerIp {
+    /// At most `limit` connections per address (at least one).
+    pub fn new(limit: usize, exempt_loopback: bool) -> PerIp {
         PerIp {
             limit: limit.max(1),
             exempt_loopback,
@@ -46,8 +47,8 @@ impl PerIp {
         }
     }
 
-    /// A slot for a new session from `ip`, or `None` when that address has all it may.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
+    /// A slot for a new connection from `ip`, or `None` when that address has all it may.
+    pub fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
         let counts = self.counts.clone();
         // `::1` is looked at before the /64 mask (which makes it `::`), a mapped 127.0.0.1 after.
         if self.exempt_loopback && (ip.is_loopback() || key(ip).is_loopback()) {
