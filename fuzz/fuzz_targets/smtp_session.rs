@@ -112,7 +112,7 @@ impl FuzzHandler {
 }
 
 impl Handler for FuzzHandler {
-    async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
+    async fn authenticate(&self, _: &SessionInfo, user: &str, password: &str) -> AuthOutcome {
         if user == USER && password == PASSWORD {
             AuthOutcome::Accepted(user.to_string())
         } else if user == "tempfail@fuzz.hisp.example" {

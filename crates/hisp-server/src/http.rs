@@ -8,7 +8,8 @@ use crate::context::Context;
 use crate::notify::{mdn, Received};
 use crate::smtp_handler::{check_password, prepare_submission, queue_submission};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +20,7 @@ use hisp_store::{EntryKind, NewOutbound, OutKind, QueueId, Store};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,8 +89,30 @@ async fn metrics<S: Store>(State(h): St<S>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The authenticated user, or the 401 to send.
-async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Response> {
+/// The user a request is authenticated as (HTTP Basic), taken before anything else of it,
+/// so no handler that names it sees a request without valid credentials.
+struct Caller(String);
+
+#[axum::async_trait]
+impl<S: Store> FromRequestParts<Arc<Http<S>>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, h: &Arc<Http<S>>) -> Result<Caller, Response> {
+        // Set by the listener (http_serve); absent only when the router is driven directly.
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        user(h, &parts.headers, client).await.map(Caller)
+    }
+}
+
+/// The authenticated user, or the 401 (429 when locked) to send.
+async fn user<S: Store>(
+    h: &Http<S>,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<String, Response> {
     let deny = || {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
@@ -124,7 +148,7 @@ async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Resp
     {
         return Ok(key.0);
     }
-    match check_password(&h.ctx, name, password).await {
+    match check_password(&h.ctx, client, name, password).await {
         Checked::Accepted(u) => {
             if let Ok(mut m) = h.verified.lock() {
                 m.retain(|_, (until, checked)| *until > now && *checked == version);
@@ -141,7 +165,7 @@ async fn user<S: Store>(h: &Http<S>, headers: &HeaderMap) -> Result<String, Resp
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
-                    "too many failed logins for this account: try again in {left} s (or ask the HISP's operator)"
+                    "too many failed logins for this account or from your address: try again in {left} s (or ask the HISP's operator)"
                 ),
             );
             r.headers_mut()
@@ -163,13 +187,9 @@ struct ListQuery {
 
 async fn list<S: Store>(
     State(h): St<S>,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let user = match user(&h, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     match h.ctx.store.mailbox(&user, q.all).await {
         Ok(items) => Json(
             json!({ "messages": items.iter().map(crate::report::entry_json).collect::<Vec<_>>() }),
@@ -179,11 +199,7 @@ async fn list<S: Store>(
     }
 }
 
-async fn fetch<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let user = match user(&h, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn fetch<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<i64>) -> Response {
     match h.ctx.store.mailbox_entry(&user, id).await {
         Ok(Some(e)) => ([(header::CONTENT_TYPE, "message/rfc822")], e.body).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such message in your mailbox"),
@@ -198,11 +214,7 @@ async fn fetch<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64
     }
 }
 
-async fn pickup<S: Store>(State(h): St<S>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let user = match user(&h, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn pickup<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<i64>) -> Response {
     let ctx = &h.ctx;
     let now = ctx.now();
     let entry = match ctx.store.mark_picked_up(&user, id, now).await {
@@ -315,18 +327,15 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
     }
 }
 
+/// `Caller` comes before the body: a stranger's body is never read, so no one unknown can
+/// make us hold max_message_bytes per connection, or hold a connection with a slow body.
 async fn submit<S: Store>(
     State(h): St<S>,
+    Caller(user): Caller,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: Body,
 ) -> Response {
-    // Credentials first: a stranger's body is never read, so no one unknown can make us
-    // hold max_message_bytes per connection, or hold a connection with a slow body.
-    let user = match user(&h, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let ctx = &h.ctx;
     let max = ctx.config.smtp.max_message_bytes;
     let body = match read_body(&headers, body, max).await {
@@ -373,13 +382,9 @@ async fn submit<S: Store>(
 
 async fn outbound<S: Store>(
     State(h): St<S>,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let user = match user(&h, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let id = QueueId(id);
     let msg = match h.ctx.store.outbound(&id).await {
         Ok(Some(m)) if m.sender.eq_ignore_ascii_case(&user) => m,

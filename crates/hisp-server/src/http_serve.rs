@@ -17,6 +17,7 @@ use hisp_smtp::per_ip::PerIp;
 use hisp_smtp::TlsSlot;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -87,13 +88,13 @@ pub async fn serve(
                 let slots = (slot, ip_slot);
                 match &tls {
                     None => conns.spawn(async move {
-                        connection(stream, app, stop).await;
+                        connection(stream, peer, app, stop).await;
                         drop(slots);
                     }),
                     Some(tls) => {
                         let tls = tls.clone();
                         conns.spawn(async move {
-                            https(stream, tls, app, stop).await;
+                            https(stream, peer, tls, app, stop).await;
                             drop(slots);
                         })
                     }
@@ -119,21 +120,30 @@ pub async fn serve(
 
 /// The TLS handshake, then HTTP over it; a client that does not finish the handshake in
 /// [`HEADER_TIMEOUT`], or speaks plain HTTP, is dropped.
-async fn https(stream: TcpStream, tls: Arc<TlsSlot>, app: Router, stop: watch::Receiver<bool>) {
+async fn https(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<TlsSlot>,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
     let acceptor = tls.current();
     let handshake = hisp_smtp::tls::accept(stream, &acceptor);
     match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
-        Ok(Ok(s)) => connection(s, app, stop).await,
+        Ok(Ok(s)) => connection(s, peer, app, stop).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
         Err(_) => tracing::debug!("HTTPS handshake timed out"),
     }
 }
 
-async fn connection<S>(stream: S, app: Router, mut stop: watch::Receiver<bool>)
+async fn connection<S>(stream: S, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // The client's address, for the per-address login throttle (crate::auth).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let mut app = app.clone();
         Box::pin(async move { tower_service::Service::call(&mut app, req).await })
     });
@@ -180,26 +190,47 @@ mod tests {
     use super::*;
     use tokio::net::TcpStream;
 
-    async fn start(limits: Limits) -> (std::net::SocketAddr, watch::Sender<bool>) {
+    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let peer = |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+            peer.ip().to_string()
+        };
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route("/peer", axum::routing::get(peer));
         let (stop, rx) = watch::channel(false);
         tokio::spawn(serve(listener, app, None, limits, rx));
         (addr, stop)
     }
 
-    /// The first line of the answer to `GET /` on a new connection.
-    async fn status(addr: std::net::SocketAddr) -> String {
+    /// The whole answer to `GET path` on a new connection.
+    async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         // A refused client is answered before it sends; the write may then fail.
-        let _ = s
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
+        let _ = s.write_all(req.as_bytes()).await;
         let mut got = Vec::new();
         let _ = s.read_to_end(&mut got).await;
-        let text = String::from_utf8_lossy(&got);
-        text.lines().next().unwrap_or_default().to_string()
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// The first line of the answer to `GET /` on a new connection.
+    async fn status(addr: SocketAddr) -> String {
+        let answer = get(addr, "/").await;
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    /// Handlers see the client's address (the REST login throttle counts failures by it).
+    #[tokio::test]
+    async fn requests_carry_the_client_address() {
+        let limits = Limits {
+            max: 10,
+            per_ip: 10,
+            exempt_loopback: true,
+        };
+        let (addr, _stop) = start(limits).await;
+        assert!(get(addr, "/peer").await.ends_with("\r\n\r\n127.0.0.1"));
     }
 
     /// One address holding `per_ip` idle connections gets 429 with Retry-After (RFC 6585

@@ -10,6 +10,7 @@ use hisp_direct::mime::{self, Entity};
 use hisp_direct::notification::NotificationRequest;
 use hisp_smtp::{AuthOutcome, Envelope, Handler, Reply, SessionInfo};
 use hisp_store::{NewInbound, NewOutbound, OutKind, Store, StoreError};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Put `head` before `body` in place: a large message is moved within its buffer (or
@@ -27,9 +28,14 @@ pub struct Submission<S: Store>(pub Arc<Context<S>>);
 pub struct Relay<S: Store>(pub Arc<Context<S>>);
 
 /// Check a user's password (crate::auth: off the reactor, a few at a time, and refused
-/// unchecked for an account locked by repeated failures).
-pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &str) -> Checked {
-    if let Some(left) = ctx.auth.locked(user, ctx.now()) {
+/// unchecked for an account or a client address locked by repeated failures).
+pub async fn check_password<S: Store>(
+    ctx: &Context<S>,
+    client: Option<IpAddr>,
+    user: &str,
+    password: &str,
+) -> Checked {
+    if let Some(left) = ctx.auth.locked(user, client, ctx.now()) {
         Metrics::inc(&ctx.metrics.auth_locked);
         return Checked::Locked(left);
     }
@@ -47,12 +53,21 @@ pub async fn check_password<S: Store>(ctx: &Context<S>, user: &str, password: &s
         }
         Some(false) => {
             Metrics::inc(&ctx.metrics.auth_failures);
-            if ctx.auth.failed(user, ctx.now()) {
+            let locks = ctx.auth.failed(user, client, ctx.now());
+            if locks.account {
                 tracing::warn!(
                     user,
                     failures = crate::auth::MAX_FAILURES,
                     locked_s = crate::auth::WINDOW_S,
                     "account locked after repeated failed logins: attempts are refused unchecked until the window ends"
+                );
+            }
+            if locks.address {
+                tracing::warn!(
+                    client = ?client,
+                    failures = crate::auth::MAX_ADDRESS_FAILURES,
+                    locked_s = crate::auth::WINDOW_S,
+                    "client address locked after repeated failed logins (any accounts): its attempts are refused unchecked until the window ends"
                 );
             }
             Checked::Rejected
@@ -70,8 +85,8 @@ fn valid_address(a: &str) -> bool {
 }
 
 impl<S: Store> Handler for Submission<S> {
-    async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
-        match check_password(&self.0, user, password).await {
+    async fn authenticate(&self, session: &SessionInfo, user: &str, password: &str) -> AuthOutcome {
+        match check_password(&self.0, Some(session.peer.ip()), user, password).await {
             Checked::Accepted(u) => AuthOutcome::Accepted(u),
             Checked::Rejected => AuthOutcome::Rejected,
             // 454 4.7.0 (RFC 4954 §6): try again later.
@@ -220,7 +235,7 @@ pub async fn queue_submission<S: Store>(
 }
 
 impl<S: Store> Handler for Relay<S> {
-    async fn authenticate(&self, _: &str, _: &str) -> AuthOutcome {
+    async fn authenticate(&self, _: &SessionInfo, _: &str, _: &str) -> AuthOutcome {
         AuthOutcome::Rejected
     }
 

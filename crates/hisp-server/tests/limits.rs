@@ -196,6 +196,71 @@ async fn repeated_wrong_passwords_lock_the_account_for_rest_and_smtp() {
     a.stop().await;
 }
 
+/// Password spraying (one likely password tried on account after account; RFC 4954 §4
+/// leaves the defence to the server) never trips an account's lock, so the client address
+/// is counted too: after `MAX_ADDRESS_FAILURES` wrong logins from one address, each for
+/// another account, that address's next attempt is refused unchecked, even with the right
+/// password: 454 4.7.0 over SMTP AUTH, 429 over REST (which reads the address the listener
+/// records). Another address logs in to the same account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_from_one_address_across_accounts_lock_the_address() {
+    use axum::extract::ConnectInfo;
+    use hisp_smtp::{AuthOutcome, Handler, PortKind, SessionInfo};
+    let (_root, mut a, _b) = pair(now()).await;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let client = |ip: &str| -> std::net::SocketAddr { format!("{ip}:40000").parse().unwrap() };
+    let session = |peer| SessionInfo {
+        id: 1,
+        peer,
+        kind: PortKind::Submission,
+        helo: Some("client.example".into()),
+        tls: true,
+        user: None,
+    };
+    let smtp = hisp_server::smtp_handler::Submission(ctx(&a).clone());
+    let sprayer = session(client("192.0.2.44"));
+    for i in 0..hisp_server::auth::MAX_ADDRESS_FAILURES {
+        let user = format!("user{i}@{}", a.domain);
+        let got = smtp.authenticate(&sprayer, &user, "Spring2026!").await;
+        assert_eq!(got, AuthOutcome::Rejected, "attempt {i}");
+    }
+    let got = smtp.authenticate(&sprayer, &a.user, &a.password).await;
+    assert_eq!(
+        got,
+        AuthOutcome::TempFail,
+        "the right password from the locked address"
+    );
+    let elsewhere = session(client("198.51.100.9"));
+    let got = smtp.authenticate(&elsewhere, &a.user, &a.password).await;
+    assert_eq!(got, AuthOutcome::Accepted(a.user.to_ascii_lowercase()));
+
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", a.user, a.password)
+        )
+    );
+    let app = hisp_server::http::router(ctx(&a).clone());
+    let get = |from: std::net::SocketAddr| {
+        let mut req = axum::http::Request::get("/api/v1/messages")
+            .header("authorization", basic.as_str())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(from));
+        let mut app = app.clone();
+        async move {
+            let r = tower_service::Service::call(&mut app, req).await.unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }
+    };
+    assert_eq!(get(client("192.0.2.44")).await, (429, true));
+    assert_eq!(get(client("198.51.100.9")).await.0, 200);
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "hisp_auth_locked_total"), 2.0);
+    a.stop().await;
+}
+
 /// More HTTP connections at once than `http.max_connections`: the one over gets 503 with
 /// Retry-After (RFC 9110 §15.6.4) and is closed, without waiting for the others; once they
 /// close, requests are served again.

@@ -191,8 +191,14 @@ pub enum AuthOutcome {
 /// What the daemon does with sessions. Each method may refuse with a [`Reply`], which the
 /// session sends as is.
 pub trait Handler: Send + Sync + 'static {
-    /// Check a user's password (submission port only).
-    fn authenticate(&self, user: &str, password: &str) -> impl Future<Output = AuthOutcome> + Send;
+    /// Check a user's password (submission port only); `session` names the client, whose
+    /// address may be throttled after repeated failures.
+    fn authenticate(
+        &self,
+        session: &SessionInfo,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = AuthOutcome> + Send;
     /// Accept or refuse MAIL FROM (on submission: the sender must be the user).
     fn mail_from(
         &self,

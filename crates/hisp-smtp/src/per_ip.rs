@@ -26,8 +26,9 @@ pub struct IpSlot {
     key: Option<IpAddr>,
 }
 
-/// The address a client is counted under: itself, or for IPv6 its /64.
-fn key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under: itself (an IPv4-mapped IPv6 address as its
+/// IPv4 address), or for IPv6 its /64.
+pub fn counted_as(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -51,10 +52,10 @@ impl PerIp {
     pub fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
         let counts = self.counts.clone();
         // `::1` is looked at before the /64 mask (which makes it `::`), a mapped 127.0.0.1 after.
-        if self.exempt_loopback && (ip.is_loopback() || key(ip).is_loopback()) {
+        if self.exempt_loopback && (ip.is_loopback() || counted_as(ip).is_loopback()) {
             return Some(IpSlot { counts, key: None });
         }
-        let ip = key(ip);
+        let ip = counted_as(ip);
         let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
         if *n >= self.limit {

@@ -129,7 +129,7 @@ where
     }
 
     async fn check_password(&mut self, user: &str, password: &str) -> Flow {
-        match self.handler.authenticate(user, password).await {
+        match self.handler.authenticate(&self.info, user, password).await {
             AuthOutcome::Accepted(name) => {
                 info!(user = %name, "authenticated");
                 self.info.user = Some(name);

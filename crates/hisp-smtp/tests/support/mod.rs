@@ -60,7 +60,7 @@ impl TestHandler {
 }
 
 impl Handler for TestHandler {
-    async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
+    async fn authenticate(&self, _: &SessionInfo, user: &str, password: &str) -> AuthOutcome {
         match self.users.get(user) {
             Some(p) if p == password => AuthOutcome::Accepted(user.to_string()),
             _ => AuthOutcome::Rejected,
