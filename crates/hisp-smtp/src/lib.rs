@@ -60,6 +60,12 @@ pub struct ServerConfig {
     /// Recipients refused (5xx) without a message taken since, before the session is
     /// closed (421): a bound on directory harvesting.
     pub max_refused_recipients: u32,
+    /// Bad commands and refused recipients (see `max_refused_recipients`) answered at once;
+    /// each one past these is answered `error_delay` late (Postfix's
+    /// `smtpd_soft_error_limit`).
+    pub errors_before_delay: u32,
+    /// How much later (Postfix's `smtpd_error_sleep_time`, 1 s).
+    pub error_delay: Duration,
     /// Delay before answering a failed AUTH (slows password guessing).
     pub auth_failure_delay: Duration,
     /// Failed AUTH attempts allowed per session before 421.
@@ -119,8 +125,9 @@ impl std::fmt::Debug for ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a port: 50 MiB, 100 recipients, 2048-byte commands, 1 MiB data lines,
-    /// 5 min commands, 10 min data, 10 errors, 20 refused recipients between messages, 2 s
-    /// auth delay, 3 auth failures, 50 sessions per client address (loopback exempt).
+    /// 5 min commands, 10 min data, 10 errors, 20 refused recipients between messages, a
+    /// 1 s delay per error past the fifth, 2 s auth delay, 3 auth failures, 50 sessions per
+    /// client address (loopback exempt).
     pub fn new(
         hostname: &str,
         kind: PortKind,
@@ -137,6 +144,8 @@ impl ServerConfig {
             data_timeout: Duration::from_secs(600),
             max_errors: 10,
             max_refused_recipients: 20,
+            errors_before_delay: 5,
+            error_delay: Duration::from_secs(1),
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
             tls: tls.map(|a| Arc::new(TlsSlot::new(a))),

@@ -71,7 +71,8 @@ async fn rfc5321_4_1_1_4_transaction_resets_after_data_and_null_sender() {
     assert_eq!(handler.stored()[1].envelope.mail_from, "");
 }
 
-#[tokio::test]
+// Paused: past the fifth error the replies come a second late.
+#[tokio::test(start_paused = true)]
 async fn rfc5321_4_1_4_sequence_errors_get_503() {
     let (mut w, _task) = start(relay_config(), TestHandler::new());
     w.expect(220).await;
@@ -220,6 +221,56 @@ async fn refused_recipients_without_mail_taken_close_the_session() {
     w.cmd("RCPT TO:<nobody4@mx.test>", 550).await;
     assert!(w.expect(421).await.starts_with("421 4.7.0"));
     assert!(w.closed().await);
+    task.await.unwrap();
+}
+
+/// How long `line` took to be answered `code`.
+async fn timed(w: &mut support::Wire, line: &str, code: u16) -> Duration {
+    let begun = Instant::now();
+    w.cmd(line, code).await;
+    begun.elapsed()
+}
+
+/// Postfix's `smtpd_soft_error_limit` and `smtpd_error_sleep_time`: the first
+/// `errors_before_delay` errors (bad commands and refused recipients together) are answered
+/// at once, each one after that a second late, so a client in a loop or a harvester gets
+/// about one try a second; good commands are never held back.
+#[tokio::test(start_paused = true)]
+async fn errors_past_the_fifth_are_answered_a_second_late() {
+    let mut handler = TestHandler::with_user("alice", "secret");
+    handler.refuse_rcpt = (0..9).map(|i| format!("nobody{i}@mx.test")).collect();
+    let (mut w, task) = start(relay_config(), Arc::new(handler));
+    w.expect(220).await;
+    w.cmd("EHLO c", 250).await;
+    w.cmd("MAIL FROM:<a@b.test>", 250).await;
+    assert_eq!(
+        timed(&mut w, "RCPT TO:<nobody0@mx.test>", 550).await,
+        Duration::ZERO
+    );
+    assert_eq!(timed(&mut w, "FOO", 500).await, Duration::ZERO);
+    for line in ["RCPT TO:<nobody1@mx.test>", "RCPT TO:<nobody2@mx.test>"] {
+        assert_eq!(timed(&mut w, line, 550).await, Duration::ZERO);
+    }
+    assert_eq!(timed(&mut w, "BAR", 500).await, Duration::ZERO);
+    let second = Duration::from_secs(1);
+    assert_eq!(
+        timed(&mut w, "RCPT TO:<nobody3@mx.test>", 550).await,
+        second
+    );
+    assert_eq!(timed(&mut w, "BAZ", 500).await, second);
+    assert_eq!(timed(&mut w, "NOOP", 250).await, Duration::ZERO);
+    assert_eq!(
+        timed(&mut w, "RCPT TO:<b@mx.test>", 250).await,
+        Duration::ZERO
+    );
+    // Pipelined, the delays add up: two errors in one group, two seconds.
+    w.send("RCPT TO:<nobody4@mx.test>\r\nQUX\r\nNOOP\r\n").await;
+    let begun = Instant::now();
+    assert_eq!(w.reply().await.map(|r| r.0), Some(550));
+    assert_eq!(begun.elapsed(), 2 * second);
+    assert_eq!(w.reply().await.map(|r| r.0), Some(500));
+    assert_eq!(w.reply().await.map(|r| r.0), Some(250));
+    w.cmd("QUIT", 221).await;
     task.await.unwrap();
 }
 

@@ -60,6 +60,8 @@ pub(super) struct Conn<S> {
     discarding: bool,
     out: Vec<u8>,
     write_timeout: Duration,
+    /// How long to hold the queued replies before the next flush (see [`Conn::delay_replies`]).
+    penalty: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -73,6 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             discarding: false,
             out: Vec::new(),
             write_timeout,
+            penalty: Duration::ZERO,
         }
     }
 
@@ -105,6 +108,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Queues a reply; it goes out at the next flush.
     pub(super) fn queue(&mut self, reply: &Reply) {
         self.out.extend_from_slice(&reply.to_bytes());
+    }
+
+    /// Holds the queued replies `pause` longer before they go out (a client making error
+    /// after error is slowed down, as by Postfix's `smtpd_error_sleep_time`). The pause is
+    /// taken before the next read, not by a close.
+    pub(super) fn delay_replies(&mut self, pause: Duration) {
+        self.penalty = self.penalty.saturating_add(pause);
     }
 
     /// Sends the queued replies.
@@ -202,6 +212,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.buf.drain(..self.start);
                 self.start = 0;
                 self.scanned = self.buf.len();
+            }
+            if !self.penalty.is_zero() {
+                let pause = tokio::time::sleep(std::mem::take(&mut self.penalty));
+                match shutdown.as_deref_mut() {
+                    Some(rx) => tokio::select! {
+                        () = pause => {}
+                        () = shutdown_signal(rx) => return Err(ReadEnd::Shutdown),
+                    },
+                    None => pause.await,
+                }
             }
             self.flush().await.map_err(ReadEnd::Io)?;
             self.buf.reserve(CHUNK);

@@ -196,7 +196,7 @@ pub(crate) struct Session<S, H> {
     info: SessionInfo,
     txn: Txn,
     reading: Reading,
-    /// Syntax and sequence errors so far.
+    /// Syntax and sequence errors so far (the session never forgets them).
     errors: u32,
     /// Recipients refused with 5xx since the last message taken (see `rcpt.rs`).
     refused_rcpts: u32,
@@ -324,7 +324,17 @@ where
         if self.errors >= self.cfg.max_errors {
             return self.close_with(Reply::too_many_errors(&self.cfg.hostname));
         }
+        self.slow_down_after_errors();
         Flow::Continue
+    }
+
+    /// Past `errors_before_delay` bad commands and refused recipients, each one more holds
+    /// the replies `error_delay` longer: a client in a loop, or a harvester trying address
+    /// after address, gets one try a second, not thousands, before the limits close it.
+    fn slow_down_after_errors(&mut self) {
+        if self.errors + self.refused_rcpts > self.cfg.errors_before_delay {
+            self.conn.delay_replies(self.cfg.error_delay);
+        }
     }
 
     /// The `EHLO first` check shared by MAIL, AUTH and STARTTLS.

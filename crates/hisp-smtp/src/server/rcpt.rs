@@ -6,7 +6,8 @@
 //! message taken since is closed with `421 4.7.0`, as Postfix's `smtpd_hard_error_limit`
 //! does: otherwise one session could try address after address to learn who our users are
 //! (a directory harvest). A message taken resets the count, so a peer whose pooled session
-//! carries the odd unknown recipient now and then is never cut off.
+//! carries the odd unknown recipient now and then is never cut off. Before that, past a few
+//! refusals each one more is answered a second late (`errors_before_delay`, `error_delay`).
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -40,6 +41,7 @@ where
                     self.conn.queue(&reply);
                     return self.close_with(Reply::too_many_errors(&self.cfg.hostname));
                 }
+                self.slow_down_after_errors();
             }
             return self.reply(reply);
         }
