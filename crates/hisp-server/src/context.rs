@@ -13,7 +13,7 @@ use hisp_discovery::select::Policy;
 use hisp_discovery::Discovery;
 use hisp_store::Store;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Notify, Semaphore};
 
@@ -35,6 +35,10 @@ pub struct Context<S: Store> {
     pub client: hisp_smtp::ClientConfig,
     /// Idle SMTP sessions to peers, reused across deliveries.
     pub pool: hisp_smtp::client::Pool,
+    /// Destination domains suspended after a host failure.
+    pub destinations: crate::suspend::Destinations,
+    /// The queue flush count last seen (`hisp queue flush` lifts the suspensions).
+    flushes_seen: AtomicU64,
     /// The profile for received mail.
     pub profile: Profile,
     /// Where our relay port actually listens (local domains route here).
@@ -116,6 +120,8 @@ impl<S: Store> Context<S> {
             cert_cache: Arc::new(CertCache::new(4096)),
             client,
             pool: hisp_smtp::client::Pool::new(idle_sessions, std::time::Duration::from_secs(30)),
+            destinations: crate::suspend::Destinations::default(),
+            flushes_seen: AtomicU64::new(0),
             profile,
             relay_addr,
             // Stable across restarts, so a restarted daemon can take back its own leases.
@@ -152,8 +158,10 @@ impl<S: Store> Context<S> {
             return Ok(false);
         }
         self.reload_directory().await?;
-        // The operator acted (perhaps a new password for a locked account): start afresh.
+        // The operator acted (perhaps a new password for a locked account, or a route to a
+        // destination that could not be reached): start afresh.
         self.auth.clear();
+        self.destinations.clear();
         Ok(true)
     }
 
@@ -185,6 +193,18 @@ impl<S: Store> Context<S> {
                 tracing::error!(error = %e, "cannot reload the directory; keeping the previous one");
                 false
             }
+        }
+    }
+
+    /// Lift the destination suspensions if the operator flushed the queue since the last
+    /// look (`hisp queue flush`: deliver now, as Postfix's flush revives dead destinations).
+    pub async fn notice_flush(&self) {
+        match self.store.queue_flushes().await {
+            Ok(n) if self.flushes_seen.swap(n, Ordering::Relaxed) != n => {
+                self.destinations.clear();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the queue flush count"),
         }
     }
 

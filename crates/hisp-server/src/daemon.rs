@@ -240,7 +240,8 @@ async fn refresh_bundles<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Receiv
     }
 }
 
-/// Notice operator changes (users, anchors, routes, certificates) within two seconds.
+/// Notice operator changes (users, anchors, routes, certificates, a queue flush) within
+/// two seconds.
 async fn refresh_directory<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -250,6 +251,7 @@ async fn refresh_directory<S: Store>(ctx: Arc<Context<S>>, mut stop: watch::Rece
         if ctx.reload_directory_if_changed().await {
             ctx.wake_outbound.notify_one();
         }
+        ctx.notice_flush().await;
     }
 }
 

@@ -26,5 +26,6 @@ pub mod report;
 pub mod retention;
 pub mod smtp_handler;
 pub mod spill;
+pub mod suspend;
 pub mod tracker;
 pub mod users;

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub relayed: AtomicU64,
     /// Recipients whose delivery attempt failed temporarily (retried).
     pub retried: AtomicU64,
+    /// Recipients put off without an attempt: their domain was suspended (`suspend.rs`).
+    pub postponed: AtomicU64,
     /// Recipients failed permanently (5xx, no certificate, expiry, timeout, failure MDN).
     pub failed: AtomicU64,
     /// Messages delivered to local mailboxes.
@@ -124,6 +126,12 @@ impl Metrics {
             "hisp_recipients_retried_total",
             "Delivery attempts that failed temporarily.",
             &self.retried,
+        );
+        counter(
+            &mut out,
+            "hisp_recipients_postponed_total",
+            "Recipients put off without an attempt while their domain was suspended.",
+            &self.postponed,
         );
         counter(
             &mut out,
@@ -202,6 +210,15 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The gauge of destination domains suspended after a host failure (`suspend.rs`).
+pub fn render_suspended(n: usize, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP hisp_destinations_suspended Destination domains whose mail is put off after a host failure.\n\
+         # TYPE hisp_destinations_suspended gauge\nhisp_destinations_suspended {n}"
+    );
 }
 
 /// The gauges and counter of the SMTP ports' memory budget ([`hisp_smtp::DataBudget`]).

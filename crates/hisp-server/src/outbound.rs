@@ -6,8 +6,9 @@
 
 use crate::context::{Context, RecipientCerts};
 use crate::notify::Failure;
-use crate::outcome::finish;
+use crate::outcome::{finish, postpone};
 use crate::spill::{TempFile, LARGE};
+use crate::suspend::{Gate, Pass};
 use hisp_direct::keys::Credential;
 use hisp_direct::seal::{seal, seal_to, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError, Content};
@@ -54,13 +55,15 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         // A full batch means more may be due: finishing deliveries wake the loop again.
         ctx.backlog.store(leases.len() == want, Ordering::Relaxed);
         let idle = leases.is_empty();
-        // A retry may be due because the operator fixed its cause: use the fix. First
-        // attempts (nearly all of the work) do not pay for the check.
-        if leases
-            .iter()
-            .any(|l| l.recipients.iter().any(|r| r.attempts > 0))
-        {
+        // A retry may be due because the operator fixed its cause (or flushed the queue):
+        // use the fix. First attempts (nearly all of the work) do not pay for the check.
+        if leases.iter().any(|l| {
+            l.recipients
+                .iter()
+                .any(|r| r.attempts > 0 || r.last_error.is_some())
+        }) {
             ctx.reload_directory_if_changed().await;
+            ctx.notice_flush().await;
         }
         for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
             let ctx = ctx.clone();
@@ -131,6 +134,7 @@ pub fn deliver_now<S: Store>(
 /// groups were attempted. The workers do the same concurrently; tests with a manual clock
 /// call this to step the queue deterministically.
 pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
+    ctx.notice_flush().await;
     let now = ctx.now();
     let leases = ctx
         .store
@@ -174,6 +178,12 @@ pub async fn deliver_group<S: Store>(
         )
         .await;
     }
+    // Checked before sealing: mail for a suspended domain costs no crypto either.
+    let length = ctx.config.queue.retry_first.as_secs() as i64;
+    let pass = match ctx.destinations.gate(&lease.domain, now, length) {
+        Gate::Go(pass) => pass,
+        Gate::Wait { until, reason } => return postpone(ctx, &lease, until, &reason).await,
+    };
     let Prepared {
         sealed,
         reachable: rcpts,
@@ -203,7 +213,7 @@ pub async fn deliver_group<S: Store>(
     if rcpts.is_empty() {
         return finish(ctx, &lease, Vec::new(), no_cert, unknown, RcptState::Failed).await;
     }
-    let (relayed, failed, mut retry) = attempt(ctx, &lease, &rcpts, sealed.content()).await;
+    let (relayed, failed, mut retry) = attempt(ctx, &lease, &rcpts, sealed.content(), pass).await;
     if let (Sealed::Memory(bytes), true) = (&sealed, fresh && !retry.is_empty()) {
         // Kept for the retries only: a message delivered at once is never stored sealed
         // (nor is a large one: sealing again costs less than keeping it).
@@ -367,18 +377,20 @@ type Outcome = (
     Vec<(OutRecipient, String)>,
 );
 
-/// Deliver to the first target that answers; sort recipients by the replies.
+/// Deliver to the first target that answers; sort recipients by the replies. `pass` learns
+/// whether the domain's hosts could be reached at all.
 async fn attempt<S: Store>(
     ctx: &Context<S>,
     lease: &Lease,
     rcpts: &[OutRecipient],
     sealed: Content<'_>,
+    pass: Pass<'_>,
 ) -> Outcome {
     let targets = match ctx.route_for(&lease.domain) {
         Some(t) => vec![t],
         None => match resolve_mx(&lease.domain).await {
             Ok(t) => t,
-            Err(e) => return classify_error(rcpts, &e),
+            Err(e) => return host_error(ctx, pass, rcpts, &e),
         },
     };
     let env = Envelope {
@@ -387,10 +399,11 @@ async fn attempt<S: Store>(
         body_8bit: false,
         declared_size: Some(sealed.len()),
     };
-    let mut last_err = None;
+    let (mut last_err, mut answered) = (None, false);
     for t in &targets {
         match ctx.pool.deliver(t, &ctx.client, &env, sealed).await {
             Ok(d) => {
+                pass.reached();
                 let mut out: Outcome = (Vec::new(), Vec::new(), Vec::new());
                 for r in rcpts {
                     let reply = d
@@ -416,12 +429,24 @@ async fn attempt<S: Store>(
                 }
                 return out;
             }
-            Err(e) if e.is_permanent() => return classify_error(rcpts, &e),
-            Err(e) => last_err = Some(e),
+            Err(e) if e.is_permanent() => {
+                pass.reached();
+                return classify_error(rcpts, &e);
+            }
+            Err(e) => {
+                // A host that answered and failed the transaction shows the domain is
+                // reachable, though the next one is tried as before.
+                answered |= !e.is_host_failure();
+                last_err = Some(e);
+            }
         }
     }
     match last_err {
-        Some(e) => classify_error(rcpts, &e),
+        Some(e) if answered => {
+            pass.reached();
+            classify_error(rcpts, &e)
+        }
+        Some(e) => host_error(ctx, pass, rcpts, &e),
         None => (
             Vec::new(),
             Vec::new(),
@@ -431,6 +456,24 @@ async fn attempt<S: Store>(
                 .collect(),
         ),
     }
+}
+
+/// The domain's hosts could not be reached (when `e` says so, it is suspended); the
+/// recipients are sorted by `e` as any failure.
+fn host_error<S: Store>(
+    ctx: &Context<S>,
+    pass: Pass<'_>,
+    rcpts: &[OutRecipient],
+    e: &ClientError,
+) -> Outcome {
+    if e.is_host_failure() {
+        let now = ctx.now();
+        let until = now + ctx.config.queue.retry_first.as_secs() as i64;
+        pass.unreachable(now, until, &e.to_string());
+    } else {
+        pass.reached();
+    }
+    classify_error(rcpts, e)
 }
 
 fn classify_error(rcpts: &[OutRecipient], e: &ClientError) -> Outcome {

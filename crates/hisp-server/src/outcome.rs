@@ -107,6 +107,47 @@ pub(crate) async fn finish<S: Store>(
     );
 }
 
+/// Put the lease's recipients off until `until` without an attempt (their domain is
+/// suspended, `suspend.rs`): attempts unchanged, so the backoff schedule is not advanced.
+pub(crate) async fn postpone<S: Store>(ctx: &Context<S>, lease: &Lease, until: i64, reason: &str) {
+    let now = ctx.now();
+    let text = format!(
+        "not tried: delivery to {} is suspended for {} s more after: {reason}",
+        lease.domain,
+        (until - now).max(0)
+    );
+    let updates = lease
+        .recipients
+        .iter()
+        .map(|r| {
+            let last = Some(text.clone());
+            let (state, n) = (RcptState::Queued, r.attempts);
+            update(
+                lease,
+                r,
+                state,
+                n,
+                until,
+                last,
+                None,
+                "suspended",
+                &text,
+                now,
+            )
+        })
+        .collect();
+    if let Err(e) = ctx
+        .store
+        .update_recipients_notifying(updates, Vec::new())
+        .await
+    {
+        tracing::error!(error = %e, queue_id = %lease.message, "cannot put off a delivery");
+        return;
+    }
+    Metrics::add(&ctx.metrics.postponed, lease.recipients.len());
+    tracing::debug!(queue_id = %lease.message, domain = %lease.domain, until, "delivery put off");
+}
+
 /// One line per attempt, as an MTA's log has: queue id, domain, how many recipients went
 /// which way, and the delay. Addresses and the peer's reply text (which often repeats
 /// them) are in `hisp queue`; an address may name a patient, so it is not logged here.

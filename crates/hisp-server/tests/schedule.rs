@@ -161,6 +161,65 @@ async fn rfc5321_4_5_4_1_retries_double_from_2m_to_2h_and_relay_once_the_peer_re
     a.stop().await;
 }
 
+/// Postfix's dead-destination throttling ("delivery temporarily suspended"): a host failure
+/// (beta down, the connection refused) suspends beta's domain for `queue.retry_first`. Its
+/// other mail, and mail queued meanwhile, is put off to the suspension's end without a
+/// connection and without counting an attempt. When beta is back, `hisp queue flush` lifts
+/// the suspension (as Postfix's flush revives dead destinations) and everything goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_failure_suspends_the_domain_and_its_other_mail_waits_without_an_attempt() {
+    let t0 = now();
+    let (_root, a, mut b, clock) = alpha_up_beta_down(t0).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(queue(&a, &b.user, false).await.0);
+    }
+    let actx = ctx(&a);
+    assert_eq!(outbound::tick(actx).await, 3);
+    let mut rs = Vec::new();
+    for id in &ids {
+        rs.push(rcpt(&a, id).await);
+    }
+    assert_eq!(rs.iter().map(|r| r.attempts).sum::<u32>(), 1, "{rs:?}");
+    let suspended = |r: &hisp_store::OutRecipient| {
+        let why = r.last_error.clone().unwrap_or_default();
+        assert!(why.starts_with("not tried: delivery to "), "{why}");
+        assert!(why.contains("cannot connect"), "{why}");
+        assert_eq!((r.state, r.attempts), (RcptState::Queued, 0));
+        assert_eq!(
+            r.next_attempt,
+            t0 + 2 * MIN,
+            "put off to the suspension's end"
+        );
+    };
+    rs.iter().filter(|r| r.attempts == 0).for_each(suspended);
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "hisp_recipients_postponed_total"), 2.0);
+    assert_eq!(metric(&m, "hisp_destinations_suspended"), 1.0);
+
+    clock.set(t0 + MIN);
+    let (late, _) = queue(&a, &b.user, false).await;
+    assert_eq!(outbound::tick(actx).await, 1);
+    suspended(&rcpt(&a, &late).await);
+    ids.push(late);
+
+    b.start_listeners(clock.clone() as SharedClock)
+        .await
+        .unwrap();
+    assert_eq!(a.store.flush_queue(t0 + MIN).await.unwrap(), 4);
+    assert_eq!(outbound::tick(actx).await, 4);
+    for id in &ids {
+        let r = rcpt(&a, id).await;
+        assert_eq!(r.state, RcptState::Relayed, "{r:?}");
+    }
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "hisp_destinations_suspended"), 0.0);
+    assert_eq!(metric(&m, "hisp_recipients_retried_total"), 1.0);
+    b.stop().await;
+    let mut a = a;
+    a.stop().await;
+}
+
 /// DESIGN §4 / RFC 3464: a peer that never returns: attempts go on every 2 h, and the
 /// first one due at or after 5 days marks the recipient `expired` and puts a DSN in
 /// alice's mailbox (action failed, status 5.4.7, Final-Recipient bob, original Message-ID).

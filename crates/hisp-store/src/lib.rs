@@ -312,6 +312,9 @@ pub trait Store: Send + Sync + 'static {
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does); returns
     /// how many. Each gets a `flushed` event on its timeline.
     fn flush_queue(&self, now: UnixTime) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// How many times `flush_queue` ran, so a running daemon notices a flush (and stops
+    /// putting off mail for destinations it had found unreachable).
+    fn queue_flushes(&self) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Recipients still in hand: `queued`, or waiting for a notification (`relayed` or
     /// `processed` with a deadline), for the queue-depth metric.
     fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;

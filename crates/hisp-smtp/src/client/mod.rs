@@ -151,6 +151,29 @@ impl ClientError {
         }
     }
 
+    /// True when the failure is temporary and came before any transaction began (no
+    /// address, no connection, no greeting, EHLO/HELO or STARTTLS failing): it is about the
+    /// host, not the message, so every other message for that destination would meet it.
+    pub fn is_host_failure(&self) -> bool {
+        const SESSION_STAGES: [&str; 5] = ["greeting", "EHLO", "HELO", "STARTTLS", "TLS handshake"];
+        if self.is_permanent() {
+            return false;
+        }
+        match self {
+            ClientError::Resolve { .. }
+            | ClientError::MxLookup { .. }
+            | ClientError::Connect { .. }
+            | ClientError::Greeting(_)
+            | ClientError::TlsRequired { .. }
+            | ClientError::Tls { .. } => true,
+            ClientError::Rejected { stage, .. }
+            | ClientError::Timeout { stage }
+            | ClientError::Io { stage, .. }
+            | ClientError::BadReply { stage, .. } => SESSION_STAGES.contains(stage),
+            ClientError::NoSuchDomain { .. } | ClientError::NullMx { .. } => false,
+        }
+    }
+
     /// Whether the connection is still in a state where QUIT makes sense.
     fn dialogue_intact(&self) -> bool {
         matches!(
@@ -411,5 +434,26 @@ mod tests {
         assert!(!rejected(451).is_permanent());
         assert!(ClientError::NullMx { domain: "d".into() }.is_permanent());
         assert!(!ClientError::Timeout { stage: "DATA" }.is_permanent());
+    }
+
+    #[test]
+    fn host_failures_are_those_before_the_transaction() {
+        let refused = |stage, code| ClientError::Rejected {
+            stage,
+            reply: Reply::new(code, None, "x"),
+        };
+        let connect = ClientError::Connect {
+            target: "mx.example:25".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert!(connect.is_host_failure());
+        assert!(ClientError::Greeting(Reply::new(421, None, "busy")).is_host_failure());
+        assert!(ClientError::Timeout { stage: "greeting" }.is_host_failure());
+        assert!(refused("EHLO", 421).is_host_failure());
+        // About the message or its recipients, or final: not the host's state.
+        assert!(!ClientError::Greeting(Reply::new(554, None, "no")).is_host_failure());
+        assert!(!ClientError::Timeout { stage: "DATA" }.is_host_failure());
+        assert!(!refused("MAIL FROM", 451).is_host_failure());
+        assert!(!ClientError::NullMx { domain: "d".into() }.is_host_failure());
     }
 }

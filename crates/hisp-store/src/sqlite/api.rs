@@ -284,6 +284,10 @@ impl Store for SqliteStore {
         self.write(move |c| queue::flush(c, now)).await
     }
 
+    async fn queue_flushes(&self) -> StoreResult<u64> {
+        self.read(directory::flushes).await
+    }
+
     async fn queue_depth(&self) -> StoreResult<u64> {
         self.read(queue::queue_depth).await
     }

@@ -21,13 +21,30 @@ pub(super) fn bump(conn: &Connection) -> StoreResult<()> {
 
 /// The directory version.
 pub(super) fn version(conn: &Connection) -> StoreResult<u64> {
-    let what = "reading the directory version";
-    let version: i64 = conn
-        .prepare_cached("SELECT version FROM directory_version WHERE id = 1")
+    counter(
+        conn,
+        "directory_version.version",
+        "reading the directory version",
+    )
+}
+
+/// How many times the queue was flushed (`queue::flush` counts in the same row).
+pub(super) fn flushes(conn: &Connection) -> StoreResult<u64> {
+    counter(conn, "directory_version.flushes", "reading the flush count")
+}
+
+/// One of the counters in the `directory_version` row (`table.column`), which running
+/// daemons poll.
+fn counter(conn: &Connection, column: &'static str, what: &'static str) -> StoreResult<u64> {
+    let (table, name) = column
+        .split_once('.')
+        .unwrap_or(("directory_version", column));
+    let n: i64 = conn
+        .prepare_cached(&format!("SELECT {name} FROM {table} WHERE id = 1"))
         .map_err(db(what))?
         .query_row([], |row| row.get(0))
         .map_err(db(what))?;
-    unsigned(version, "directory_version.version")
+    unsigned(n, column)
 }
 
 /// Create a user or replace its password hash.

@@ -534,6 +534,10 @@ pub(super) fn flush(conn: &Connection, now: UnixTime) -> StoreResult<u64> {
         .map_err(db(what))?
         .execute([now])
         .map_err(db(what))?;
+    conn.prepare_cached("UPDATE directory_version SET flushes = flushes + 1 WHERE id = 1")
+        .map_err(db(what))?
+        .execute([])
+        .map_err(db(what))?;
     Ok(changed as u64)
 }
 

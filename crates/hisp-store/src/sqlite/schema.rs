@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -172,6 +172,12 @@ CREATE TABLE notifications (
 );
 ";
 
+/// Version 6: `hisp queue flush` counts itself, so a running daemon notices the operator
+/// asked for delivery now and lifts its destination suspensions.
+const SCHEMA_V6: &str = "
+ALTER TABLE directory_version ADD COLUMN flushes INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Version 5: bodies from `blobs::IN_FILES` up live in files beside the database (one write
 /// and fsync instead of the WAL and then the checkpoint); `file` names the file, and `body`
 /// is then empty. Rows written before keep their bodies inline.
@@ -315,6 +321,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
         2 => SCHEMA_V3,
         3 => SCHEMA_V4,
         4 => SCHEMA_V5,
+        5 => SCHEMA_V6,
         _ => {
             return Err(open_error(
                 path,

@@ -479,7 +479,10 @@ async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
         .unwrap()
         .is_empty());
 
+    assert_eq!(store.queue_flushes().await.unwrap(), 0);
     assert_eq!(store.flush_queue(150).await.unwrap(), 1);
+    // Counted, so a running daemon notices the operator asked for delivery now.
+    assert_eq!(store.queue_flushes().await.unwrap(), 1);
     let due = store.lease_due(150, "w2", 800, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].recipients[0].rcpt, "dave@b.example");
@@ -488,6 +491,7 @@ async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
         0,
         "nothing waits any more"
     );
+    assert_eq!(store.queue_flushes().await.unwrap(), 2);
     let flushed: Vec<_> = store
         .events(&id)
         .await

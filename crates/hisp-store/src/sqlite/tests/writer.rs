@@ -209,6 +209,34 @@ async fn open_creates_missing_directories() {
     assert_eq!(store.queue_depth().await.unwrap(), 0);
 }
 
+/// A store written by the previous version (schema 5, no flush count) is migrated when
+/// opened: what it held stays, and flushes are counted from zero.
+#[tokio::test]
+async fn open_migrates_a_schema_5_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hisp.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.set_user("a@x.example", "hash", 1).await.unwrap();
+    let version = store.directory_version().await.unwrap();
+    drop(store);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE directory_version DROP COLUMN flushes; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.directory_version().await.unwrap(), version);
+    assert!(store
+        .user_password_hash("a@x.example")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.queue_flushes().await.unwrap(), 0);
+    store.flush_queue(2).await.unwrap();
+    assert_eq!(store.queue_flushes().await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn open_refuses_a_newer_schema_version() {
     let dir = tempfile::tempdir().unwrap();
