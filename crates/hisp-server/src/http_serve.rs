@@ -190,7 +190,13 @@ mod tests {
     use super::*;
     use tokio::net::TcpStream;
 
-    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
+    /// A listener allowing 100 connections, `per_ip` from one address.
+    async fn start(per_ip: usize, exempt_loopback: bool) -> (SocketAddr, watch::Sender<bool>) {
+        let limits = Limits {
+            max: 100,
+            per_ip,
+            exempt_loopback,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let peer = |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
@@ -224,12 +230,7 @@ mod tests {
     /// Handlers see the client's address (the REST login throttle counts failures by it).
     #[tokio::test]
     async fn requests_carry_the_client_address() {
-        let limits = Limits {
-            max: 10,
-            per_ip: 10,
-            exempt_loopback: true,
-        };
-        let (addr, _stop) = start(limits).await;
+        let (addr, _stop) = start(10, true).await;
         assert!(get(addr, "/peer").await.ends_with("\r\n\r\n127.0.0.1"));
     }
 
@@ -237,12 +238,7 @@ mod tests {
     /// §4) for the next, while the total limit is far off; a closed one frees its place.
     #[tokio::test]
     async fn rfc6585_4_connections_past_the_per_address_limit_get_429() {
-        let limits = Limits {
-            max: 100,
-            per_ip: 2,
-            exempt_loopback: false,
-        };
-        let (addr, _stop) = start(limits).await;
+        let (addr, _stop) = start(2, false).await;
         let mut idle = Vec::new();
         for _ in 0..2 {
             idle.push(TcpStream::connect(addr).await.unwrap());
@@ -264,12 +260,7 @@ mod tests {
     /// Loopback is exempt by default, as for SMTP: a local edge gateway may hold many.
     #[tokio::test]
     async fn loopback_clients_are_not_counted_when_exempt() {
-        let limits = Limits {
-            max: 100,
-            per_ip: 1,
-            exempt_loopback: true,
-        };
-        let (addr, _stop) = start(limits).await;
+        let (addr, _stop) = start(1, true).await;
         let _held = TcpStream::connect(addr).await.unwrap();
         assert_eq!(status(addr).await, "HTTP/1.1 200 OK");
     }
