@@ -174,12 +174,12 @@ pub fn serve(a: &ServeArgs) -> Result<u8> {
         Ok(c) => c,
         Err(hisp_server::config::ConfigError::Invalid { path, problems }) => {
             for p in problems {
-                eprintln!("{}: {p}", path.display());
+                crate::say(true, &format!("{}: {p}", path.display()));
             }
             return Ok(1);
         }
         Err(e) => {
-            eprintln!("{e}");
+            crate::say(true, &e.to_string());
             return Ok(1);
         }
     };
@@ -192,12 +192,13 @@ pub fn serve(a: &ServeArgs) -> Result<u8> {
         let clock = std::sync::Arc::new(hisp_server::clock::SystemClock);
         let running = hisp_server::daemon::start(cfg, clock).await?;
         let http = if cfg_http_tls { "https" } else { "http" };
-        eprintln!(
+        let serving = format!(
             "hisp: serving: relay {}, submission {}, {http} {} (Ctrl-C to stop)",
             running.relay, running.submission, running.http
         );
+        crate::say(false, &serving);
         serve_until_stopped(&running, &a.config).await;
-        eprintln!("hisp: stopping");
+        crate::say(false, "hisp: stopping");
         running.shutdown().await;
         Ok(0)
     })

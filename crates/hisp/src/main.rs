@@ -82,14 +82,48 @@ enum Command {
     Mailbox(cmd_admin::MailboxArgs),
 }
 
+/// Set when stderr carries JSON logs: then nothing else may be written there.
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// A line for the operator about the process itself (serving, stopping, a bad
+/// configuration, the error it ends with): on stderr, or as an error event when stderr
+/// carries JSON logs (`error`) or on stdout (`!error`), so a log collector reads only JSON.
+pub(crate) fn say(error: bool, text: &str) {
+    match (JSON_LOGS.get().copied().unwrap_or(false), error) {
+        (false, _) => eprintln!("{text}"),
+        (true, true) => tracing::error!("{text}"),
+        (true, false) => println!("{text}"),
+    }
+}
+
+/// Logs to stderr, filtered by `HISP_LOG` (a `tracing` filter; `warn` by default), as text
+/// or, with `HISP_LOG_FORMAT=json`, one JSON object per line for a log collector.
+fn init_logs() -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HISP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("HISP_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => logs.init(),
+        Ok("json") => {
+            logs.json().init();
+            let _ = JSON_LOGS.set(true);
+        }
+        Ok(other) => {
+            return Err(format!(
+                "HISP_LOG_FORMAT must be `text` or `json`, not `{other}`: unset it for text"
+            ))
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HISP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logs() {
+        eprintln!("hisp: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo::run(),
@@ -116,7 +150,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("hisp: {e:#}");
+            say(true, &format!("hisp: {e:#}"));
             ExitCode::from(2)
         }
     }

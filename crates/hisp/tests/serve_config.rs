@@ -285,6 +285,72 @@ fn design_3_serve_refuses_to_start_on_bad_config() {
 }
 
 /// `Err(Rejected { stage: "AUTH", .. })`: the credentials were refused.
+/// `HISP_LOG_FORMAT=json`: every log line is one JSON object (for a log collector), here
+/// the daemon's `hisp started` at info, and a bad configuration's problems as errors; any
+/// other value is refused, naming the variable.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (_tmp, inst) = fresh();
+    let log = inst.dir.join("json.log");
+    let mut child = inst
+        .serve_command()
+        .env("HISP_LOG", "info")
+        .env("HISP_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        text().contains("hisp started")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "no start logged:\n{}", text());
+    let lines: Vec<serde_json::Value> = text()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let start = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "hisp started")
+        .expect("the start event");
+    assert_eq!(start["level"], "INFO");
+    assert!(start["fields"]["relay"].is_string(), "{start}");
+
+    // A bad configuration is reported as JSON error events too, naming the key.
+    let text = std::fs::read_to_string(&inst.config).unwrap();
+    let broken = variant(
+        &inst,
+        "broken.toml",
+        &text.replace("[smtp]", "[smtp]\nbogus = 1"),
+    );
+    let r = run(
+        common::hisp()
+            .env("HISP_LOG_FORMAT", "json")
+            .args(["serve", "--config"])
+            .arg(&broken),
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for l in r.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(v["level"], "ERROR");
+    }
+    assert!(r.stderr.contains("bogus"), "{}", r.stderr);
+
+    let bad = run(
+        common::hisp()
+            .env("HISP_LOG_FORMAT", "yaml")
+            .args(["serve", "--check", "--config"])
+            .arg(&inst.config),
+        None,
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("HISP_LOG_FORMAT"), "{}", bad.stderr);
+}
+
 fn auth_refused(r: &Result<hisp_smtp::client::Delivery, ClientError>) -> bool {
     matches!(r, Err(ClientError::Rejected { stage: "AUTH", .. }))
 }
