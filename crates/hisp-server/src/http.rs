@@ -75,7 +75,7 @@ async fn metrics<S: Store>(State(h): St<S>) -> Response {
     let depth = h.ctx.store.queue_depth().await.unwrap_or(0);
     let mut text = h.ctx.metrics.render(depth);
     crate::metrics::render_data_budget(&h.ctx.data_budget, &mut text);
-    crate::metrics::render_suspended(h.ctx.destinations.len(), &mut text);
+    crate::metrics::render_suspended(h.ctx.destinations.suspended(), &mut text);
     if let Some(d) = &h.ctx.discovery {
         use std::sync::atomic::Ordering::Relaxed;
         text.push_str(&format!(

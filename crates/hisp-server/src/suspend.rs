@@ -1,17 +1,18 @@
-//! Destinations suspended after a failure that is about the host, not the message: no
+//! Destinations suspended after failures that are about the host, not the message: no
 //! address, no connection, no greeting, EHLO or STARTTLS failing. Postfix marks such a
 //! destination dead and defers its other mail with "delivery temporarily suspended"; so do
 //! we. Without it, a peer that is down or black-holes connections takes every delivery slot
 //! for the connect and greeting timeouts, one message after another, while the mail for
-//! every other peer waits.
+//! every other peer waits. As in Postfix, it takes a failed cohort: as many host failures
+//! in a row as deliveries were under way at once, so a busy peer that refuses one session
+//! (too many from our address) while it takes the others is not taken for a dead one.
 //!
 //! A suspension lasts `queue.retry_first` (2 min). Mail for the domain meanwhile is put off
-//! to its end without a connection and without counting an attempt, so a message flushed
-//! by the operator (`hisp queue flush`) is at worst held until then, not pushed down the
-//! backoff schedule. When the suspension ends, one delivery (the probe) finds out whether
-//! the host is back while the others wait a little more: a success lifts the suspension, a
-//! host failure starts a new one. Any change to the directory (`hisp route add` fixing a
-//! route, say) lifts every suspension.
+//! to its end without a connection and without counting an attempt, so it is not pushed
+//! down the backoff schedule. When the suspension ends, one delivery (the probe) finds out
+//! whether the host is back while the others wait a little more: a success lifts the
+//! suspension, a host failure starts a new one. `hisp queue flush` and any change to the
+//! directory (`hisp route add` fixing a route, say) lift every suspension.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -22,10 +23,22 @@ const PROBE_WAIT_S: i64 = 30;
 /// A probe not reported within this long is taken as lost, and another may go.
 const PROBE_LOST_S: i64 = 600;
 
-/// The suspended destination domains of this daemon.
+/// What this daemon knows of its destination domains: deliveries under way, host failures
+/// since the last success, and suspensions. A domain with none of these has no entry.
 #[derive(Debug, Default)]
 pub struct Destinations {
-    map: Mutex<HashMap<String, Suspension>>,
+    map: Mutex<HashMap<String, Domain>>,
+}
+
+#[derive(Debug, Default)]
+struct Domain {
+    in_flight: u32,
+    /// Host failures since the last success.
+    failures: u32,
+    /// The most deliveries under way at once since the last success (at least those under
+    /// way then): that many failures in a row mean the host is down, not busy.
+    cohort: u32,
+    suspended: Option<Suspension>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +47,12 @@ struct Suspension {
     reason: String,
     /// When the probe under way began.
     probe: Option<i64>,
+}
+
+impl Domain {
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.failures == 0 && self.suspended.is_none()
+    }
 }
 
 /// Whether a delivery may go ahead now.
@@ -50,8 +69,9 @@ pub enum Gate<'a> {
     },
 }
 
-/// Leave to deliver to a domain; a probe, when the domain was suspended. Dropping a probe
-/// without reporting (the attempt never reached the network) lets the next delivery probe.
+/// Leave to deliver to a domain (a probe, when the domain was suspended), counted as under
+/// way until dropped. Dropping a probe unreported (the attempt never reached the network)
+/// lets the next delivery probe.
 #[derive(Debug)]
 pub struct Pass<'a> {
     dests: &'a Destinations,
@@ -60,7 +80,7 @@ pub struct Pass<'a> {
 }
 
 impl Destinations {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Suspension>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Domain>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -68,8 +88,9 @@ impl Destinations {
     pub fn gate(&self, domain: &str, now: i64, length: i64) -> Gate<'_> {
         let domain = domain.to_ascii_lowercase();
         let mut map = self.lock();
+        let d = map.entry(domain.clone()).or_default();
         let mut probe = false;
-        if let Some(s) = map.get_mut(&domain) {
+        if let Some(s) = d.suspended.as_mut() {
             let probing = s.probe.is_some_and(|began| now < began + PROBE_LOST_S);
             if now < s.until || probing {
                 let until = if now < s.until {
@@ -85,6 +106,8 @@ impl Destinations {
             s.probe = Some(now);
             probe = true;
         }
+        d.in_flight += 1;
+        d.cohort = d.cohort.max(d.in_flight);
         Gate::Go(Pass {
             dests: self,
             domain,
@@ -92,45 +115,54 @@ impl Destinations {
         })
     }
 
-    /// Lift every suspension: the operator changed the directory.
+    /// Lift every suspension: the operator changed the directory or flushed the queue.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut map = self.lock();
+        for d in map.values_mut() {
+            d.failures = 0;
+            d.suspended = None;
+        }
+        map.retain(|_, d| !d.idle());
     }
 
     /// How many domains are suspended (for `/metrics`).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn suspended(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|d| d.suspended.is_some())
+            .count()
     }
 }
 
 impl Pass<'_> {
     /// The host answered (whatever it said about the message): the domain is reachable.
-    pub fn reached(self) {
-        if self.dests.lock().remove(&self.domain).is_some() {
-            tracing::info!(domain = %self.domain, "destination reachable again: suspension lifted");
+    pub fn reached(mut self) {
+        let mut map = self.dests.lock();
+        if let Some(d) = map.get_mut(&self.domain) {
+            d.failures = 0;
+            d.cohort = d.in_flight;
+            if d.suspended.take().is_some() {
+                tracing::info!(domain = %self.domain, "destination reachable again: suspension lifted");
+            }
         }
+        self.probe = false;
     }
 
-    /// The host failed before any transaction: suspend the domain until `until`.
-    pub fn unreachable(self, now: i64, until: i64, reason: &str) {
-        let fresh = self
-            .dests
-            .lock()
-            .insert(
-                self.domain.clone(),
-                Suspension {
-                    until,
-                    reason: reason.to_string(),
-                    probe: None,
-                },
-            )
-            .is_none();
-        if fresh {
+    /// The host failed before any transaction. The domain is suspended until `until` once
+    /// such failures since the last success are as many as the deliveries that were under
+    /// way at once meanwhile (Postfix's failed cohort): one session refused by a busy peer
+    /// that is taking the others does not stop its mail. A failed probe suspends it again.
+    pub fn unreachable(mut self, now: i64, until: i64, reason: &str) {
+        let mut map = self.dests.lock();
+        let Some(d) = map.get_mut(&self.domain) else {
+            return;
+        };
+        d.failures += 1;
+        let cohort = d.failures >= d.cohort;
+        if !(self.probe || cohort) || d.suspended.as_ref().is_some_and(|s| s.until >= until) {
+            return;
+        }
+        if d.suspended.is_none() {
             tracing::warn!(
                 domain = %self.domain,
                 suspended_s = until - now,
@@ -138,16 +170,29 @@ impl Pass<'_> {
                 "destination unreachable: its other mail is deferred without a connection until the suspension ends"
             );
         }
+        d.suspended = Some(Suspension {
+            until,
+            reason: reason.to_string(),
+            probe: None,
+        });
+        self.probe = false;
     }
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        if !self.probe {
+        let mut map = self.dests.lock();
+        let Some(d) = map.get_mut(&self.domain) else {
             return;
+        };
+        d.in_flight = d.in_flight.saturating_sub(1);
+        if self.probe {
+            if let Some(s) = d.suspended.as_mut() {
+                s.probe = None;
+            }
         }
-        if let Some(s) = self.dests.lock().get_mut(&self.domain) {
-            s.probe = None;
+        if d.idle() {
+            map.remove(&self.domain);
         }
     }
 }
@@ -188,8 +233,44 @@ mod tests {
         assert_eq!(wait(d.gate("peer.example", 1200, 120)), 1250);
         let probe = go(d.gate("peer.example", 1250, 120));
         probe.reached();
-        assert!(d.is_empty());
+        assert_eq!(d.suspended(), 0);
         assert!(!go(d.gate("peer.example", 1251, 120)).probe);
+        assert!(
+            d.lock().is_empty(),
+            "nothing kept for a domain that is fine"
+        );
+    }
+
+    /// A busy peer refusing one session (421 at the greeting: too many from our address)
+    /// while it takes the others is not a dead one.
+    #[test]
+    fn one_failure_among_deliveries_that_reach_the_host_suspends_nothing() {
+        let d = Destinations::default();
+        let passes: Vec<Pass<'_>> = (0..3).map(|_| go(d.gate("busy.example", 0, 120))).collect();
+        let mut passes = passes.into_iter();
+        passes
+            .next()
+            .unwrap()
+            .unreachable(1, 121, "the server refused the session: 421");
+        assert_eq!(d.suspended(), 0);
+        passes.next().unwrap().reached();
+        passes
+            .next()
+            .unwrap()
+            .unreachable(2, 122, "the server refused the session: 421");
+        assert_eq!(
+            d.suspended(),
+            0,
+            "the failure count restarted at the success"
+        );
+        // As many failures in a row as deliveries were under way: a failed cohort.
+        let (a, b) = (
+            go(d.gate("busy.example", 3, 120)),
+            go(d.gate("busy.example", 3, 120)),
+        );
+        a.unreachable(4, 124, "refused");
+        b.unreachable(4, 124, "refused");
+        assert_eq!(d.suspended(), 1);
     }
 
     #[test]
@@ -210,8 +291,9 @@ mod tests {
         let d = Destinations::default();
         go(d.gate("a.example", 0, 120)).unreachable(0, 120, "refused");
         go(d.gate("b.example", 0, 120)).unreachable(0, 120, "refused");
-        assert_eq!(d.len(), 2);
+        assert_eq!(d.suspended(), 2);
         d.clear();
+        assert_eq!(d.suspended(), 0);
         assert!(!go(d.gate("a.example", 1, 120)).probe);
     }
 }
