@@ -76,7 +76,8 @@ pub enum Gate<'a> {
 pub struct Pass<'a> {
     dests: &'a Destinations,
     domain: String,
-    probe: bool,
+    /// When this probe began (`None`: not a probe, or reported).
+    probe: Option<i64>,
 }
 
 impl Destinations {
@@ -89,7 +90,7 @@ impl Destinations {
         let domain = domain.to_ascii_lowercase();
         let mut map = self.lock();
         let d = map.entry(domain.clone()).or_default();
-        let mut probe = false;
+        let mut probe = None;
         if let Some(s) = d.suspended.as_mut() {
             let probing = s.probe.is_some_and(|began| now < began + PROBE_LOST_S);
             if now < s.until || probing {
@@ -104,7 +105,7 @@ impl Destinations {
                 };
             }
             s.probe = Some(now);
-            probe = true;
+            probe = Some(now);
         }
         d.in_flight += 1;
         d.cohort = d.cohort.max(d.in_flight);
@@ -145,7 +146,7 @@ impl Pass<'_> {
                 tracing::info!(domain = %self.domain, "destination reachable again: suspension lifted");
             }
         }
-        self.probe = false;
+        self.probe = None;
     }
 
     /// The host failed before any transaction. The domain is suspended until `until` once
@@ -159,7 +160,9 @@ impl Pass<'_> {
         };
         d.failures += 1;
         let cohort = d.failures >= d.cohort;
-        if !(self.probe || cohort) || d.suspended.as_ref().is_some_and(|s| s.until >= until) {
+        if !(self.probe.is_some() || cohort)
+            || d.suspended.as_ref().is_some_and(|s| s.until >= until)
+        {
             return;
         }
         if d.suspended.is_none() {
@@ -175,7 +178,7 @@ impl Pass<'_> {
             reason: reason.to_string(),
             probe: None,
         });
-        self.probe = false;
+        self.probe = None;
     }
 }
 
@@ -186,8 +189,9 @@ impl Drop for Pass<'_> {
             return;
         };
         d.in_flight = d.in_flight.saturating_sub(1);
-        if self.probe {
-            if let Some(s) = d.suspended.as_mut() {
+        // Only this probe's own mark: a suspension started since has its own probe.
+        if let (Some(began), Some(s)) = (self.probe, d.suspended.as_mut()) {
+            if s.probe == Some(began) {
                 s.probe = None;
             }
         }
@@ -211,7 +215,7 @@ mod tests {
     fn wait(g: Gate<'_>) -> i64 {
         match g {
             Gate::Wait { until, .. } => until,
-            Gate::Go(p) => panic!("let go (probe: {})", p.probe),
+            Gate::Go(p) => panic!("let go (probe: {:?})", p.probe),
         }
     }
 
@@ -227,14 +231,14 @@ mod tests {
         assert!(matches!(d.gate("other.example", 1100, 120), Gate::Go(_)));
         // At the end, one probe goes; the rest wait for it, 30 s at a time.
         let probe = go(d.gate("peer.example", 1126, 120));
-        assert!(probe.probe);
+        assert!(probe.probe.is_some());
         assert_eq!(wait(d.gate("peer.example", 1127, 120)), 1157);
         probe.unreachable(1130, 1250, "timed out at greeting");
         assert_eq!(wait(d.gate("peer.example", 1200, 120)), 1250);
         let probe = go(d.gate("peer.example", 1250, 120));
         probe.reached();
         assert_eq!(d.suspended(), 0);
-        assert!(!go(d.gate("peer.example", 1251, 120)).probe);
+        assert!(go(d.gate("peer.example", 1251, 120)).probe.is_none());
         assert!(
             d.lock().is_empty(),
             "nothing kept for a domain that is fine"
@@ -283,7 +287,9 @@ mod tests {
         // Lost (never dropped, never reported): after PROBE_LOST_S another goes.
         std::mem::forget(probe);
         assert_eq!(wait(d.gate("peer.example", 200, 120)), 230);
-        assert!(go(d.gate("peer.example", 121 + PROBE_LOST_S, 120)).probe);
+        assert!(go(d.gate("peer.example", 121 + PROBE_LOST_S, 120))
+            .probe
+            .is_some());
     }
 
     #[test]
@@ -294,6 +300,104 @@ mod tests {
         assert_eq!(d.suspended(), 2);
         d.clear();
         assert_eq!(d.suspended(), 0);
-        assert!(!go(d.gate("a.example", 1, 120)).probe);
+        assert!(go(d.gate("a.example", 1, 120)).probe.is_none());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Gate(usize, i64),
+        Reached(usize),
+        Unreachable(usize),
+        Drop(usize),
+        Clear,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..3usize, 0..200i64).prop_map(|(d, dt)| Op::Gate(d, dt)),
+            (0..8usize).prop_map(Op::Reached),
+            (0..8usize).prop_map(Op::Unreachable),
+            (0..8usize).prop_map(Op::Drop),
+            Just(Op::Clear),
+        ]
+    }
+
+    fn take<'a>(passes: &mut Vec<Pass<'a>>, i: usize) -> Option<Pass<'a>> {
+        (!passes.is_empty()).then(|| passes.remove(i % passes.len()))
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of deliveries and outcomes: each domain's count of deliveries
+        /// under way is the passes alive for it, a suspension's probe is a pass alive, mail
+        /// waits only for a suspended domain, nothing is kept for a domain with nothing to
+        /// remember, and nothing at all once every pass is gone and the suspensions lifted.
+        #[test]
+        fn the_bookkeeping_holds_for_any_sequence(ops in proptest::collection::vec(op(), 1..60)) {
+            check_sequence(ops)?;
+        }
+    }
+
+    fn check_sequence(ops: Vec<Op>) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::{prop_assert, prop_assert_eq};
+        let d = Destinations::default();
+        let names = ["a.example", "b.example", "c.example"];
+        let mut now = 0;
+        let mut passes: Vec<Pass<'_>> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Gate(i, dt) => {
+                    now += dt;
+                    let was_suspended = d
+                        .lock()
+                        .get(names[i])
+                        .is_some_and(|x| x.suspended.is_some());
+                    match d.gate(names[i], now, 120) {
+                        Gate::Go(p) => passes.push(p),
+                        Gate::Wait { until, .. } => {
+                            prop_assert!(was_suspended);
+                            prop_assert!(until > now);
+                        }
+                    }
+                }
+                Op::Reached(i) => {
+                    if let Some(p) = take(&mut passes, i) {
+                        let name = p.domain.clone();
+                        p.reached();
+                        let map = d.lock();
+                        prop_assert!(map.get(&name).is_none_or(|x| x.suspended.is_none()));
+                    }
+                }
+                Op::Unreachable(i) => {
+                    if let Some(p) = take(&mut passes, i) {
+                        p.unreachable(now, now + 120, "refused");
+                    }
+                }
+                Op::Drop(i) => drop(take(&mut passes, i)),
+                Op::Clear => d.clear(),
+            }
+            let map = d.lock();
+            for name in names {
+                let alive = passes.iter().filter(|p| p.domain == name).count() as u32;
+                match map.get(name) {
+                    None => prop_assert_eq!(alive, 0),
+                    Some(x) => {
+                        prop_assert_eq!(x.in_flight, alive);
+                        prop_assert!(!x.idle());
+                        // A probe marked is one alive (none is forgotten here).
+                        if let Some(began) = x.suspended.as_ref().and_then(|s| s.probe) {
+                            let marked = passes
+                                .iter()
+                                .filter(|p| p.domain == name && p.probe == Some(began));
+                            prop_assert_eq!(marked.count(), 1);
+                        }
+                    }
+                }
+            }
+        }
+        passes.clear();
+        d.clear();
+        prop_assert!(d.lock().is_empty());
+        Ok(())
     }
 }
