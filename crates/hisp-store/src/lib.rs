@@ -103,6 +103,26 @@ pub(crate) fn io_is_full(e: &std::io::Error) -> bool {
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How a lease shares the delivery slots among destinations (see
+/// [`Store::lease_due_shared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Domains passed over (deliveries to them are at their limit).
+    pub skip: Vec<String>,
+    /// At most this many groups of one domain per lease.
+    pub per_domain: usize,
+}
+
+impl Default for Share {
+    /// No sharing: every due group, in due order.
+    fn default() -> Self {
+        Share {
+            skip: Vec::new(),
+            per_domain: usize::MAX,
+        }
+    }
+}
+
 /// Everything the daemon and the operator commands keep. Every method that changes state is
 /// durable when its future resolves `Ok` (committed and synced), which is what lets the SMTP
 /// server answer `250`. Times are Unix seconds passed in by the caller (the daemon's clock
@@ -229,6 +249,17 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         lease_until: UnixTime,
         limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Lease>>> + Send;
+    /// [`Store::lease_due`] sharing the delivery slots among destinations (`share`): groups
+    /// of the domains in `share.skip` are passed over, and at most `share.per_domain` groups
+    /// of any one domain are taken.
+    fn lease_due_shared(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+        share: Share,
     ) -> impl Future<Output = StoreResult<Vec<Lease>>> + Send;
     /// Release every lease held by `owner` (outbound and inbound): a daemon restarting under
     /// the same name takes back the work its killed predecessor had in hand, at once instead

@@ -10,7 +10,7 @@ use crate::{
     Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
     NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
     OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId, Queued, RcptState,
-    RcptUpdate, RecordStep, Route, StaticCert, Store, StoreResult, UnixTime,
+    RcptUpdate, RecordStep, Route, Share, StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -182,10 +182,22 @@ impl Store for SqliteStore {
         lease_until: UnixTime,
         limit: usize,
     ) -> StoreResult<Vec<Lease>> {
+        self.lease_due_shared(now, owner, lease_until, limit, Share::default())
+            .await
+    }
+
+    async fn lease_due_shared(
+        &self,
+        now: UnixTime,
+        owner: &str,
+        lease_until: UnixTime,
+        limit: usize,
+        share: Share,
+    ) -> StoreResult<Vec<Lease>> {
         let owner = owner.to_owned();
         // Leasing is bookkeeping too: under load it rides on a submission's commit instead
         // of paying for its own (a sixth of the commits at saturation).
-        self.write_deferred(move |c| queue::lease_due(c, now, &owner, lease_until, limit))
+        self.write_deferred(move |c| queue::lease_due(c, now, &owner, lease_until, limit, &share))
             .await
     }
 
@@ -231,12 +243,12 @@ impl Store for SqliteStore {
         rcpt: &str,
     ) -> StoreResult<Option<OutRecipient>> {
         let (message_id, rcpt) = (message_id.to_owned(), rcpt.to_owned());
-        self.read(move |c| queue::find_recipient(c, &message_id, &rcpt))
+        self.read(move |c| tracking::find_recipient(c, &message_id, &rcpt))
             .await
     }
 
     async fn overdue(&self, now: UnixTime, limit: usize) -> StoreResult<Vec<OutRecipient>> {
-        self.read(move |c| queue::overdue(c, now, limit)).await
+        self.read(move |c| tracking::overdue(c, now, limit)).await
     }
 
     async fn outbound(&self, id: &QueueId) -> StoreResult<Option<OutMessage>> {

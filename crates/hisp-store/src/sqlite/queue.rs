@@ -13,11 +13,12 @@ use super::{
 };
 use crate::{
     Lease, LeaseContent, LeaseTo, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId,
-    RcptState, RcptUpdate, StoreError, StoreResult, UnixTime,
+    RcptState, RcptUpdate, Share, StoreError, StoreResult, UnixTime,
 };
 
 /// The columns [`out_recipient`] reads, from `recipients r JOIN messages m`.
-const RCPT_COLUMNS: &str = "r.message, r.rcpt, r.domain, r.state, r.attempts, r.next_attempt, \
+pub(super) const RCPT_COLUMNS: &str =
+    "r.message, r.rcpt, r.domain, r.state, r.attempts, r.next_attempt, \
      r.last_error, m.wants_dispatched, r.deadline, r.updated, m.sender";
 
 /// The columns [`out_message`] reads, from `messages`.
@@ -62,24 +63,6 @@ fn cancellable_sql() -> String {
     )
 }
 
-/// Recipients past their deadline `?1`, earliest first, at most `?2`. The unary `+` keeps
-/// SQLite from choosing the state index, which lists every recipient awaiting an MDN
-/// (all of the last hour's mail when peers are slow) and sorts them at each sweep; the
-/// deadline index reads only the overdue ones, already in order.
-fn overdue_sql() -> String {
-    format!(
-        "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-         WHERE +r.state IN ('relayed', 'processed') AND r.deadline IS NOT NULL \
-         AND r.deadline < ?1 ORDER BY r.deadline, r.seq LIMIT ?2"
-    )
-}
-
-/// The overdue sweep's statement, for the test that checks it reads the deadline index.
-#[cfg(test)]
-pub(super) fn overdue_sql_for_test() -> String {
-    overdue_sql()
-}
-
 /// The statements run once per message against the recipients table, for the test that
 /// checks each finds its rows by the message rather than by walking the queue.
 #[cfg(test)]
@@ -91,7 +74,7 @@ pub(super) fn per_message_sql() -> Vec<String> {
 const WAITING: &str = "state = 'queued' AND next_attempt > ?1 \
      AND (lease_owner IS NULL OR lease_until < ?1)";
 
-fn out_recipient(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutRecipient>> {
+pub(super) fn out_recipient(row: &Row<'_>) -> rusqlite::Result<StoreResult<OutRecipient>> {
     let state = value!(parse_name(
         row.get(3)?,
         "recipients.state",
@@ -286,28 +269,17 @@ pub(super) fn lease_due(
     owner: &str,
     lease_until: UnixTime,
     limit: usize,
+    share: &Share,
 ) -> StoreResult<Vec<Lease>> {
     let what = "leasing due recipients";
-    // Walk the due index in order and stop early: a GROUP BY over every due row would cost
-    // O(queue) per lease, O(queue²) to drain a backlog.
-    let mut groups_stmt = conn
-        .prepare_cached(&format!(
-            "SELECT r.message, r.domain FROM recipients r WHERE {LEASABLE} \
-             ORDER BY r.next_attempt, r.seq LIMIT ?2"
-        ))
-        .map_err(db(what))?;
-    let rows: Vec<(String, String)> = collect(
-        &mut groups_stmt,
-        params![now, sql_limit(limit.saturating_mul(8).max(limit))],
-        what,
-        |row| Ok(Ok((row.get(0)?, row.get(1)?))),
-    )?;
+    let rows = due_groups(conn, now, limit, &share.skip)?;
     let mut groups: Vec<(String, String)> = Vec::with_capacity(limit);
     for g in rows {
         if groups.len() == limit {
             break;
         }
-        if !groups.contains(&g) {
+        let same_domain = groups.iter().filter(|(_, d)| *d == g.1).count();
+        if !groups.contains(&g) && same_domain < share.per_domain {
             groups.push(g);
         }
     }
@@ -348,6 +320,39 @@ pub(super) fn lease_due(
         });
     }
     Ok(leases)
+}
+
+/// The (message, domain) of due rows in due order, passing over the domains in `skip`.
+/// The due index is walked in order and the walk stops early: a GROUP BY over every due
+/// row would cost O(queue) per lease, O(queue²) to drain a backlog.
+fn due_groups(
+    conn: &Connection,
+    now: UnixTime,
+    limit: usize,
+    skip: &[String],
+) -> StoreResult<Vec<(String, String)>> {
+    let what = "leasing due recipients";
+    // Rows past the first `limit` groups' own: a message's recipients in one domain share
+    // a group, so a few more rows than groups are read.
+    let rows = sql_limit(limit.saturating_mul(8).max(limit));
+    let select = |skipping: &str| {
+        format!(
+            "SELECT r.message, r.domain FROM recipients r WHERE {LEASABLE}{skipping} \
+             ORDER BY r.next_attempt, r.seq LIMIT ?2"
+        )
+    };
+    let pair = |row: &rusqlite::Row<'_>| Ok(Ok((row.get(0)?, row.get(1)?)));
+    if skip.is_empty() {
+        let mut stmt = conn.prepare_cached(&select("")).map_err(db(what))?;
+        return collect(&mut stmt, params![now, rows], what, pair);
+    }
+    // Rare (a destination at its concurrency limit) and of varying length: not cached.
+    let marks: Vec<String> = (3..3 + skip.len()).map(|i| format!("?{i}")).collect();
+    let sql = select(&format!(" AND r.domain NOT IN ({})", marks.join(", ")));
+    let mut stmt = conn.prepare(&sql).map_err(db(what))?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &rows];
+    values.extend(skip.iter().map(|d| d as &dyn rusqlite::ToSql));
+    collect(&mut stmt, values.as_slice(), what, pair)
 }
 
 /// The content of a leased group when the database holds it: read here, on the writer's
@@ -418,49 +423,6 @@ pub(super) fn update_recipients(conn: &Connection, updates: &[RcptUpdate]) -> St
         }
     }
     Ok(())
-}
-
-/// The recipient a notification is about: outbound messages (never notifications) with
-/// that Message-ID and recipient; the newest when several match.
-pub(super) fn find_recipient(
-    conn: &Connection,
-    message_id: &str,
-    rcpt: &str,
-) -> StoreResult<Option<OutRecipient>> {
-    let what = "finding a recipient";
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            // CROSS JOIN fixes the order: messages by Message-ID first (a handful of rows),
-            // then the recipient by its unique key. The other order walks every message
-            // the recipient ever had.
-            "SELECT {RCPT_COLUMNS} FROM messages m CROSS JOIN recipients r ON m.id = r.message \
-             WHERE m.message_id = ?1 AND m.kind = 'message' AND r.rcpt = ?2 \
-             ORDER BY m.created DESC, m.seq DESC LIMIT 1"
-        ))
-        .map_err(db(what))?;
-    Ok(collect(
-        &mut stmt,
-        params![message_id, fold(rcpt)],
-        what,
-        out_recipient,
-    )?
-    .pop())
-}
-
-/// Recipients waiting for a notification past their deadline, earliest deadline first.
-pub(super) fn overdue(
-    conn: &Connection,
-    now: UnixTime,
-    limit: usize,
-) -> StoreResult<Vec<OutRecipient>> {
-    let what = "listing overdue recipients";
-    let mut stmt = conn.prepare_cached(&overdue_sql()).map_err(db(what))?;
-    collect(
-        &mut stmt,
-        params![now, sql_limit(limit)],
-        what,
-        out_recipient,
-    )
 }
 
 /// One message with its recipients in submission order.

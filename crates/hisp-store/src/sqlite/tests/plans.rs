@@ -46,7 +46,7 @@ fn per_message_statements_search_recipients_by_message() {
 #[test]
 fn overdue_sweep_reads_only_overdue_recipients_in_deadline_order() {
     let (_dir, conn) = schema_only();
-    let sql = crate::sqlite::queue::overdue_sql_for_test();
+    let sql = crate::sqlite::tracking::overdue_sql_for_test();
     let plan = plan(&conn, &sql);
     assert!(
         plan.contains("USING INDEX recipients_deadline (") && !plan.contains("TEMP B-TREE"),

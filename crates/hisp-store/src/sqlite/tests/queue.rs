@@ -4,7 +4,7 @@
 use super::{fresh, message, update};
 use crate::{
     EntryKind, LeaseTo, NewEvent, NewMailboxEntry, OutKind, OutRecipient, QueueId, RcptState,
-    Store, StoreError,
+    Share, Store, StoreError,
 };
 
 /// A DSN for the sender of the messages made by `message`, naming `rcpts`.
@@ -453,6 +453,53 @@ async fn store_sealed_for_unknown_message_is_not_found() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+/// Sharing the delivery slots among destinations: a domain at its concurrency limit is
+/// passed over (the next domain's mail is leased though older mail of the full one waits),
+/// and no lease takes more than `per_domain` groups of one domain.
+#[tokio::test]
+async fn a_shared_lease_passes_over_full_domains_and_caps_each_domain() {
+    let (_dir, store) = fresh();
+    for (i, to) in [
+        "a@b.example",
+        "b@b.example",
+        "c@b.example",
+        "d@c.example",
+        "e@c.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("<m{i}@a.example>");
+        store
+            .enqueue(message(&id, &[to], 100 + i as i64))
+            .await
+            .unwrap();
+    }
+    let domains = |leases: &[crate::Lease]| -> Vec<String> {
+        leases.iter().map(|l| l.domain.clone()).collect()
+    };
+    let full_b = Share {
+        skip: vec!["b.example".into()],
+        per_domain: usize::MAX,
+    };
+    let got = store
+        .lease_due_shared(200, "w1", 800, 10, full_b)
+        .await
+        .unwrap();
+    assert_eq!(domains(&got), ["c.example", "c.example"]);
+    let one_each = Share {
+        skip: Vec::new(),
+        per_domain: 1,
+    };
+    let got = store
+        .lease_due_shared(200, "w2", 800, 10, one_each)
+        .await
+        .unwrap();
+    assert_eq!(domains(&got), ["b.example"], "c's were leased above");
+    let got = store.lease_due(200, "w3", 800, 10).await.unwrap();
+    assert_eq!(domains(&got), ["b.example", "b.example"]);
 }
 
 /// `hisp queue flush` (Postfix's `postqueue -f`): a recipient waiting for its next retry is
