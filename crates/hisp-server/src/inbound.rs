@@ -190,16 +190,17 @@ async fn outcome<S: Store>(
     Some((done, sealed))
 }
 
-/// When the workers run and a delivery slot is free, have the MDNs this outcome queues
-/// leased to us in the same commit, to be sent at once.
+/// When the workers run and a delivery slot is free (`outbound::slot_for_now`), have the
+/// MDNs this outcome queues leased to us in the same commit, to be sent at once.
 fn lease_notifications<S: Store>(
     ctx: &Context<S>,
     mut done: InboundDone,
 ) -> (InboundDone, Option<OwnedSemaphorePermit>) {
-    if !ctx.immediate || done.then.is_empty() {
+    if done.then.is_empty() {
         return (done, None);
     }
-    let permit = ctx.delivery_slots.clone().try_acquire_owned().ok();
+    let rcpts = done.then.iter().flat_map(|m| m.recipients.iter());
+    let permit = crate::outbound::slot_for_now(ctx, rcpts);
     if permit.is_some() {
         done.lease_then = Some(crate::outbound::lease_to(ctx));
     }

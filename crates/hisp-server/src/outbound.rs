@@ -14,8 +14,8 @@ use hisp_direct::seal::{seal, seal_to, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError, Content};
 use hisp_smtp::Envelope;
 use hisp_store::{
-    Lease, LeaseContent, LeaseTo, NewOutbound, OutRecipient, QueueId, Queued, RcptState, Store,
-    StoreResult,
+    Lease, LeaseContent, LeaseTo, NewOutbound, OutRecipient, QueueId, Queued, RcptState, Share,
+    Store, StoreResult,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         let want = permits.len();
         let leases = match ctx
             .store
-            .lease_due(now, &ctx.node, now + LEASE_SECS, want)
+            .lease_due_shared(now, &ctx.node, now + LEASE_SECS, want, share(&ctx))
             .await
         {
             Ok(l) => l,
@@ -86,6 +86,34 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
     }
 }
 
+/// How this lease shares the delivery slots: no domain gets more than
+/// `queue.max_per_destination` at once, so a slow peer leaves the other destinations the
+/// rest (a dead one is suspended instead, `suspend.rs`).
+fn share<S: Store>(ctx: &Context<S>) -> Share {
+    Share {
+        in_flight: ctx.destinations.under_way(),
+        per_domain: ctx.config.queue.per_destination(),
+    }
+}
+
+/// A delivery slot for sending what is being queued at once: when the workers run, one is
+/// free, and no recipient's domain is at `queue.max_per_destination` (else the queue
+/// takes it when there is room).
+pub fn slot_for_now<'a, S: Store>(
+    ctx: &Context<S>,
+    mut rcpts: impl Iterator<Item = &'a String>,
+) -> Option<OwnedSemaphorePermit> {
+    let limit = ctx.config.queue.per_destination();
+    let room = |r: &String| {
+        let domain = r.rsplit_once('@').map_or(r.as_str(), |(_, d)| d);
+        ctx.destinations.has_room(domain, limit)
+    };
+    if !ctx.immediate || !rcpts.all(room) {
+        return None;
+    }
+    ctx.delivery_slots.clone().try_acquire_owned().ok()
+}
+
 /// The lease a message queued for immediate delivery is taken under.
 pub fn lease_to<S: Store>(ctx: &Context<S>) -> LeaseTo {
     LeaseTo {
@@ -97,11 +125,7 @@ pub fn lease_to<S: Store>(ctx: &Context<S>) -> LeaseTo {
 /// Queue a message and, when the workers run and a delivery slot is free, deliver it at
 /// once: it is queued leased to us, so the queue takes it over only if this fails.
 pub async fn queue<S: Store>(ctx: &Arc<Context<S>>, msg: NewOutbound) -> StoreResult<QueueId> {
-    let permit = ctx
-        .immediate
-        .then(|| ctx.delivery_slots.clone().try_acquire_owned().ok())
-        .flatten();
-    let Some(permit) = permit else {
+    let Some(permit) = slot_for_now(ctx, msg.recipients.iter()) else {
         let id = ctx.store.enqueue(msg).await?;
         ctx.wake_outbound.notify_one();
         return Ok(id);
@@ -138,7 +162,7 @@ pub async fn tick<S: Store>(ctx: &Context<S>) -> usize {
     let now = ctx.now();
     let leases = ctx
         .store
-        .lease_due(now, &ctx.node, now + LEASE_SECS, 64)
+        .lease_due_shared(now, &ctx.node, now + LEASE_SECS, 64, share(ctx))
         .await
         .unwrap_or_default();
     let n = leases.len();

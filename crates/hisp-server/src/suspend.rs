@@ -126,6 +126,24 @@ impl Destinations {
         map.retain(|_, d| !d.idle());
     }
 
+    /// Deliveries under way per domain, for sharing the slots among destinations
+    /// ([`hisp_store::Share`]).
+    pub fn under_way(&self) -> Vec<(String, usize)> {
+        let map = self.lock();
+        let busy = map.iter().filter(|(_, d)| d.in_flight > 0);
+        busy.map(|(name, d)| (name.clone(), d.in_flight as usize))
+            .collect()
+    }
+
+    /// Whether fewer than `limit` deliveries to `domain` are under way.
+    pub fn has_room(&self, domain: &str, limit: usize) -> bool {
+        let map = self.lock();
+        let busy = map
+            .get(&domain.to_ascii_lowercase())
+            .map_or(0, |d| d.in_flight);
+        (busy as usize) < limit
+    }
+
     /// How many domains are suspended (for `/metrics`).
     pub fn suspended(&self) -> usize {
         self.lock()

@@ -261,6 +261,55 @@ async fn wrong_passwords_from_one_address_across_accounts_lock_the_address() {
     a.stop().await;
 }
 
+/// Postfix's `default_destination_concurrency_limit`: with two delivery slots and at most
+/// one per destination, a peer that accepts connections and never answers (beta's domain
+/// routed to a black hole) holds one slot while its other mail waits in the queue, and
+/// mail for another destination (alice's own domain, through our relay port) goes through
+/// the other slot at once instead of waiting out the greeting timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_destination_cannot_take_every_delivery_slot() {
+    let (_root, mut a, b) = pair(now()).await;
+    a.config.queue.delivery_workers = 2;
+    a.config.queue.max_per_destination = Some(1);
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = hole.local_addr().unwrap().to_string();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holding = held.clone();
+    let accepting = tokio::spawn(async move {
+        while let Ok((socket, _)) = hole.accept().await {
+            holding.lock().unwrap().push(socket);
+        }
+    });
+    a.store.set_route(&b.domain, &target, now()).await.unwrap();
+    // Alice may write to herself: her own domain's certificate and anchor.
+    hisp_server::pair::introduce(&a, &a, now()).await.unwrap();
+    start(&mut a, Arc::new(SystemClock)).await;
+    let sessions = || held.lock().unwrap().len();
+    queue_message(&a, &[&b.user], false).await;
+    eventually("a session held by the black hole", || async {
+        (sessions() == 1)
+            .then_some(())
+            .ok_or("none yet".to_string())
+    })
+    .await;
+    for _ in 0..2 {
+        queue_message(&a, &[&b.user], false).await;
+    }
+    let (id, _) = queue_message(&a, &[&a.user], false).await;
+    eventually("alice's message to herself relayed", || async {
+        match rcpt(&a, &id).await.state {
+            RcptState::Relayed | RcptState::Processed => Ok(()),
+            _ => Err(format!("{:?}", rcpt(&a, &id).await)),
+        }
+    })
+    .await;
+    assert_eq!(sessions(), 1, "one session at a time to the slow peer");
+    // Let the held deliveries fail at once, so the daemon stops promptly.
+    accepting.abort();
+    held.lock().unwrap().clear();
+    a.stop().await;
+}
+
 /// More HTTP connections at once than `http.max_connections`: the one over gets 503 with
 /// Retry-After (RFC 9110 §15.6.4) and is closed, without waiting for the others; once they
 /// close, requests are served again.

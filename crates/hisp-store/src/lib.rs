@@ -107,17 +107,29 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// [`Store::lease_due_shared`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
-    /// Domains passed over (deliveries to them are at their limit).
-    pub skip: Vec<String>,
-    /// At most this many groups of one domain per lease.
+    /// Deliveries under way per domain (domains with none may be left out).
+    pub in_flight: Vec<(String, usize)>,
+    /// At most this many deliveries to one domain, those under way included.
     pub per_domain: usize,
+}
+
+impl Share {
+    /// How many more groups of `domain` a lease may take.
+    pub fn room(&self, domain: &str) -> usize {
+        let busy = self
+            .in_flight
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
+            .map_or(0, |(_, n)| *n);
+        self.per_domain.saturating_sub(busy)
+    }
 }
 
 impl Default for Share {
     /// No sharing: every due group, in due order.
     fn default() -> Self {
         Share {
-            skip: Vec::new(),
+            in_flight: Vec::new(),
             per_domain: usize::MAX,
         }
     }
@@ -250,9 +262,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: UnixTime,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<Lease>>> + Send;
-    /// [`Store::lease_due`] sharing the delivery slots among destinations (`share`): groups
-    /// of the domains in `share.skip` are passed over, and at most `share.per_domain` groups
-    /// of any one domain are taken.
+    /// [`Store::lease_due`] sharing the delivery slots among destinations (`share`): no
+    /// domain gets more groups than its room (`per_domain` less those under way), so
+    /// the groups of a domain at its limit are passed over.
     fn lease_due_shared(
         &self,
         now: UnixTime,

@@ -331,6 +331,12 @@ impl Config {
         if q.delivery_workers == 0 {
             problem("queue.delivery_workers".into(), "must be at least 1".into());
         }
+        if q.max_per_destination == Some(0) {
+            problem(
+                "queue.max_per_destination".into(),
+                "must be at least 1".into(),
+            );
+        }
         let r = &self.retention;
         let longest_body = r
             .keep_outbound_bodies

@@ -130,6 +130,22 @@ pub struct QueueConfig {
     /// Concurrent outbound deliveries.
     #[serde(default = "default_workers")]
     pub delivery_workers: usize,
+    /// Concurrent deliveries to one destination domain (Postfix's
+    /// `default_destination_concurrency_limit`), so a slow peer cannot take every delivery
+    /// slot from the others. Default: three quarters of `delivery_workers`
+    /// ([`QueueConfig::per_destination`]).
+    #[serde(default)]
+    pub max_per_destination: Option<usize>,
+}
+
+impl QueueConfig {
+    /// The bound on deliveries to one domain at once: `max_per_destination`, or three
+    /// quarters of `delivery_workers` (at least one), which leaves a quarter of the slots
+    /// to the other destinations.
+    pub fn per_destination(&self) -> usize {
+        self.max_per_destination
+            .unwrap_or((self.delivery_workers - self.delivery_workers / 4).max(1))
+    }
 }
 
 fn d_2m() -> Duration {
@@ -156,6 +172,7 @@ impl Default for QueueConfig {
             expire_after: d_5d(),
             mdn_timeout: d_1h(),
             delivery_workers: default_workers(),
+            max_per_destination: None,
         }
     }
 }

@@ -65,6 +65,7 @@ fn bad_values_name_the_key() {
     c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
     c.smtp.max_connections_per_ip = 0;
     c.http.max_connections_per_ip = 0;
+    c.queue.max_per_destination = Some(0);
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
     assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
     assert!(
@@ -73,6 +74,10 @@ fn bad_values_name_the_key() {
     );
     assert!(
         keys.contains(&"http.max_connections_per_ip".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"queue.max_per_destination".to_string()),
         "{keys:?}"
     );
     assert!(keys.contains(&"http.tls".to_string()), "{keys:?}");

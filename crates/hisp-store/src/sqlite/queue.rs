@@ -272,14 +272,20 @@ pub(super) fn lease_due(
     share: &Share,
 ) -> StoreResult<Vec<Lease>> {
     let what = "leasing due recipients";
-    let rows = due_groups(conn, now, limit, &share.skip)?;
+    let full: Vec<String> = share
+        .in_flight
+        .iter()
+        .filter(|(d, _)| share.room(d) == 0)
+        .map(|(d, _)| fold(d))
+        .collect();
+    let rows = due_groups(conn, now, limit, &full)?;
     let mut groups: Vec<(String, String)> = Vec::with_capacity(limit);
     for g in rows {
         if groups.len() == limit {
             break;
         }
-        let same_domain = groups.iter().filter(|(_, d)| *d == g.1).count();
-        if !groups.contains(&g) && same_domain < share.per_domain {
+        let taken = groups.iter().filter(|(_, d)| *d == g.1).count();
+        if !groups.contains(&g) && taken < share.room(&g.1) {
             groups.push(g);
         }
     }

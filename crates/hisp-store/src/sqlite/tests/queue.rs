@@ -457,7 +457,7 @@ async fn store_sealed_for_unknown_message_is_not_found() {
 
 /// Sharing the delivery slots among destinations: a domain at its concurrency limit is
 /// passed over (the next domain's mail is leased though older mail of the full one waits),
-/// and no lease takes more than `per_domain` groups of one domain.
+/// and a lease takes no more of a domain's groups than its room.
 #[tokio::test]
 async fn a_shared_lease_passes_over_full_domains_and_caps_each_domain() {
     let (_dir, store) = fresh();
@@ -480,21 +480,23 @@ async fn a_shared_lease_passes_over_full_domains_and_caps_each_domain() {
     let domains = |leases: &[crate::Lease]| -> Vec<String> {
         leases.iter().map(|l| l.domain.clone()).collect()
     };
-    let full_b = Share {
-        skip: vec!["b.example".into()],
-        per_domain: usize::MAX,
+    // Two deliveries to b under way, two allowed: b's mail waits, c's goes.
+    let b_full = Share {
+        in_flight: vec![("B.example".into(), 2)],
+        per_domain: 2,
     };
     let got = store
-        .lease_due_shared(200, "w1", 800, 10, full_b)
+        .lease_due_shared(200, "w1", 800, 10, b_full)
         .await
         .unwrap();
     assert_eq!(domains(&got), ["c.example", "c.example"]);
-    let one_each = Share {
-        skip: Vec::new(),
-        per_domain: 1,
+    // One under way, two allowed: one more of b's.
+    let b_room = Share {
+        in_flight: vec![("b.example".into(), 1)],
+        per_domain: 2,
     };
     let got = store
-        .lease_due_shared(200, "w2", 800, 10, one_each)
+        .lease_due_shared(200, "w2", 800, 10, b_room)
         .await
         .unwrap();
     assert_eq!(domains(&got), ["b.example"], "c's were leased above");
