@@ -41,9 +41,11 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         }
         let now = ctx.now();
         let want = permits.len();
+        let share = share(&ctx);
+        let held_back = share.in_flight.iter().any(|(d, _)| share.room(d) == 0);
         let leases = match ctx
             .store
-            .lease_due_shared(now, &ctx.node, now + LEASE_SECS, want, share(&ctx))
+            .lease_due_shared(now, &ctx.node, now + LEASE_SECS, want, share)
             .await
         {
             Ok(l) => l,
@@ -52,8 +54,10 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
                 Vec::new()
             }
         };
-        // A full batch means more may be due: finishing deliveries wake the loop again.
-        ctx.backlog.store(leases.len() == want, Ordering::Relaxed);
+        // A full batch means more may be due, and a domain at its limit may have mail
+        // waiting for one of its deliveries to end: finishing deliveries wake the loop.
+        ctx.backlog
+            .store(leases.len() == want || held_back, Ordering::Relaxed);
         let idle = leases.is_empty();
         // A retry may be due because the operator fixed its cause (or flushed the queue):
         // use the fix. First attempts (nearly all of the work) do not pay for the check.
@@ -70,9 +74,7 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
             tokio::spawn(async move {
                 deliver_group(&ctx, lease, None).await;
                 drop(permit);
-                if ctx.backlog.load(Ordering::Relaxed) {
-                    ctx.wake_outbound.notify_one();
-                }
+                wake_if_backlog(&ctx);
             });
         }
         drop(permits);
@@ -151,7 +153,16 @@ pub fn deliver_now<S: Store>(
             }
         }
         drop(permit);
+        wake_if_backlog(&ctx);
     });
+}
+
+/// After a delivery: wake the workers when their last lease left work behind (a full
+/// batch, or a domain at `queue.max_per_destination` that now has room).
+fn wake_if_backlog<S: Store>(ctx: &Context<S>) {
+    if ctx.backlog.load(Ordering::Relaxed) {
+        ctx.wake_outbound.notify_one();
+    }
 }
 
 /// Lease whatever is due now and deliver it, one group after another; returns how many

@@ -310,6 +310,48 @@ async fn a_slow_destination_cannot_take_every_delivery_slot() {
     a.stop().await;
 }
 
+/// A domain at its `queue.max_per_destination` gets its next delivery as soon as one of
+/// its deliveries ends (the workers are woken), not at the workers' next idle poll (1 s):
+/// sixty messages queued before alpha starts go to beta one at a time, all relayed well
+/// within the deadline (20 s) that a second per message would overrun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_held_back_by_the_destination_limit_goes_when_a_delivery_ends() {
+    let (_root, mut a, mut b) = pair(now()).await;
+    // Slots to spare, as 12 of 16 by default: the workers wait idle, not for a slot.
+    a.config.queue.delivery_workers = 4;
+    a.config.queue.max_per_destination = Some(1);
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let mid = message_id(&a.domain);
+        let new = hisp_store::NewOutbound {
+            sender: a.user.clone(),
+            message_id: mid.clone(),
+            recipients: vec![b.user.clone()],
+            body: message(&a.user, &b.user, "consult", &mid, false),
+            wants_dispatched: false,
+            kind: hisp_store::OutKind::Message,
+            via: "test".into(),
+            now: now(),
+        };
+        ids.push(a.store.enqueue(new).await.unwrap());
+    }
+    let clock: hisp_server::clock::SharedClock = Arc::new(SystemClock);
+    start(&mut b, clock.clone()).await;
+    start(&mut a, clock).await;
+    eventually("every message relayed", || async {
+        let mut queued = 0;
+        for id in &ids {
+            queued += usize::from(rcpt(&a, id).await.state == RcptState::Queued);
+        }
+        (queued == 0)
+            .then_some(())
+            .ok_or(format!("{queued} still queued"))
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// More HTTP connections at once than `http.max_connections`: the one over gets 503 with
 /// Retry-After (RFC 9110 §15.6.4) and is closed, without waiting for the others; once they
 /// close, requests are served again.
