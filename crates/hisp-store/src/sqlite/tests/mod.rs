@@ -7,6 +7,7 @@ mod bodies;
 mod directory;
 mod inbound;
 mod mailbox;
+mod operator;
 mod plans;
 mod queue;
 mod records;
