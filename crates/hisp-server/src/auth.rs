@@ -113,10 +113,7 @@ impl<K: Hash + Eq> Tally<K> {
 
 /// The key a client is counted under (its IPv6 /64), or `None` for loopback.
 fn address_key(ip: Option<IpAddr>) -> Option<IpAddr> {
-    let ip = ip?;
-    let key = hisp_smtp::per_ip::counted_as(ip);
-    // `::1` is looked at before the /64 mask (which makes it `::`), a mapped 127.0.0.1 after.
-    (!ip.is_loopback() && !key.is_loopback()).then_some(key)
+    hisp_smtp::per_ip::counted_key(ip?, true)
 }
 
 impl std::fmt::Debug for AuthGuard {

@@ -42,7 +42,7 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
         let now = ctx.now();
         let want = permits.len();
         let share = share(&ctx);
-        let held_back = share.in_flight.iter().any(|(d, _)| share.room(d) == 0);
+        let held_back = share.full().next().is_some();
         let leases = match ctx
             .store
             .lease_due_shared(now, &ctx.node, now + LEASE_SECS, want, share)
@@ -107,8 +107,8 @@ pub fn slot_for_now<'a, S: Store>(
 ) -> Option<OwnedSemaphorePermit> {
     let limit = ctx.config.queue.per_destination();
     let room = |r: &String| {
-        let domain = r.rsplit_once('@').map_or(r.as_str(), |(_, d)| d);
-        ctx.destinations.has_room(domain, limit)
+        let domain = hisp_direct::mime::domain_of(r).unwrap_or_default();
+        ctx.destinations.has_room(&domain, limit)
     };
     if !ctx.immediate || !rcpts.all(room) {
         return None;
@@ -214,8 +214,10 @@ pub async fn deliver_group<S: Store>(
         .await;
     }
     // Checked before sealing: mail for a suspended domain costs no crypto either.
-    let length = ctx.config.queue.retry_first.as_secs() as i64;
-    let pass = match ctx.destinations.gate(&lease.domain, now, length) {
+    let pass = match ctx
+        .destinations
+        .gate(&lease.domain, now, suspension_secs(ctx))
+    {
         Gate::Go(pass) => pass,
         Gate::Wait { until, reason } => return postpone(ctx, &lease, until, &reason).await,
     };
@@ -493,6 +495,11 @@ async fn attempt<S: Store>(
     }
 }
 
+/// How long a destination stays suspended after a host failure: `queue.retry_first`.
+fn suspension_secs<S: Store>(ctx: &Context<S>) -> i64 {
+    ctx.config.queue.retry_first.as_secs() as i64
+}
+
 /// The domain's hosts could not be reached (when `e` says so, it is suspended); the
 /// recipients are sorted by `e` as any failure.
 fn host_error<S: Store>(
@@ -503,8 +510,7 @@ fn host_error<S: Store>(
 ) -> Outcome {
     if e.is_host_failure() {
         let now = ctx.now();
-        let until = now + ctx.config.queue.retry_first.as_secs() as i64;
-        pass.unreachable(now, until, &e.to_string());
+        pass.unreachable(now, now + suspension_secs(ctx), &e.to_string());
     } else {
         pass.reached();
     }

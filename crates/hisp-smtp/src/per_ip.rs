@@ -28,7 +28,7 @@ pub struct IpSlot {
 
 /// The address a client is counted under: itself (an IPv4-mapped IPv6 address as its
 /// IPv4 address), or for IPv6 its /64.
-pub fn counted_as(ip: IpAddr) -> IpAddr {
+fn counted_as(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -36,6 +36,14 @@ pub fn counted_as(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         },
     }
+}
+
+/// The address a client is counted under, or `None` for loopback when `exempt_loopback`.
+pub fn counted_key(ip: IpAddr, exempt_loopback: bool) -> Option<IpAddr> {
+    let key = counted_as(ip);
+    // `::1` is looked at before the /64 mask (which makes it `::`), a mapped 127.0.0.1 after.
+    let loopback = ip.is_loopback() || key.is_loopback();
+    (!(exempt_loopback && loopback)).then_some(key)
 }
 
 impl PerIp {
@@ -51,11 +59,9 @@ impl PerIp {
     /// A slot for a new connection from `ip`, or `None` when that address has all it may.
     pub fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
         let counts = self.counts.clone();
-        // `::1` is looked at before the /64 mask (which makes it `::`), a mapped 127.0.0.1 after.
-        if self.exempt_loopback && (ip.is_loopback() || counted_as(ip).is_loopback()) {
+        let Some(ip) = counted_key(ip, self.exempt_loopback) else {
             return Some(IpSlot { counts, key: None });
-        }
-        let ip = counted_as(ip);
+        };
         let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
         if *n >= self.limit {

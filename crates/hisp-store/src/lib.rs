@@ -123,6 +123,12 @@ impl Share {
             .map_or(0, |(_, n)| *n);
         self.per_domain.saturating_sub(busy)
     }
+
+    /// The domains at their limit, whose groups a lease passes over.
+    pub fn full(&self) -> impl Iterator<Item = &str> {
+        let busy = self.in_flight.iter().filter(|(_, n)| *n >= self.per_domain);
+        busy.map(|(d, _)| d.as_str())
+    }
 }
 
 impl Default for Share {

@@ -272,12 +272,7 @@ pub(super) fn lease_due(
     share: &Share,
 ) -> StoreResult<Vec<Lease>> {
     let what = "leasing due recipients";
-    let full: Vec<String> = share
-        .in_flight
-        .iter()
-        .filter(|(d, _)| share.room(d) == 0)
-        .map(|(d, _)| fold(d))
-        .collect();
+    let full: Vec<String> = share.full().map(fold).collect();
     let rows = due_groups(conn, now, limit, &full)?;
     let mut groups: Vec<(String, String)> = Vec::with_capacity(limit);
     for g in rows {
