@@ -14,11 +14,13 @@
 pub mod directory_model;
 pub mod model;
 pub mod records_model;
+pub mod shape_model;
 pub mod sqlite;
 
 pub use directory_model::*;
 pub use model::*;
 pub use records_model::*;
+pub use shape_model::*;
 
 use std::future::Future;
 
@@ -367,6 +369,14 @@ pub trait Store: Send + Sync + 'static {
     /// Recipients still in hand: `queued`, or waiting for a notification (`relayed` or
     /// `processed` with a deadline), for the queue-depth metric.
     fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// The queue by destination domain (as Postfix's `qshape`): recipients waiting, by the
+    /// age of their message in `age_bounds` (seconds, ascending), and those waiting for the
+    /// peer's notification; the busiest destination first.
+    fn queue_shape(
+        &self,
+        now: UnixTime,
+        age_bounds: Vec<u64>,
+    ) -> impl Future<Output = StoreResult<Vec<DestinationShape>>> + Send;
 
     // ----- timeline ---------------------------------------------------------------------------
     /// Append an event to a message's timeline.

@@ -1,6 +1,7 @@
 //! The operator's view of and hand on the queues, as Postfix's `postqueue`/`postsuper`
-//! give one: `hisp queue` (outbound, per recipient), `queue flush` and `queue delete`,
-//! and `hisp quarantine` (inbound mail that failed to open) with `show` and `release`.
+//! give one: `hisp queue` (outbound, per recipient), `queue summary` (by destination, as
+//! `qshape`), `queue flush` and `queue delete`, and `hisp quarantine` (inbound mail that
+//! failed to open) with `show` and `release`.
 //! Like the other operator commands they work on the store, whether or not the daemon
 //! runs; a running daemon's workers look for due work every second.
 
@@ -41,6 +42,16 @@ pub struct QueueArgs {
 /// `hisp queue …`
 #[derive(Subcommand)]
 pub enum QueueCmd {
+    /// The queue by destination (as Postfix's `qshape`): recipients waiting, by age, and
+    /// those waiting for the peer's MDN.
+    Summary {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make every recipient waiting for a retry due now (as `postqueue -f` does).
     Flush {
         /// The configuration file.
@@ -189,6 +200,7 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
             return Ok(0);
         }
         Some(QueueCmd::Delete { config, id }) => return delete(config, id),
+        Some(QueueCmd::Summary { config, json }) => return summary(config, *json),
         None => {}
     }
     let (_, store) = load(&a.list.config)?;
@@ -206,6 +218,20 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
         }
         Ok(0)
     })
+}
+
+/// `hisp queue summary [--json]`.
+fn summary(config: &Path, as_json: bool) -> Result<u8> {
+    use hisp_server::report;
+    let (_, store) = load(config)?;
+    let now = files::now();
+    let shapes = runtime()?.block_on(store.queue_shape(now, report::shape_bounds()))?;
+    if as_json {
+        println!("{}", report::shape_json(&shapes, now));
+    } else {
+        print!("{}", report::shape_text(&shapes, now));
+    }
+    Ok(0)
 }
 
 /// `hisp queue delete ID`: the waiting recipients fail, and a message's sender (a local

@@ -8,6 +8,7 @@
 //!   each daemon logs a line per delivery attempt and inbound message, by queue id.
 //! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
 //!   is retried at once, before its scheduled retry.
+//! - `hisp queue summary` (as `qshape`) counts the deferred recipient under its domain.
 //! - `hisp queue delete` (as `postsuper -d`): a deferred message's recipient fails, the
 //!   sender gets a DSN (RFC 3464) naming the reason, and nothing is sent when the peer is
 //!   back; a second delete is refused by name.
@@ -256,6 +257,22 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
 fn queue_delete_fails_a_deferred_message_and_tells_its_sender() {
     let (_tmp, pair, _a, id, _) = deferred_at_alpha("delete");
     let queue_id = queue_id_at(&pair.alpha, &id);
+
+    // `hisp queue summary` (as `qshape`) shows beta's domain waiting, tried, and why.
+    let summary = hisp_at(&pair.alpha, &["queue", "summary", "--json"]);
+    assert_eq!(summary.code, 0, "queue summary: {}", summary.stderr);
+    let shape = json_of(&summary);
+    let beta = &shape["destinations"][0];
+    assert_eq!(beta["domain"], "direct.beta.example", "{shape}");
+    assert_eq!((&beta["waiting"], &beta["tried"]), (&1.into(), &1.into()));
+    assert_eq!(beta["by_age"][0], 1, "queued under 5 minutes ago: {shape}");
+    assert!(beta["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    let text = hisp_at(&pair.alpha, &["queue", "summary"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("direct.beta.example") && text.contains("TOTAL"),
+        "{text}"
+    );
 
     let del = hisp_at(&pair.alpha, &["queue", "delete", &queue_id]);
     assert_eq!(del.code, 0, "queue delete: {}", del.stderr);

@@ -3,14 +3,14 @@
 //! a pooled read connection. The SQL lives in the concern modules.
 
 use super::{
-    bundles, directory, inbound, mailbox, queue, records, retention, timeline, tracking,
+    bundles, directory, inbound, mailbox, queue, records, retention, shape, timeline, tracking,
     SqliteStore,
 };
 use crate::{
-    Anchor, Bundle, Committed, Event, Inbound, InboundDone, Lease, LeaseTo, MailboxEntry,
-    NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert,
-    OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId, Queued, RcptState,
-    RcptUpdate, RecordStep, Route, Share, StaticCert, Store, StoreResult, UnixTime,
+    Anchor, Bundle, Committed, DestinationShape, Event, Inbound, InboundDone, Lease, LeaseTo,
+    MailboxEntry, NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound,
+    NewStaticCert, OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId, Queued,
+    RcptState, RcptUpdate, RecordStep, Route, Share, StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -302,6 +302,15 @@ impl Store for SqliteStore {
 
     async fn queue_depth(&self) -> StoreResult<u64> {
         self.read(queue::queue_depth).await
+    }
+
+    async fn queue_shape(
+        &self,
+        now: UnixTime,
+        age_bounds: Vec<u64>,
+    ) -> StoreResult<Vec<DestinationShape>> {
+        self.read(move |c| shape::queue_shape(c, now, &age_bounds))
+            .await
     }
 
     async fn add_event(&self, event: NewEvent) -> StoreResult<()> {

@@ -32,6 +32,7 @@ mod queue;
 mod records;
 mod retention;
 mod schema;
+mod shape;
 mod spool;
 mod timeline;
 mod tracking;

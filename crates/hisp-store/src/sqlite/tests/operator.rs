@@ -117,3 +117,65 @@ async fn cancel_fails_only_the_recipients_still_waiting() {
         .body;
     assert_eq!(body, b"failed: dave@b.example\r\n");
 }
+
+/// `hisp queue summary` (Postfix's `qshape`): per destination, the recipients waiting by
+/// the age of their message, how many were tried or are in delivery now, the last error,
+/// and those relayed and waiting for the peer's MDN (and past their deadline).
+#[tokio::test]
+async fn the_queue_shape_counts_each_destination_by_age_and_by_what_it_waits_for() {
+    let (_dir, store) = fresh();
+    let old = store
+        .enqueue(message(
+            "<old@a.example>",
+            &["dave@b.example", "erin@c.example"],
+            100,
+        ))
+        .await
+        .unwrap();
+    let new = store
+        .enqueue(message(
+            "<new@a.example>",
+            &["fay@b.example", "gus@b.example"],
+            1000,
+        ))
+        .await
+        .unwrap();
+    // A lease per message and domain.
+    assert_eq!(
+        store.lease_due(1000, "w1", 2000, 10).await.unwrap().len(),
+        3
+    );
+    let mut busy = update(&old, "dave@b.example", RcptState::Queued, 1100);
+    busy.next_attempt = 5000;
+    busy.last_error = Some("421 4.3.2 busy".into());
+    let mut relayed = update(&old, "erin@c.example", RcptState::Relayed, 1100);
+    relayed.deadline = Some(4600);
+    let mut refused = update(&new, "fay@b.example", RcptState::Queued, 1200);
+    refused.next_attempt = 5000;
+    refused.last_error = Some("connection refused".into());
+    // gus@b.example stays leased to w1: in delivery now.
+    store
+        .update_recipients(vec![busy, relayed, refused])
+        .await
+        .unwrap();
+
+    let shape = store.queue_shape(1300, vec![300, 600, 1200]).await.unwrap();
+    let domains: Vec<&str> = shape.iter().map(|s| s.domain.as_str()).collect();
+    assert_eq!(domains, ["b.example", "c.example"], "busiest first");
+    let b = &shape[0];
+    assert_eq!(b.waiting, 3);
+    assert_eq!(b.by_age, [0, 2, 0, 1], "ages 300, 300 and 1200 s");
+    assert_eq!((b.tried, b.in_delivery), (2, 1));
+    assert_eq!(b.oldest, Some(100));
+    assert_eq!(b.last_error.as_deref(), Some("connection refused"));
+    assert_eq!((b.awaiting_notification, b.overdue), (0, 0));
+    let c = &shape[1];
+    assert_eq!((c.waiting, c.by_age.as_slice()), (0, &[0, 0, 0, 0][..]));
+    assert_eq!((c.awaiting_notification, c.overdue), (1, 0));
+
+    let later = store.queue_shape(5000, vec![300]).await.unwrap();
+    let c = later.iter().find(|s| s.domain == "c.example").unwrap();
+    assert_eq!(c.overdue, 1, "past its deadline of 4600");
+    let b = later.iter().find(|s| s.domain == "b.example").unwrap();
+    assert_eq!((b.by_age.as_slice(), b.in_delivery), (&[0, 3][..], 0));
+}
