@@ -120,6 +120,7 @@ pub fn shape_json(shapes: &[DestinationShape], now: UnixTime) -> Value {
                 "waiting": s.waiting,
                 "tried": s.tried,
                 "in_delivery": s.in_delivery,
+                "held": s.held,
                 "by_age": s.by_age,
                 "oldest": s.oldest.map(format_rfc3339),
                 "last_error": s.last_error,
@@ -150,7 +151,7 @@ pub fn shape_text(shapes: &[DestinationShape], now: UnixTime) -> String {
     );
     let ages: Vec<String> = SHAPE_MINUTES.iter().map(|m| format!("{m:>6}")).collect();
     out.push_str(&format!(
-        "{:<width$} waiting  tried  sending  awaiting-MDN  overdue |{}{:>6}\n",
+        "{:<width$} waiting  tried  sending  held  awaiting-MDN  overdue |{}{:>6}\n",
         "destination",
         ages.join(""),
         format!("{}+", SHAPE_MINUTES[SHAPE_MINUTES.len() - 1])
@@ -161,6 +162,7 @@ pub fn shape_text(shapes: &[DestinationShape], now: UnixTime) -> String {
         total.waiting += s.waiting;
         total.tried += s.tried;
         total.in_delivery += s.in_delivery;
+        total.held += s.held;
         total.awaiting_notification += s.awaiting_notification;
         total.overdue += s.overdue;
         for (t, n) in total.by_age.iter_mut().zip(&s.by_age) {
@@ -182,7 +184,7 @@ pub fn shape_text(shapes: &[DestinationShape], now: UnixTime) -> String {
 fn shape_row(s: &DestinationShape, width: usize) -> String {
     let ages: String = s.by_age.iter().map(|n| format!("{n:>6}")).collect();
     format!(
-        "{:<width$} {:>7} {:>6} {:>8} {:>13} {:>8} |{ages}\n",
-        s.domain, s.waiting, s.tried, s.in_delivery, s.awaiting_notification, s.overdue
+        "{:<width$} {:>7} {:>6} {:>8} {:>5} {:>13} {:>8} |{ages}\n",
+        s.domain, s.waiting, s.tried, s.in_delivery, s.held, s.awaiting_notification, s.overdue
     )
 }

@@ -332,8 +332,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<OutMessage>>> + Send;
-    /// Fail every recipient of message `id` still waiting in the queue (neither relayed
-    /// nor in delivery now) with `reason`, as an operator deleting it does, and put the
+    /// Fail every recipient of message `id` still waiting in the queue (queued or held,
+    /// not in delivery now) with `reason`, as an operator deleting it does, and put the
     /// notice `dsn` makes of them (if any) in the sender's mailbox in the same transaction;
     /// returns those recipients, now `failed`.
     fn cancel_queued<F>(
@@ -345,6 +345,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send
     where
         F: FnOnce(&[OutRecipient]) -> Option<NewMailboxEntry> + Send + 'static;
+    /// Hold every recipient of message `id` waiting for an attempt (not in delivery now),
+    /// as an operator does with Postfix's `postsuper -h`: `held` recipients are not tried,
+    /// flushed or expired until released. Returns those recipients, now `held`.
+    fn hold_queued(
+        &self,
+        id: &QueueId,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
+    /// Release the held recipients of message `id` (`postsuper -H`): `queued` and due now.
+    fn release_held(
+        &self,
+        id: &QueueId,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
     /// One step of a retention pass ([`PurgeStep`]): remove the bodies of outbound
     /// messages created before the cut-off whose every recipient is final (no retry, no
     /// notification awaited), and of mailbox entries picked up before theirs, oldest
@@ -366,8 +380,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many times `flush_queue` ran, so a running daemon notices a flush (and stops
     /// putting off mail for destinations it had found unreachable).
     fn queue_flushes(&self) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// Recipients still in hand: `queued`, or waiting for a notification (`relayed` or
-    /// `processed` with a deadline), for the queue-depth metric.
+    /// Recipients still in hand: `queued` or `held`, or waiting for a notification
+    /// (`relayed` or `processed` with a deadline), for the queue-depth metric.
     fn queue_depth(&self) -> impl Future<Output = StoreResult<u64>> + Send;
     /// The queue by destination domain (as Postfix's `qshape`): recipients waiting, by the
     /// age of their message in `age_bounds` (seconds, ascending), and those waiting for the

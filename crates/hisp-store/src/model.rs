@@ -115,6 +115,8 @@ pub enum RcptState {
     Failed,
     /// Retried until the expiry time without success.
     Expired,
+    /// Held by the operator (`hisp queue hold`): not tried until released.
+    Held,
 }
 
 stored_names!(RcptState {
@@ -124,6 +126,7 @@ stored_names!(RcptState {
     Dispatched => "dispatched",
     Failed => "failed",
     Expired => "expired",
+    Held => "held",
 });
 
 impl RcptState {
@@ -573,6 +576,6 @@ mod tests {
         check(RcptState::ALL, RcptState::as_str, RcptState::parse);
         check(InboundState::ALL, InboundState::as_str, InboundState::parse);
         check(EntryKind::ALL, EntryKind::as_str, EntryKind::parse);
-        assert_eq!(RcptState::ALL.len(), 6);
+        assert_eq!(RcptState::ALL.len(), 7);
     }
 }

@@ -17,6 +17,8 @@ pub struct DestinationShape {
     pub tried: u64,
     /// Of the waiting, those in delivery now (leased).
     pub in_delivery: u64,
+    /// Recipients held by the operator (`hisp queue hold`), not counted as waiting.
+    pub held: u64,
     /// When the oldest waiting message was queued.
     pub oldest: Option<UnixTime>,
     /// The last error recorded for a waiting recipient (of the one updated last).

@@ -1,7 +1,7 @@
 //! The operator's view of and hand on the queues, as Postfix's `postqueue`/`postsuper`
 //! give one: `hisp queue` (outbound, per recipient), `queue summary` (by destination, as
-//! `qshape`), `queue flush` and `queue delete`, and `hisp quarantine` (inbound mail that
-//! failed to open) with `show` and `release`.
+//! `qshape`), `queue flush`, `queue hold`/`release` and `queue delete`, and `hisp
+//! quarantine` (inbound mail that failed to open) with `show` and `release`.
 //! Like the other operator commands they work on the store, whether or not the daemon
 //! runs; a running daemon's workers look for due work every second.
 
@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hisp_direct::time::format_rfc3339;
 use hisp_server::notify::{dsn_for_sender, Failure, Original};
-use hisp_store::{Inbound, OutKind, OutRecipient, QueueId, Store};
+use hisp_store::{Inbound, OutKind, OutMessage, OutRecipient, QueueId, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +57,23 @@ pub enum QueueCmd {
         /// The configuration file.
         #[arg(long, default_value = "hisp.toml")]
         config: PathBuf,
+    },
+    /// Hold a message (as `postsuper -h` does): its recipients waiting for an attempt are
+    /// not tried, flushed or expired until released.
+    Hold {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// Its queue id (`o-…`, from `hisp queue`).
+        id: String,
+    },
+    /// Release a held message (as `postsuper -H` does): its held recipients are due now.
+    Release {
+        /// The configuration file.
+        #[arg(long, default_value = "hisp.toml")]
+        config: PathBuf,
+        /// Its queue id (`o-…`, from `hisp queue`).
+        id: String,
     },
     /// Delete a message from the queue (as `postsuper -d` does): every recipient still
     /// waiting fails, and the sender gets a DSN saying so. Relayed mail cannot be recalled.
@@ -201,6 +218,8 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
         }
         Some(QueueCmd::Delete { config, id }) => return delete(config, id),
         Some(QueueCmd::Summary { config, json }) => return summary(config, *json),
+        Some(QueueCmd::Hold { config, id }) => return hold_or_release(config, id, true),
+        Some(QueueCmd::Release { config, id }) => return hold_or_release(config, id, false),
         None => {}
     }
     let (_, store) = load(&a.list.config)?;
@@ -232,6 +251,68 @@ fn summary(config: &Path, as_json: bool) -> Result<u8> {
         print!("{}", report::shape_text(&shapes, now));
     }
     Ok(0)
+}
+
+/// `hisp queue hold ID` / `hisp queue release ID`.
+fn hold_or_release(config: &Path, id: &str, hold: bool) -> Result<u8> {
+    let (_, store) = load(config)?;
+    runtime()?.block_on(async {
+        let qid = QueueId(id.to_string());
+        let Some(m) = store.outbound(&qid).await? else {
+            bail!("no outbound message {id}: `hisp queue` lists them");
+        };
+        let now = files::now();
+        if hold {
+            let held = store.hold_queued(&qid, now).await?;
+            if held.is_empty() {
+                bail!(
+                    "nothing of {id} waits for an attempt ({}): relayed mail cannot be \
+                     recalled, and a recipient in delivery now can be held once it is deferred",
+                    states_of(&m)
+                );
+            }
+            report_done(&m, &held, "held");
+            println!(
+                "`hisp queue release {id}` lets it go; `hisp queue delete {id}` fails it and \
+                 tells the sender"
+            );
+        } else {
+            let released = store.release_held(&qid, now).await?;
+            if released.is_empty() {
+                bail!(
+                    "nothing of {id} is held ({}): `hisp queue hold {id}` holds it",
+                    states_of(&m)
+                );
+            }
+            report_done(&m, &released, "released, due now");
+        }
+        Ok(0)
+    })
+}
+
+/// "rcpt state, …" of a message, for a refusal that says why nothing was done.
+fn states_of(m: &OutMessage) -> String {
+    let states: Vec<String> = m
+        .recipients
+        .iter()
+        .map(|r| format!("{} {}", r.rcpt, r.state.as_str()))
+        .collect();
+    states.join(", ")
+}
+
+/// A line per recipient of `m`: those in `done` with `verb`, the others as they are.
+fn report_done(m: &OutMessage, done: &[OutRecipient], verb: &str) {
+    let id = &m.id;
+    for r in done {
+        println!("{id}: {} {verb}", r.rcpt);
+    }
+    for r in m
+        .recipients
+        .iter()
+        .filter(|r| !done.iter().any(|g| g.rcpt == r.rcpt))
+    {
+        println!("{id}: {} left as it is ({})", r.rcpt, r.state.as_str());
+    }
 }
 
 /// `hisp queue delete ID`: the waiting recipients fail, and a message's sender (a local
@@ -270,27 +351,13 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
         };
         let gone = store.cancel_queued(&qid, DELETED, now, tell).await?;
         if gone.is_empty() {
-            let states: Vec<String> = m
-                .recipients
-                .iter()
-                .map(|r| format!("{} {}", r.rcpt, r.state.as_str()))
-                .collect();
             bail!(
                 "nothing of {id} waits in the queue ({}): relayed mail cannot be recalled, and \
                  a recipient in delivery now can be deleted once it is deferred",
-                states.join(", ")
+                states_of(&m)
             );
         }
-        for r in &gone {
-            println!("{id}: {} deleted", r.rcpt);
-        }
-        for r in m
-            .recipients
-            .iter()
-            .filter(|r| !gone.iter().any(|g| g.rcpt == r.rcpt))
-        {
-            println!("{id}: {} left as it is ({})", r.rcpt, r.state.as_str());
-        }
+        report_done(&m, &gone, "deleted");
         if m.kind == OutKind::Message {
             println!("{} was sent a DSN", m.sender);
         }

@@ -8,6 +8,8 @@
 //!   each daemon logs a line per delivery attempt and inbound message, by queue id.
 //! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
 //!   is retried at once, before its scheduled retry.
+//! - `hisp queue hold` / `release` (as `postsuper -h` / `-H`): a held message is not sent
+//!   when its peer is back and the queue flushed; released, it goes at once.
 //! - `hisp queue summary` (as `qshape`) counts the deferred recipient under its domain.
 //! - `hisp queue delete` (as `postsuper -d`): a deferred message's recipient fails, the
 //!   sender gets a DSN (RFC 3464) naming the reason, and nothing is sent when the peer is
@@ -251,6 +253,58 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
         flushed.is_some() && relayed_at > flushed,
         "timeline: {events:?}"
     );
+}
+
+#[test]
+fn queue_hold_keeps_a_deferred_message_until_released() {
+    let (_tmp, pair, a, id, _) = deferred_at_alpha("hold");
+    let queue_id = queue_id_at(&pair.alpha, &id);
+
+    let hold = hisp_at(&pair.alpha, &["queue", "hold", &queue_id]);
+    assert_eq!(hold.code, 0, "queue hold: {}", hold.stderr);
+    assert_eq!(bob_at_alpha(&pair.alpha, &id).unwrap()["state"], "held");
+    let again = hisp_at(&pair.alpha, &["queue", "hold", &queue_id]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("bob@direct.beta.example held"),
+        "{}",
+        again.stderr
+    );
+
+    // Beta is back and the queue flushed: a held message still does not go.
+    let b = Daemon::start(&pair.beta);
+    let flush = hisp_at(&pair.alpha, &["queue", "flush"]);
+    assert!(String::from_utf8_lossy(&flush.stdout).starts_with("0 recipient"));
+    let went = wait_until(Duration::from_secs(3), Duration::from_millis(200), || {
+        bob_has(&pair.beta, &id)
+    });
+    assert!(!went, "a held message was delivered");
+
+    let release = hisp_at(&pair.alpha, &["queue", "release", &queue_id]);
+    assert_eq!(release.code, 0, "queue release: {}", release.stderr);
+    let delivered = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        bob_has(&pair.beta, &id)
+    });
+    assert!(
+        delivered,
+        "released message not delivered\n{}\n{}",
+        a.all_logs(6000),
+        b.all_logs(6000)
+    );
+    let events: Vec<String> = message_at(&pair.alpha, &id)["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    let at = |k: &str| events.iter().position(|e| e == k);
+    assert!(
+        at("held") < at("released") && at("released") < at("relayed") && at("held").is_some(),
+        "timeline: {events:?}"
+    );
+    let again = hisp_at(&pair.alpha, &["queue", "release", &queue_id]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("is held"), "{}", again.stderr);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! a pooled read connection. The SQL lives in the concern modules.
 
 use super::{
-    bundles, directory, inbound, mailbox, queue, records, retention, shape, timeline, tracking,
-    SqliteStore,
+    bundles, directory, hold, inbound, mailbox, queue, records, retention, shape, timeline,
+    tracking, SqliteStore,
 };
 use crate::{
     Anchor, Bundle, Committed, DestinationShape, Event, Inbound, InboundDone, Lease, LeaseTo,
@@ -282,6 +282,16 @@ impl Store for SqliteStore {
             Ok(gone)
         })
         .await
+    }
+
+    async fn hold_queued(&self, id: &QueueId, now: UnixTime) -> StoreResult<Vec<OutRecipient>> {
+        let id = id.clone();
+        self.write(move |c| hold::hold(c, &id, now)).await
+    }
+
+    async fn release_held(&self, id: &QueueId, now: UnixTime) -> StoreResult<Vec<OutRecipient>> {
+        let id = id.clone();
+        self.write(move |c| hold::release(c, &id, now)).await
     }
 
     async fn purge_bodies(&self, step: PurgeStep) -> StoreResult<Purged> {

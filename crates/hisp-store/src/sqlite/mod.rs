@@ -26,6 +26,7 @@ mod bundles;
 mod checkpoint;
 mod direct;
 mod directory;
+mod hold;
 mod inbound;
 mod mailbox;
 mod queue;

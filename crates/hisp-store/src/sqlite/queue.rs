@@ -54,11 +54,17 @@ fn lease_take_sql() -> String {
     )
 }
 
-/// The recipients of message `?1` still waiting in the queue. `?2` is now.
+/// The recipients of message `?1` still waiting in the queue (held ones too). `?2` is now.
 fn cancellable_sql() -> String {
+    not_in_delivery_sql("'queued', 'held'")
+}
+
+/// The recipients of message `?1` in one of `states` (SQL literals) and not in delivery
+/// now. `?2` is now.
+pub(super) fn not_in_delivery_sql(states: &str) -> String {
     format!(
         "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-         WHERE r.message = ?1 AND +r.state = 'queued' \
+         WHERE r.message = ?1 AND +r.state IN ({states}) \
          AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
     )
 }
@@ -533,15 +539,15 @@ pub(super) fn cancel(
     Ok(cancelled)
 }
 
-/// Recipients not in a final state: queued, relayed, and processed when `dispatched` is
-/// still awaited.
+/// Recipients not in a final state: queued, held, relayed, and processed when
+/// `dispatched` is still awaited.
 pub(super) fn queue_depth(conn: &Connection) -> StoreResult<u64> {
     let what = "counting the queue";
     let count: i64 = conn
         .prepare_cached(
             // Waiting for a notification is exactly "has a deadline" (notifications we send
             // are relayed without one); two indexed counts instead of a join over history.
-            "SELECT (SELECT COUNT(*) FROM recipients WHERE state = 'queued') + \
+            "SELECT (SELECT COUNT(*) FROM recipients WHERE state IN ('queued', 'held')) + \
              (SELECT COUNT(*) FROM recipients WHERE deadline IS NOT NULL \
               AND state IN ('relayed', 'processed'))",
         )

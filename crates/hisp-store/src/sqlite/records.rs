@@ -62,7 +62,7 @@ fn remove_walked<K: rusqlite::types::FromSql>(
 fn purge_messages(conn: &Connection, step: &RecordStep) -> StoreResult<(u64, Option<i64>)> {
     let what = "removing the records of finished messages";
     let select = "SELECT m.seq, m.id, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
-         WHERE r.message = m.id AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
+         WHERE r.message = m.id AND (r.state IN ('queued', 'held') OR r.deadline IS NOT NULL)) \
          FROM messages m WHERE m.seq > ?1 ORDER BY m.seq LIMIT ?2";
     remove_walked(
         conn,

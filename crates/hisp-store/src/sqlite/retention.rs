@@ -84,7 +84,7 @@ fn purge_outbound(conn: &Connection, step: &PurgeStep) -> StoreResult<(u64, Opti
     let rows: Vec<Seen<String>> = seen(
         conn,
         "SELECT b.rowid, b.message, m.created, NOT EXISTS (SELECT 1 FROM recipients r \
-         WHERE r.message = b.message AND (r.state = 'queued' OR r.deadline IS NOT NULL)) \
+         WHERE r.message = b.message AND (r.state IN ('queued', 'held') OR r.deadline IS NOT NULL)) \
          FROM message_bodies b JOIN messages m ON m.id = b.message \
          WHERE b.rowid > ?1 ORDER BY b.rowid LIMIT ?2",
         params![step.outbound_after, step.limit as i64],

@@ -1,6 +1,6 @@
 //! `hisp queue summary`: the queue by destination domain (Postfix's `qshape`), read in two
-//! passes over indexed rows: the recipients waiting (`recipients_due`) and those waiting
-//! for a notification (`recipients_waiting`).
+//! passes over indexed rows: the recipients waiting or held (`recipients_due`) and those
+//! waiting for a notification (`recipients_waiting`).
 
 use std::collections::BTreeMap;
 
@@ -21,8 +21,9 @@ pub(super) fn queue_shape(
     let mut waiting = conn
         .prepare(
             "SELECT r.domain, m.created, r.attempts, \
-             r.lease_owner IS NOT NULL AND r.lease_until >= ?1, r.last_error, r.updated \
-             FROM recipients r JOIN messages m ON m.id = r.message WHERE r.state = 'queued'",
+             r.lease_owner IS NOT NULL AND r.lease_until >= ?1, r.last_error, r.updated, \
+             r.state = 'held' FROM recipients r JOIN messages m ON m.id = r.message \
+             WHERE r.state IN ('queued', 'held')",
         )
         .map_err(db(what))?;
     let mut rows = waiting.query(params![now]).map_err(db(what))?;
@@ -33,9 +34,14 @@ pub(super) fn queue_shape(
         let leased: bool = row.get(3).map_err(db(what))?;
         let error: Option<String> = row.get(4).map_err(db(what))?;
         let updated: UnixTime = row.get(5).map_err(db(what))?;
+        let held: bool = row.get(6).map_err(db(what))?;
         let (shape, error_at) = by_domain
             .entry(domain)
             .or_insert_with_key(|d| (DestinationShape::new(d, buckets), UnixTime::MIN));
+        if held {
+            shape.held += 1;
+            continue;
+        }
         // A clock set back makes a message look new, never negative.
         shape.add_waiting(u64::try_from(now - created).unwrap_or(0), bounds);
         shape.tried += u64::from(attempts > 0);
@@ -63,8 +69,8 @@ pub(super) fn queue_shape(
     }
     let mut shapes: Vec<DestinationShape> = by_domain.into_values().map(|(s, _)| s).collect();
     shapes.sort_by(|a, b| {
-        (b.waiting + b.awaiting_notification)
-            .cmp(&(a.waiting + a.awaiting_notification))
+        (b.waiting + b.held + b.awaiting_notification)
+            .cmp(&(a.waiting + a.held + a.awaiting_notification))
             .then_with(|| a.domain.cmp(&b.domain))
     });
     Ok(shapes)

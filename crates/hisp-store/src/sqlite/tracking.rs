@@ -12,7 +12,7 @@ use crate::{NewMailboxEntry, Notice, OutRecipient, RcptState, RcptUpdate, StoreR
 /// How far along a state is; `failed` may still replace any state that is not final.
 fn rank(state: RcptState) -> i64 {
     match state {
-        RcptState::Queued => 0,
+        RcptState::Queued | RcptState::Held => 0,
         RcptState::Relayed => 1,
         RcptState::Processed => 2,
         RcptState::Dispatched | RcptState::Failed | RcptState::Expired => 3,
@@ -34,8 +34,8 @@ pub(super) fn apply(conn: &Connection, notice: &Notice, now: UnixTime) -> StoreR
              lease_owner = NULL, lease_until = NULL \
              WHERE message = ?1 AND rcpt = ?2 \
              AND state NOT IN ('dispatched', 'failed', 'expired') \
-             AND (?6 OR CASE state WHEN 'queued' THEN 0 WHEN 'relayed' THEN 1 \
-                  WHEN 'processed' THEN 2 ELSE 3 END < ?8)",
+             AND (?6 OR CASE state WHEN 'queued' THEN 0 WHEN 'held' THEN 0 \
+                  WHEN 'relayed' THEN 1 WHEN 'processed' THEN 2 ELSE 3 END < ?8)",
         )
         .map_err(db(what))?
         .execute(params![

@@ -179,3 +179,100 @@ async fn the_queue_shape_counts_each_destination_by_age_and_by_what_it_waits_for
     let b = later.iter().find(|s| s.domain == "b.example").unwrap();
     assert_eq!((b.by_age.as_slice(), b.in_delivery), (&[0, 3][..], 0));
 }
+
+/// `hisp queue hold` and `release` (Postfix's `postsuper -h` and `-H`): a recipient waiting
+/// for its retry is held (one in delivery is left alone); held, it is not leased, flushed
+/// or purged, still counts as in hand, and shows in the shape; released, it is due at once.
+#[tokio::test]
+async fn a_held_recipient_waits_until_released_and_then_goes_at_once() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message(
+            "<m1@a.example>",
+            &["dave@b.example", "erin@c.example"],
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.lease_due(100, "w1", 700, 10).await.unwrap().len(), 2);
+    let mut retry = update(&id, "dave@b.example", RcptState::Queued, 110);
+    retry.next_attempt = 230;
+    store.update_recipients(vec![retry]).await.unwrap();
+    // erin@c.example is still leased to w1 (until 700): in delivery, not held.
+
+    let held = store.hold_queued(&id, 150).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].rcpt.as_str(), held[0].state),
+        ("dave@b.example", RcptState::Held)
+    );
+    assert!(
+        store.hold_queued(&id, 150).await.unwrap().is_empty(),
+        "held once"
+    );
+    assert_eq!(
+        store.flush_queue(300).await.unwrap(),
+        0,
+        "a flush leaves it held"
+    );
+    assert!(store
+        .lease_due(300, "w2", 900, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        2,
+        "held is still in hand"
+    );
+    let shape = store.queue_shape(300, vec![300]).await.unwrap();
+    let b = shape.iter().find(|s| s.domain == "b.example").unwrap();
+    assert_eq!((b.held, b.waiting), (1, 0));
+    // erin is relayed and her MDN arrives: only the held recipient keeps the body.
+    let done = update(&id, "erin@c.example", RcptState::Dispatched, 400);
+    store.update_recipients(vec![done]).await.unwrap();
+    let (outbound, _, _) = super::retention::pass(&store, 10_000, 0, 10, 10_000).await;
+    assert_eq!(outbound, 0, "a held message's body stays");
+
+    let released = store.release_held(&id, 500).await.unwrap();
+    assert_eq!(released.len(), 1);
+    assert_eq!(
+        (released[0].state, released[0].next_attempt),
+        (RcptState::Queued, 500)
+    );
+    assert!(store.release_held(&id, 500).await.unwrap().is_empty());
+    let due = store.lease_due(500, "w2", 900, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipients[0].rcpt, "dave@b.example");
+    let events: Vec<String> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.rcpt.as_deref() == Some("dave@b.example"))
+        .map(|e| e.kind)
+        .collect();
+    let at = |k: &str| events.iter().position(|e| e == k);
+    assert!(
+        at("held") < at("released") && at("held").is_some(),
+        "{events:?}"
+    );
+}
+
+/// `hisp queue delete` of a held message fails its held recipients too.
+#[tokio::test]
+async fn deleting_a_held_message_fails_its_held_recipients() {
+    let (_dir, store) = fresh();
+    let id = store
+        .enqueue(message("<m1@a.example>", &["dave@b.example"], 100))
+        .await
+        .unwrap();
+    assert_eq!(store.hold_queued(&id, 110).await.unwrap().len(), 1);
+    let gone = store
+        .cancel_queued(&id, "deleted by the operator", 150, |g| Some(dsn(g, 150)))
+        .await
+        .unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].state, RcptState::Failed);
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}

@@ -10,7 +10,7 @@ use crate::{EntryKind, NewMailboxEntry, PurgeStep, QueueId, RcptState, Store};
 
 /// A whole pass in steps of `limit` rows, with the quarantine cut-off at the outbound one:
 /// (outbound, mailbox) bodies removed, and steps.
-async fn pass(
+pub(super) async fn pass(
     store: &SqliteStore,
     outbound_before: i64,
     picked_up_before: i64,
