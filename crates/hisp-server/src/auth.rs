@@ -15,9 +15,8 @@
 //! which addresses exist. Any change the operator makes to the directory lifts the locks (a
 //! locked user is let in again by `hisp user add` with a new password).
 
+use crate::tally::Tally;
 use crate::users::{hash_password, verify_password};
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use tokio::sync::Semaphore;
@@ -28,9 +27,6 @@ pub const MAX_FAILURES: u32 = 10;
 pub const MAX_ADDRESS_FAILURES: u32 = 30;
 /// …when they fall within this many seconds of the first; the lock ends with the window.
 pub const WINDOW_S: i64 = 600;
-/// Accounts (or addresses) tracked at most (each failure of an unknown address adds one);
-/// past this the expired ones are dropped, and if that is not enough, all.
-const TRACKED: usize = 10_000;
 
 /// The outcome of a password check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,55 +58,6 @@ pub struct AuthGuard {
     addresses: Mutex<Tally<IpAddr>>,
 }
 
-/// Failures per key within the window.
-struct Tally<K> {
-    max: u32,
-    map: HashMap<K, Failures>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    first: i64,
-}
-
-impl<K: Hash + Eq> Tally<K> {
-    fn new(max: u32) -> Tally<K> {
-        Tally {
-            max,
-            map: HashMap::new(),
-        }
-    }
-
-    fn locked(&self, key: &K, now: i64) -> Option<i64> {
-        let f = self.map.get(key)?;
-        let left = f.first + WINDOW_S - now;
-        (f.count >= self.max && left > 0).then_some(left)
-    }
-
-    /// Counts a failure; true when this one reached the limit.
-    fn failed(&mut self, key: K, now: i64) -> bool {
-        if self.map.len() >= TRACKED {
-            self.map.retain(|_, f| f.first + WINDOW_S > now);
-            if self.map.len() >= TRACKED {
-                self.map.clear();
-            }
-        }
-        let f = self.map.entry(key).or_insert(Failures {
-            count: 0,
-            first: now,
-        });
-        if f.first + WINDOW_S <= now {
-            *f = Failures {
-                count: 0,
-                first: now,
-            };
-        }
-        f.count += 1;
-        f.count == self.max
-    }
-}
-
 /// The key a client is counted under (its IPv6 /64), or `None` for loopback.
 fn address_key(ip: Option<IpAddr>) -> Option<IpAddr> {
     hisp_smtp::per_ip::counted_key(ip?, true)
@@ -135,8 +82,8 @@ impl AuthGuard {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AuthGuard {
             verifying: Semaphore::new((cores / 2).max(1)),
-            accounts: Mutex::new(Tally::new(MAX_FAILURES)),
-            addresses: Mutex::new(Tally::new(MAX_ADDRESS_FAILURES)),
+            accounts: Mutex::new(Tally::new(MAX_FAILURES, WINDOW_S)),
+            addresses: Mutex::new(Tally::new(MAX_ADDRESS_FAILURES, WINDOW_S)),
         }
     }
 
@@ -171,10 +118,10 @@ impl AuthGuard {
     /// new password for an account a guesser had locked).
     pub fn clear(&self) {
         if let Ok(mut t) = self.accounts.lock() {
-            t.map.clear();
+            t.clear();
         }
         if let Ok(mut t) = self.addresses.lock() {
-            t.map.clear();
+            t.clear();
         }
     }
 
@@ -182,7 +129,7 @@ impl AuthGuard {
     /// knows one password must not wipe its count with it).
     pub fn succeeded(&self, user: &str) {
         if let Ok(mut t) = self.accounts.lock() {
-            t.map.remove(&user.to_ascii_lowercase());
+            t.remove(&user.to_ascii_lowercase());
         }
     }
 

@@ -29,6 +29,8 @@ pub struct Context<S: Store> {
     pub metrics: Metrics,
     /// Password checks: how many at once, and accounts locked after repeated failures.
     pub auth: crate::auth::AuthGuard,
+    /// Recipients refused per client address on the relay port (directory harvesting).
+    pub harvest: crate::harvest::HarvestGuard,
     /// Parsed peer certificates, kept across messages.
     pub cert_cache: Arc<CertCache>,
     /// How we deliver to other HISPs.
@@ -111,12 +113,14 @@ impl<S: Store> Context<S> {
         let idle_sessions = config.queue.delivery_workers;
         let data_budget = Arc::new(hisp_smtp::DataBudget::new(config.smtp.data_memory()));
         let discovery = discovery(&config);
+        let harvest = crate::harvest::HarvestGuard::new(config.smtp.max_refused_recipients_per_ip);
         Context {
             config,
             store,
             clock,
             metrics: Metrics::default(),
             auth: crate::auth::AuthGuard::new(),
+            harvest,
             cert_cache: Arc::new(CertCache::new(4096)),
             client,
             pool: hisp_smtp::client::Pool::new(idle_sessions, std::time::Duration::from_secs(30)),
@@ -161,6 +165,7 @@ impl<S: Store> Context<S> {
         // The operator acted (perhaps a new password for a locked account, or a route to a
         // destination that could not be reached): start afresh.
         self.auth.clear();
+        self.harvest.clear();
         self.destinations.clear();
         Ok(true)
     }

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// Logins refused unchecked because the account was locked by failures.
     pub auth_locked: AtomicU64,
+    /// Recipients refused on the relay port because the client address was locked by
+    /// refusals (directory harvesting).
+    pub rcpt_locked: AtomicU64,
     /// Submission to relayed, per recipient.
     pub hop_latency: Histogram,
     /// Time to open an inbound message.
@@ -186,6 +189,12 @@ impl Metrics {
             "hisp_auth_locked_total",
             "Logins refused unchecked: the account was locked by repeated failures.",
             &self.auth_locked,
+        );
+        counter(
+            &mut out,
+            "hisp_smtp_rcpt_locked_total",
+            "Recipients answered 450 unchecked: the client address had too many refused.",
+            &self.rcpt_locked,
         );
         let _ = writeln!(out, "# HELP hisp_queue_depth Recipients not yet final.\n# TYPE hisp_queue_depth gauge\nhisp_queue_depth {queue_depth}");
         self.hop_latency.render(

@@ -245,19 +245,39 @@ impl<S: Store> Handler for Relay<S> {
 
     async fn rcpt_to(
         &self,
-        _: &SessionInfo,
+        session: &SessionInfo,
         _: &Envelope,
         forward_path: &str,
     ) -> Result<(), Reply> {
         let ctx = &self.0;
-        if !ctx.directory().is_local(forward_path) {
-            return Err(Reply::relay_denied(forward_path));
+        let (client, now) = (session.peer.ip(), ctx.now());
+        // Locked, every answer is the same, so trying names tells nothing (crate::harvest).
+        if let Some(left) = ctx.harvest.locked(client, now) {
+            Metrics::inc(&ctx.metrics.rcpt_locked);
+            return Err(Reply::new(
+                450,
+                Some((4, 7, 1)),
+                format!("too many refused recipients from your address; try again in {left} s"),
+            ));
         }
-        match ctx.is_user(forward_path).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Reply::unknown_user(forward_path)),
-            Err(e) => Err(store_failure(&e, "cannot look up a recipient")),
+        let verdict = if !ctx.directory().is_local(forward_path) {
+            Err(Reply::relay_denied(forward_path))
+        } else {
+            match ctx.is_user(forward_path).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Reply::unknown_user(forward_path)),
+                Err(e) => Err(store_failure(&e, "cannot look up a recipient")),
+            }
+        };
+        if verdict.as_ref().is_err_and(Reply::is_permanent) && ctx.harvest.refused(client, now) {
+            tracing::warn!(
+                client = %client,
+                refused = ctx.config.smtp.max_refused_recipients_per_ip,
+                locked_s = crate::harvest::WINDOW_S,
+                "client address locked after repeated refused recipients (directory harvesting?): its RCPTs get 450 until the window ends"
+            );
         }
+        verdict
     }
 
     async fn data(

@@ -261,6 +261,66 @@ async fn wrong_passwords_from_one_address_across_accounts_lock_the_address() {
     a.stop().await;
 }
 
+/// Directory harvesting across sessions (crate::harvest): recipients refused on the relay
+/// port to one client address, in any of its sessions, lock that address once they reach
+/// `smtp.max_refused_recipients_per_ip`; then even a real user gets `450 4.7.1` from it
+/// (the answer no longer tells who exists), while another address is answered as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_recipients_from_one_address_across_sessions_lock_the_address() {
+    use hisp_smtp::{Envelope, Handler, PortKind, SessionInfo};
+    let (_root, mut a, _b) = pair(now()).await;
+    a.config.smtp.max_refused_recipients_per_ip = 5;
+    start(&mut a, Arc::new(SystemClock)).await;
+    let session = |id, ip: &str| SessionInfo {
+        id,
+        peer: format!("{ip}:40000").parse().unwrap(),
+        kind: PortKind::Relay,
+        helo: Some("peer.example".into()),
+        tls: true,
+        user: None,
+    };
+    let env = Envelope {
+        mail_from: "dr.x@peer.example".into(),
+        rcpt_to: Vec::new(),
+        body_8bit: false,
+        declared_size: None,
+    };
+    let relay = hisp_server::smtp_handler::Relay(ctx(&a).clone());
+    for i in 0..5 {
+        // A new session for each try, as a harvester spreads them.
+        let guess = format!("nobody{i}@{}", a.domain);
+        let got = relay.rcpt_to(&session(i, "192.0.2.44"), &env, &guess).await;
+        assert_eq!(got.unwrap_err().code, 550, "try {i}");
+    }
+    let got = relay
+        .rcpt_to(&session(9, "192.0.2.44"), &env, &a.user)
+        .await;
+    let reply = got.unwrap_err();
+    assert_eq!(
+        (reply.code, reply.status),
+        (450, Some((4, 7, 1))),
+        "a real user, from the locked address"
+    );
+    let got = relay
+        .rcpt_to(&session(10, "198.51.100.9"), &env, &a.user)
+        .await;
+    assert!(got.is_ok(), "{got:?}");
+    // Loopback is never counted.
+    for i in 0..10 {
+        let guess = format!("nobody{i}@{}", a.domain);
+        let _ = relay
+            .rcpt_to(&session(20 + i, "127.0.0.1"), &env, &guess)
+            .await;
+    }
+    assert!(relay
+        .rcpt_to(&session(40, "127.0.0.1"), &env, &a.user)
+        .await
+        .is_ok());
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "hisp_smtp_rcpt_locked_total"), 1.0);
+    a.stop().await;
+}
+
 /// Postfix's `default_destination_concurrency_limit`: with two delivery slots and at most
 /// one per destination, a peer that accepts connections and never answers (beta's domain
 /// routed to a black hole) holds one slot while its other mail waits in the queue, and

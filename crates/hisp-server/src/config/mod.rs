@@ -312,6 +312,12 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if s.max_refused_recipients_per_ip == 0 {
+            problem(
+                "smtp.max_refused_recipients_per_ip".into(),
+                "must be at least 1".into(),
+            );
+        }
         if s.max_recipients == 0 {
             problem("smtp.max_recipients".into(), "must be at least 1".into());
         }

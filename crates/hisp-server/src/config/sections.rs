@@ -35,6 +35,11 @@ pub struct SmtpConfig {
     /// exempt (Postfix's `smtpd_client_connection_count_limit`).
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Recipients refused on the relay port to one client address (IPv6: one /64), in all
+    /// its sessions, within 10 minutes; past it, its RCPTs get `450 4.7.1` until the 10
+    /// minutes end (`crate::harvest`). Loopback exempt.
+    #[serde(default = "default_max_refused_recipients_per_ip")]
+    pub max_refused_recipients_per_ip: u32,
     /// Require STARTTLS when delivering to other HISPs.
     #[serde(default)]
     pub require_tls_outbound: bool,
@@ -59,6 +64,9 @@ fn default_max_message_bytes() -> usize {
 }
 fn default_max_connections_per_ip() -> usize {
     50
+}
+fn default_max_refused_recipients_per_ip() -> u32 {
+    100
 }
 fn default_max_recipients() -> usize {
     100

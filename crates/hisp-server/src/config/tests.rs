@@ -64,12 +64,17 @@ fn bad_values_name_the_key() {
     // A memory bound too small for one message of the largest size.
     c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
     c.smtp.max_connections_per_ip = 0;
+    c.smtp.max_refused_recipients_per_ip = 0;
     c.http.max_connections_per_ip = 0;
     c.queue.max_per_destination = Some(0);
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
     assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
     assert!(
         keys.contains(&"smtp.max_connections_per_ip".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"smtp.max_refused_recipients_per_ip".to_string()),
         "{keys:?}"
     );
     assert!(
