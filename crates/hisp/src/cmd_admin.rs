@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Validate the configuration and exit (0, or 1 naming each bad key).
     #[arg(long)]
     check: bool,
+    /// With --check: print the configuration in force, every default written out and
+    /// every path absolute (as Postfix's `postconf`).
+    #[arg(long, requires = "check")]
+    print: bool,
 }
 
 /// `hisp user …`
@@ -184,7 +188,11 @@ pub fn serve(a: &ServeArgs) -> Result<u8> {
         }
     };
     if a.check {
-        println!("{}: ok", a.config.display());
+        if a.print {
+            print!("{}", cfg.in_force_toml()?);
+        } else {
+            println!("{}: ok", a.config.display());
+        }
         return Ok(0);
     }
     let cfg_http_tls = cfg.http.tls;

@@ -71,6 +71,56 @@ fn design_3_check_accepts_fresh_init() {
     assert!(r.stderr.trim().is_empty(), "stderr: {}", r.stderr);
 }
 
+/// `--check --print` (as Postfix's `postconf`) writes the configuration in force: the
+/// defaults the file left out written out (computed ones included), the paths absolute, so
+/// the text, saved anywhere, checks as it is; a key's password is never shown.
+#[test]
+fn check_print_writes_every_default_and_loads_from_anywhere() {
+    let (tmp, inst) = fresh();
+    let text = toml_set(&inst.config_text(), "domain", "key_password", "\"s3cret\"");
+    let with_password = variant(&inst, "with-password", &text);
+    let r = run(
+        common::hisp()
+            .args(["serve", "--check", "--print", "--config"])
+            .arg(&with_password),
+        None,
+    );
+    // init's key is not encrypted, and the loader ignores a password beside it.
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        !out.contains("s3cret") && !r.stderr.contains("s3cret"),
+        "{out}"
+    );
+    assert!(out.contains("key_password is set and not shown"), "{out}");
+
+    let r = run(
+        common::hisp()
+            .args(["serve", "--check", "--print", "--config"])
+            .arg(&inst.config),
+        None,
+    );
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let printed = String::from_utf8_lossy(&r.stdout).into_owned();
+    for key in [
+        "max_refused_recipients_per_ip = 100",
+        "data_memory = 1073741824",
+        "max_per_destination = 12",
+        "retry_first = \"2m\"",
+        "keep_records = \"forever\"",
+    ] {
+        assert!(printed.contains(key), "{key} missing:\n{printed}");
+    }
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let copy = elsewhere.join("in-force.toml");
+    std::fs::write(&copy, &printed).unwrap();
+    let again = check_config(&copy);
+    assert_eq!(again.code, 0, "the printed text checks: {}", again.stderr);
+    let bare = run(common::hisp().args(["serve", "--print"]), None);
+    assert_eq!(bare.code, 2, "--print needs --check: {}", bare.stderr);
+}
+
 /// STYLE §5 (hickory's bogus-key test): every table rejects a key it does not know, naming it.
 #[test]
 fn style_5_check_rejects_unknown_key_in_every_table() {

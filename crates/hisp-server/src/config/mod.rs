@@ -168,6 +168,27 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The configuration in force as TOML, as Postfix's `postconf` shows it: every default
+    /// written out (the computed ones too: `smtp.data_memory`, `queue.max_per_destination`)
+    /// and every path absolute, so the text loads as it is from anywhere. A key's password
+    /// is left out, with a comment saying so.
+    pub fn in_force_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut c = self.clone();
+        c.smtp.data_memory_bytes = Some(self.smtp.data_memory());
+        c.queue.max_per_destination = Some(self.queue.per_destination());
+        c.resolve_paths(&std::env::current_dir().unwrap_or_default());
+        let mut head = String::new();
+        for d in &mut c.domains {
+            if d.key_password.take().is_some() {
+                head.push_str(&format!(
+                    "# domain {}: key_password is set and not shown\n",
+                    d.name
+                ));
+            }
+        }
+        Ok(head + &toml::to_string(&c)?)
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
