@@ -345,18 +345,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send
     where
         F: FnOnce(&[OutRecipient]) -> Option<NewMailboxEntry> + Send + 'static;
-    /// Hold every recipient of message `id` waiting for an attempt (not in delivery now),
-    /// as an operator does with Postfix's `postsuper -h`: `held` recipients are not tried,
-    /// flushed or expired until released. Returns those recipients, now `held`.
+    /// Hold every recipient `which` names that waits for an attempt (not in delivery
+    /// now), as an operator does with Postfix's `postsuper -h`: `held` recipients are not
+    /// tried, flushed or expired until released. Returns those recipients, now `held`.
     fn hold_queued(
         &self,
-        id: &QueueId,
+        which: &QueueSelection,
         now: UnixTime,
     ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
-    /// Release the held recipients of message `id` (`postsuper -H`): `queued` and due now.
+    /// Release the held recipients `which` names (`postsuper -H`): `queued`, due now.
     fn release_held(
         &self,
-        id: &QueueId,
+        which: &QueueSelection,
         now: UnixTime,
     ) -> impl Future<Output = StoreResult<Vec<OutRecipient>>> + Send;
     /// One step of a retention pass ([`PurgeStep`]): remove the bodies of outbound

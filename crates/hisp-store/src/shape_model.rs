@@ -1,7 +1,8 @@
 //! The shape of the queue by destination, as Postfix's `qshape` shows it: how much mail
-//! waits for each peer HISP and for how long, and how much waits for that peer's MDNs.
+//! waits for each peer HISP and for how long, and how much waits for that peer's MDNs;
+//! and how an operator command picks the mail it acts on.
 
-use crate::UnixTime;
+use crate::{QueueId, UnixTime};
 
 /// What is in hand for one destination domain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,4 +48,13 @@ impl DestinationShape {
         }
         self.waiting += 1;
     }
+}
+
+/// Which queued mail an operator command (`hisp queue hold`, `release`) takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueSelection {
+    /// The recipients of one message.
+    Message(QueueId),
+    /// Every recipient in one destination domain.
+    Domain(String),
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hisp_direct::time::format_rfc3339;
 use hisp_server::notify::{dsn_for_sender, Failure, Original};
-use hisp_store::{Inbound, OutKind, OutMessage, OutRecipient, QueueId, Store};
+use hisp_store::{Inbound, OutKind, OutMessage, OutRecipient, QueueId, QueueSelection, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -58,23 +58,11 @@ pub enum QueueCmd {
         #[arg(long, default_value = "hisp.toml")]
         config: PathBuf,
     },
-    /// Hold a message (as `postsuper -h` does): its recipients waiting for an attempt are
-    /// not tried, flushed or expired until released.
-    Hold {
-        /// The configuration file.
-        #[arg(long, default_value = "hisp.toml")]
-        config: PathBuf,
-        /// Its queue id (`o-…`, from `hisp queue`).
-        id: String,
-    },
-    /// Release a held message (as `postsuper -H` does): its held recipients are due now.
-    Release {
-        /// The configuration file.
-        #[arg(long, default_value = "hisp.toml")]
-        config: PathBuf,
-        /// Its queue id (`o-…`, from `hisp queue`).
-        id: String,
-    },
+    /// Hold a message, or all mail waiting for a domain (as `postsuper -h` does): its
+    /// recipients waiting for an attempt are not tried, flushed or expired until released.
+    Hold(Pick),
+    /// Release held mail (as `postsuper -H` does): the held recipients are due now.
+    Release(Pick),
     /// Delete a message from the queue (as `postsuper -d` does): every recipient still
     /// waiting fails, and the sender gets a DSN saying so. Relayed mail cannot be recalled.
     Delete {
@@ -84,6 +72,20 @@ pub enum QueueCmd {
         /// Its queue id (`o-…`, from `hisp queue`).
         id: String,
     },
+}
+
+/// The mail `hisp queue hold` and `release` act on: one message, or one destination.
+#[derive(clap::Args)]
+pub struct Pick {
+    /// The configuration file.
+    #[arg(long, default_value = "hisp.toml")]
+    config: PathBuf,
+    /// A queue id (`o-…`, from `hisp queue`).
+    #[arg(required_unless_present = "domain")]
+    id: Option<String>,
+    /// Instead of one message: every recipient in this destination domain.
+    #[arg(long, conflicts_with = "id")]
+    domain: Option<String>,
 }
 
 /// What the recipients of a deleted message fail with (and the sender's DSN says).
@@ -218,8 +220,8 @@ pub fn queue(a: &QueueArgs) -> Result<u8> {
         }
         Some(QueueCmd::Delete { config, id }) => return delete(config, id),
         Some(QueueCmd::Summary { config, json }) => return summary(config, *json),
-        Some(QueueCmd::Hold { config, id }) => return hold_or_release(config, id, true),
-        Some(QueueCmd::Release { config, id }) => return hold_or_release(config, id, false),
+        Some(QueueCmd::Hold(pick)) => return hold_or_release(pick, true),
+        Some(QueueCmd::Release(pick)) => return hold_or_release(pick, false),
         None => {}
     }
     let (_, store) = load(&a.list.config)?;
@@ -253,38 +255,55 @@ fn summary(config: &Path, as_json: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// `hisp queue hold ID` / `hisp queue release ID`.
-fn hold_or_release(config: &Path, id: &str, hold: bool) -> Result<u8> {
-    let (_, store) = load(config)?;
+/// `hisp queue hold|release (ID | --domain D)`.
+fn hold_or_release(pick: &Pick, hold: bool) -> Result<u8> {
+    let (_, store) = load(&pick.config)?;
     runtime()?.block_on(async {
+        let now = files::now();
+        let act = |which: QueueSelection| {
+            let store = &store;
+            async move {
+                if hold {
+                    store.hold_queued(&which, now).await
+                } else {
+                    store.release_held(&which, now).await
+                }
+            }
+        };
+        let verb = if hold { "held" } else { "released, due now" };
+        if let Some(domain) = &pick.domain {
+            let done = act(QueueSelection::Domain(domain.clone())).await?;
+            for r in &done {
+                println!("{}: {} {verb}", r.message, r.rcpt);
+            }
+            println!("{} recipient(s) for {domain} {verb}", done.len());
+            return Ok(0);
+        }
+        let id = pick.id.as_deref().unwrap_or_default();
         let qid = QueueId(id.to_string());
         let Some(m) = store.outbound(&qid).await? else {
             bail!("no outbound message {id}: `hisp queue` lists them");
         };
-        let now = files::now();
+        let done = act(QueueSelection::Message(qid)).await?;
+        if done.is_empty() && hold {
+            bail!(
+                "nothing of {id} waits for an attempt ({}): relayed mail cannot be recalled, \
+                 and a recipient in delivery now can be held once it is deferred",
+                states_of(&m)
+            );
+        }
+        if done.is_empty() {
+            bail!(
+                "nothing of {id} is held ({}): `hisp queue hold {id}` holds it",
+                states_of(&m)
+            );
+        }
+        report_done(&m, &done, verb);
         if hold {
-            let held = store.hold_queued(&qid, now).await?;
-            if held.is_empty() {
-                bail!(
-                    "nothing of {id} waits for an attempt ({}): relayed mail cannot be \
-                     recalled, and a recipient in delivery now can be held once it is deferred",
-                    states_of(&m)
-                );
-            }
-            report_done(&m, &held, "held");
             println!(
                 "`hisp queue release {id}` lets it go; `hisp queue delete {id}` fails it and \
                  tells the sender"
             );
-        } else {
-            let released = store.release_held(&qid, now).await?;
-            if released.is_empty() {
-                bail!(
-                    "nothing of {id} is held ({}): `hisp queue hold {id}` holds it",
-                    states_of(&m)
-                );
-            }
-            report_done(&m, &released, "released, due now");
         }
         Ok(0)
     })

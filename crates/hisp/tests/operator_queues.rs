@@ -8,8 +8,9 @@
 //!   each daemon logs a line per delivery attempt and inbound message, by queue id.
 //! - `hisp queue flush` (as `postqueue -f`): a recipient deferred by a peer that was down
 //!   is retried at once, before its scheduled retry.
-//! - `hisp queue hold` / `release` (as `postsuper -h` / `-H`): a held message is not sent
-//!   when its peer is back and the queue flushed; released, it goes at once.
+//! - `hisp queue hold` / `release` (as `postsuper -h` / `-H`), of a destination or a
+//!   message: a held message is not sent when its peer is back and the queue flushed;
+//!   released, it goes at once.
 //! - `hisp queue summary` (as `qshape`) counts the deferred recipient under its domain.
 //! - `hisp queue delete` (as `postsuper -d`): a deferred message's recipient fails, the
 //!   sender gets a DSN (RFC 3464) naming the reason, and nothing is sent when the peer is
@@ -260,6 +261,28 @@ fn queue_hold_keeps_a_deferred_message_until_released() {
     let (_tmp, pair, a, id, _) = deferred_at_alpha("hold");
     let queue_id = queue_id_at(&pair.alpha, &id);
 
+    // A whole destination, then one message.
+    let out = |r: &common::Run| String::from_utf8_lossy(&r.stdout).into_owned();
+    let all = hisp_at(
+        &pair.alpha,
+        &["queue", "hold", "--domain", "direct.beta.example"],
+    );
+    assert!(
+        out(&all).contains("1 recipient(s) for direct.beta.example held"),
+        "{}",
+        all.stderr
+    );
+    let all = hisp_at(
+        &pair.alpha,
+        &["queue", "release", "--domain", "direct.beta.example"],
+    );
+    assert!(out(&all).contains("1 recipient(s)"), "{}", all.stderr);
+    assert_eq!(bob_at_alpha(&pair.alpha, &id).unwrap()["state"], "queued");
+    assert_eq!(
+        hisp_at(&pair.alpha, &["queue", "hold"]).code,
+        2,
+        "what to hold?"
+    );
     let hold = hisp_at(&pair.alpha, &["queue", "hold", &queue_id]);
     assert_eq!(hold.code, 0, "queue hold: {}", hold.stderr);
     assert_eq!(bob_at_alpha(&pair.alpha, &id).unwrap()["state"], "held");

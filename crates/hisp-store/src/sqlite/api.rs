@@ -9,8 +9,9 @@ use super::{
 use crate::{
     Anchor, Bundle, Committed, DestinationShape, Event, Inbound, InboundDone, Lease, LeaseTo,
     MailboxEntry, NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound,
-    NewStaticCert, OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId, Queued,
-    RcptState, RcptUpdate, RecordStep, Route, Share, StaticCert, Store, StoreResult, UnixTime,
+    NewStaticCert, OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId,
+    QueueSelection, Queued, RcptState, RcptUpdate, RecordStep, Route, Share, StaticCert, Store,
+    StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -284,14 +285,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn hold_queued(&self, id: &QueueId, now: UnixTime) -> StoreResult<Vec<OutRecipient>> {
-        let id = id.clone();
-        self.write(move |c| hold::hold(c, &id, now)).await
+    async fn hold_queued(
+        &self,
+        which: &QueueSelection,
+        now: UnixTime,
+    ) -> StoreResult<Vec<OutRecipient>> {
+        let which = which.clone();
+        self.write(move |c| hold::hold(c, &which, now)).await
     }
 
-    async fn release_held(&self, id: &QueueId, now: UnixTime) -> StoreResult<Vec<OutRecipient>> {
-        let id = id.clone();
-        self.write(move |c| hold::release(c, &id, now)).await
+    async fn release_held(
+        &self,
+        which: &QueueSelection,
+        now: UnixTime,
+    ) -> StoreResult<Vec<OutRecipient>> {
+        let which = which.clone();
+        self.write(move |c| hold::release(c, &which, now)).await
     }
 
     async fn purge_bodies(&self, step: PurgeStep) -> StoreResult<Purged> {

@@ -3,7 +3,7 @@
 
 use super::queue::dsn;
 use super::{fresh, message, update};
-use crate::{QueueId, RcptState, Store};
+use crate::{QueueId, QueueSelection, RcptState, Store};
 
 /// `hisp queue flush` (Postfix's `postqueue -f`): a recipient waiting for its next retry is
 /// due at once, with a `flushed` event; relayed and final recipients are left alone.
@@ -200,14 +200,21 @@ async fn a_held_recipient_waits_until_released_and_then_goes_at_once() {
     store.update_recipients(vec![retry]).await.unwrap();
     // erin@c.example is still leased to w1 (until 700): in delivery, not held.
 
-    let held = store.hold_queued(&id, 150).await.unwrap();
+    let held = store
+        .hold_queued(&QueueSelection::Message(id.clone()), 150)
+        .await
+        .unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(
         (held[0].rcpt.as_str(), held[0].state),
         ("dave@b.example", RcptState::Held)
     );
     assert!(
-        store.hold_queued(&id, 150).await.unwrap().is_empty(),
+        store
+            .hold_queued(&QueueSelection::Message(id.clone()), 150)
+            .await
+            .unwrap()
+            .is_empty(),
         "held once"
     );
     assert_eq!(
@@ -234,13 +241,20 @@ async fn a_held_recipient_waits_until_released_and_then_goes_at_once() {
     let (outbound, _, _) = super::retention::pass(&store, 10_000, 0, 10, 10_000).await;
     assert_eq!(outbound, 0, "a held message's body stays");
 
-    let released = store.release_held(&id, 500).await.unwrap();
+    let released = store
+        .release_held(&QueueSelection::Message(id.clone()), 500)
+        .await
+        .unwrap();
     assert_eq!(released.len(), 1);
     assert_eq!(
         (released[0].state, released[0].next_attempt),
         (RcptState::Queued, 500)
     );
-    assert!(store.release_held(&id, 500).await.unwrap().is_empty());
+    assert!(store
+        .release_held(&QueueSelection::Message(id.clone()), 500)
+        .await
+        .unwrap()
+        .is_empty());
     let due = store.lease_due(500, "w2", 900, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].recipients[0].rcpt, "dave@b.example");
@@ -267,7 +281,14 @@ async fn deleting_a_held_message_fails_its_held_recipients() {
         .enqueue(message("<m1@a.example>", &["dave@b.example"], 100))
         .await
         .unwrap();
-    assert_eq!(store.hold_queued(&id, 110).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .hold_queued(&QueueSelection::Message(id.clone()), 110)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let gone = store
         .cancel_queued(&id, "deleted by the operator", 150, |g| Some(dsn(g, 150)))
         .await
@@ -275,4 +296,38 @@ async fn deleting_a_held_message_fails_its_held_recipients() {
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].state, RcptState::Failed);
     assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
+/// `hisp queue hold --domain D`: every recipient waiting for D, across messages, and none
+/// for another domain; `release --domain D` lets them all go.
+#[tokio::test]
+async fn a_whole_destination_is_held_and_released() {
+    let (_dir, store) = fresh();
+    let one = store
+        .enqueue(message(
+            "<m1@a.example>",
+            &["dave@b.example", "erin@c.example"],
+            100,
+        ))
+        .await
+        .unwrap();
+    let two = store
+        .enqueue(message("<m2@a.example>", &["fay@B.example"], 100))
+        .await
+        .unwrap();
+    let b = QueueSelection::Domain("B.Example".into());
+    let held = store.hold_queued(&b, 110).await.unwrap();
+    let mut got: Vec<(QueueId, String)> = held.into_iter().map(|r| (r.message, r.rcpt)).collect();
+    got.sort();
+    let mut want = vec![
+        (one.clone(), "dave@b.example".to_string()),
+        (two.clone(), "fay@b.example".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let due = store.lease_due(120, "w1", 700, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "only c.example's recipient goes");
+    assert_eq!(due[0].recipients[0].rcpt, "erin@c.example");
+    assert_eq!(store.release_held(&b, 130).await.unwrap().len(), 2);
+    assert_eq!(store.lease_due(130, "w1", 700, 10).await.unwrap().len(), 2);
 }
