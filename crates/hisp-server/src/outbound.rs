@@ -9,6 +9,7 @@ use crate::notify::Failure;
 use crate::outcome::{finish, postpone};
 use crate::spill::{TempFile, LARGE};
 use crate::suspend::{Gate, Pass};
+use hisp_direct::cert::ParsedCert;
 use hisp_direct::keys::Credential;
 use hisp_direct::seal::{seal, seal_to, SealOptions};
 use hisp_smtp::client::{resolve_mx, ClientError, Content};
@@ -223,6 +224,7 @@ pub async fn deliver_group<S: Store>(
     };
     let Prepared {
         sealed,
+        sealed_for: certs,
         reachable: rcpts,
         no_cert,
         unknown,
@@ -256,7 +258,7 @@ pub async fn deliver_group<S: Store>(
         // (nor is a large one: sealing again costs less than keeping it).
         if let Err(e) = ctx
             .store
-            .store_sealed(&lease.message, &lease.domain, bytes)
+            .store_sealed(&lease.message, &lease.domain, bytes, &certs)
             .await
         {
             tracing::warn!(error = %e, "cannot keep the sealed form; it will be sealed again");
@@ -303,6 +305,8 @@ struct Prepared {
     /// The message sealed for the reachable recipients' certificates (kept from an earlier
     /// attempt, or made now: `fresh`).
     sealed: Sealed,
+    /// What names the certificates it is sealed for ([`cert_set_key`]).
+    sealed_for: String,
     reachable: Vec<OutRecipient>,
     /// No usable certificate: fail now.
     no_cert: Vec<Failure>,
@@ -320,6 +324,7 @@ async fn sealed_for<S: Store>(
 ) -> Result<Prepared, String> {
     let mut p = Prepared {
         sealed: Sealed::Memory(Vec::new()),
+        sealed_for: String::new(),
         reachable: Vec::new(),
         no_cert: Vec::new(),
         unknown: Vec::new(),
@@ -351,20 +356,37 @@ async fn sealed_for<S: Store>(
         return Ok(p);
     }
     let store = &ctx.store;
-    let body = match (body, content) {
+    p.sealed_for = cert_set_key(&certs);
+    let (kept, content_body) = match content {
+        Some(LeaseContent::Sealed(s)) => (Some(s), None),
+        Some(LeaseContent::Body(b)) => (None, Some(b)),
+        None if body.is_none() => {
+            let kept = store.sealed(&lease.message, &lease.domain).await;
+            (kept.ok().flatten(), None)
+        }
+        None => (None, None),
+    };
+    // A form sealed by an earlier attempt goes only to the certificates it was sealed for:
+    // not to a certificate since renewed or revoked, nor to a recipient whose discovery
+    // failed then and has found one now.
+    match kept {
+        Some(s) if s.certs == p.sealed_for => {
+            p.sealed = Sealed::Memory(s.body);
+            return Ok(p);
+        }
+        Some(_) => tracing::info!(
+            queue_id = %lease.message,
+            domain = %lease.domain,
+            "the recipients' certificates changed since the message was sealed: sealing it again"
+        ),
+        None => {}
+    }
+    let body = match (body, content_body) {
         // Just queued: never sealed before.
         (Some(b), _) => b,
         // Read with the lease.
-        (None, Some(LeaseContent::Sealed(s))) => {
-            p.sealed = Sealed::Memory(s);
-            return Ok(p);
-        }
-        (None, Some(LeaseContent::Body(b))) => Arc::new(b),
+        (None, Some(b)) => Arc::new(b),
         (None, None) => {
-            if let Ok(Some(s)) = store.sealed(&lease.message, &lease.domain).await {
-                p.sealed = Sealed::Memory(s);
-                return Ok(p);
-            }
             let body = store.outbound_body(&lease.message).await;
             Arc::new(
                 body.map_err(|e| e.to_string())?
@@ -402,6 +424,15 @@ async fn sealed_for<S: Store>(
     p.sealed = sealed;
     p.fresh = true;
     Ok(p)
+}
+
+/// What names a set of certificates: their SHA-256s, sorted, so the same set found in
+/// another order matches.
+fn cert_set_key(certs: &[Arc<ParsedCert>]) -> String {
+    let mut prints: Vec<String> = certs.iter().map(|c| c.sha256_hex()).collect();
+    prints.sort_unstable();
+    prints.dedup();
+    prints.join(",")
 }
 
 fn sender_credential<S: Store>(ctx: &Context<S>, sender: &str) -> Option<Credential> {

@@ -461,3 +461,58 @@ async fn restart_of_the_peer_between_messages_costs_no_retry() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A form sealed by a failed attempt is kept for the retries, but goes only to the
+/// certificates it was sealed for (the Direct Applicability Statement has a message
+/// encrypted to the recipient's certificates as discovered; one since renewed or revoked
+/// must not be used through an old copy).
+/// While they stay the same a retry sends the kept form without sealing again; once alpha
+/// finds another certificate for beta's domain (a renewal published beside the old one),
+/// the next retry seals again for the certificates found now, and beta opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_seals_again_once_the_recipients_certificates_changed() {
+    use hisp_direct::pki::{issue_leaf, Issued, LeafSpec};
+    let t0 = now();
+    let (_root, a, mut b, clock) = alpha_up_beta_down(t0).await;
+    let (id, mid) = queue(&a, &b.user, false).await;
+    let actx = ctx(&a);
+    let seals = || async { metric(&metrics(&a).await, "hisp_seal_seconds_count") };
+    assert_eq!(outbound::tick(actx).await, 1);
+    assert_eq!(seals().await, 1.0, "the first attempt seals");
+    clock.set(t0 + 2 * MIN);
+    assert_eq!(outbound::tick(actx).await, 1);
+    assert_eq!(rcpt(&a, &id).await.attempts, 2);
+    assert_eq!(seals().await, 1.0, "the second sends the kept form");
+
+    let read = |f: &str| std::fs::read(b.dir.join(f)).unwrap();
+    let ca = Issued {
+        cert: hisp_direct::keys::load_cert(&read("ca.pem")).unwrap(),
+        key: hisp_direct::keys::load_private_key(&read("ca.key"), None).unwrap(),
+    };
+    let spec = LeafSpec::domain(&b.domain, t0 - 60, t0 + 365 * 24 * 3600);
+    let renewed = issue_leaf(&ca, &spec).unwrap();
+    let der = renewed.cert_der().unwrap();
+    let cert = hisp_store::NewStaticCert {
+        bound_to: b.domain.clone(),
+        sha256: hisp_direct::cert::sha256_hex(&renewed.cert),
+        der,
+    };
+    assert!(a.store.add_cert(cert, t0).await.unwrap());
+    assert!(actx.refresh_directory().await.unwrap());
+
+    clock.set(t0 + 6 * MIN);
+    b.start_listeners(clock.clone() as SharedClock)
+        .await
+        .unwrap();
+    assert_eq!(outbound::tick(actx).await, 1);
+    assert_eq!(
+        seals().await,
+        2.0,
+        "sealed again for the certificates found now"
+    );
+    assert_eq!(rcpt(&a, &id).await.state, RcptState::Relayed);
+    assert_eq!(inbound::tick(ctx(&b)).await, 1);
+    let got = entries(&b, &b.user, EntryKind::Message).await;
+    assert_eq!(got.len(), 1, "beta opens it with its own key");
+    assert_eq!(got[0].message_id, mid);
+}

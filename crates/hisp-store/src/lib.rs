@@ -6,18 +6,21 @@
 //! cost one fsync per message). A PostgreSQL implementation will sit behind the same trait.
 //!
 //! Layout:
-//! - [`model`]: the rows (messages, recipients, leases, mailbox entries).
+//! - [`model`]: the rows (messages, recipients, mailbox entries).
+//! - [`lease_model`]: a delivery worker's lease and the content read with it.
 //! - [`directory_model`]: the directory rows (anchors, bundles, routes, static certificates).
 //! - [`sqlite`]: the SQLite implementation.
 #![warn(missing_docs)]
 
 pub mod directory_model;
+pub mod lease_model;
 pub mod model;
 pub mod records_model;
 pub mod shape_model;
 pub mod sqlite;
 
 pub use directory_model::*;
+pub use lease_model::*;
 pub use model::*;
 pub use records_model::*;
 pub use shape_model::*;
@@ -246,19 +249,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &QueueId,
     ) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
-    /// Keep the sealed form of a message for one recipient domain (sealing happens once).
+    /// Keep the sealed form of a message for one recipient domain, and what names the
+    /// certificates it was sealed for (`certs`), for the retries.
     fn store_sealed(
         &self,
         id: &QueueId,
         domain: &str,
         sealed: &[u8],
+        certs: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The sealed form for a domain, if made.
+    /// The sealed form for a domain, if kept.
     fn sealed(
         &self,
         id: &QueueId,
         domain: &str,
-    ) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<SealedCopy>>> + Send;
     /// Lease due work: recipients in state `queued` whose `next_attempt <= now` and whose
     /// lease is free or expired, grouped per (message, domain), at most `limit` groups. The
     /// lease is taken in the same transaction (owner, `lease_until`), so two workers or two

@@ -1,5 +1,6 @@
 //! The rows the store keeps. Plain data: states are enums, times are Unix seconds.
 
+use crate::{Lease, LeaseTo};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Give an enum stored by name its two directions: `as_str` (the stored and displayed
@@ -180,58 +181,6 @@ pub struct OutMessage {
     pub size: u64,
     /// Recipients, in submission order.
     pub recipients: Vec<OutRecipient>,
-}
-
-/// Work leased to a delivery worker: the due recipients of one message in one domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The message.
-    pub message: QueueId,
-    /// Its Message-ID.
-    pub message_id: String,
-    /// Its sender.
-    pub sender: String,
-    /// Message or notification.
-    pub kind: OutKind,
-    /// When it was submitted (expiry counts from here).
-    pub created: UnixTime,
-    /// The destination domain.
-    pub domain: String,
-    /// The leased recipients with their attempt counts.
-    pub recipients: Vec<OutRecipient>,
-    /// What to send, when leasing read it in passing (a body kept in the database); `None`
-    /// when the worker reads it itself (a body in a file), or already has it (a lease taken
-    /// as the message was queued).
-    pub content: Option<LeaseContent>,
-}
-
-/// A leased message's content, read with its lease.
-#[derive(Clone, PartialEq, Eq)]
-pub enum LeaseContent {
-    /// Sealed for this domain by an earlier attempt: sent as it is.
-    Sealed(Vec<u8>),
-    /// Never sealed for this domain: the submitted message.
-    Body(Vec<u8>),
-}
-
-impl std::fmt::Debug for LeaseContent {
-    // Sizes only: message content never goes to a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LeaseContent::Sealed(b) => write!(f, "Sealed({} bytes)", b.len()),
-            LeaseContent::Body(b) => write!(f, "Body({} bytes)", b.len()),
-        }
-    }
-}
-
-/// A lease to take on work as it is queued, so the worker that queues it can deliver it
-/// at once without reading it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseTo {
-    /// The lease owner (the node).
-    pub owner: String,
-    /// Until when.
-    pub until: UnixTime,
 }
 
 /// A message just queued: its id, and when it was queued leased, its leases (one per

@@ -10,8 +10,8 @@ use crate::{
     Anchor, Bundle, Committed, DestinationShape, Event, Inbound, InboundDone, Lease, LeaseTo,
     MailboxEntry, NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound,
     NewStaticCert, OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId,
-    QueueSelection, Queued, RcptState, RcptUpdate, RecordStep, Route, Share, StaticCert, Store,
-    StoreResult, UnixTime,
+    QueueSelection, Queued, RcptState, RcptUpdate, RecordStep, Route, SealedCopy, Share,
+    StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -138,18 +138,25 @@ impl Store for SqliteStore {
         self.read(move |c| queue::outbound_body(c, &id)).await
     }
 
-    async fn store_sealed(&self, id: &QueueId, domain: &str, sealed: &[u8]) -> StoreResult<()> {
+    async fn store_sealed(
+        &self,
+        id: &QueueId,
+        domain: &str,
+        sealed: &[u8],
+        certs: &str,
+    ) -> StoreResult<()> {
         // The one copy the borrowed signature forces: the bytes must outlive the call.
         let (id, domain, sealed) = (id.clone(), domain.to_owned(), sealed.to_vec());
+        let certs = certs.to_owned();
         self.write_with_bodies(
             sealed,
             |s| vec![s.as_slice()],
-            move |c, sealed| queue::store_sealed(c, &id, &domain, &sealed),
+            move |c, sealed| queue::store_sealed(c, &id, &domain, &sealed, &certs),
         )
         .await
     }
 
-    async fn sealed(&self, id: &QueueId, domain: &str) -> StoreResult<Option<Vec<u8>>> {
+    async fn sealed(&self, id: &QueueId, domain: &str) -> StoreResult<Option<SealedCopy>> {
         let (id, domain) = (id.clone(), domain.to_owned());
         self.read(move |c| queue::sealed(c, &id, &domain)).await
     }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     Lease, LeaseContent, LeaseTo, NewOutbound, OutKind, OutMessage, OutRecipient, QueueId,
-    RcptState, RcptUpdate, Share, StoreError, StoreResult, UnixTime,
+    RcptState, RcptUpdate, SealedCopy, Share, StoreError, StoreResult, UnixTime,
 };
 
 /// The columns [`out_recipient`] reads, from `recipients r JOIN messages m`.
@@ -227,6 +227,7 @@ pub(super) fn store_sealed(
     id: &QueueId,
     domain: &str,
     sealed: &[u8],
+    certs: &str,
 ) -> StoreResult<()> {
     let what = "storing a sealed message";
     let exists = conn
@@ -246,10 +247,10 @@ pub(super) fn store_sealed(
         params![id.0, fold(domain)],
     )?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO sealed (message, domain, body) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO sealed (message, domain, body, certs) VALUES (?1, ?2, ?3, ?4)",
     )
     .map_err(db(what))?
-    .execute(params![id.0, fold(domain), Body(sealed)])
+    .execute(params![id.0, fold(domain), Body(sealed), certs])
     .map_err(db(what))?;
     blobs::fill(conn, "sealed", conn.last_insert_rowid(), sealed)
 }
@@ -263,8 +264,22 @@ pub(super) fn sealed(
     conn: &Connection,
     id: &QueueId,
     domain: &str,
-) -> StoreResult<Option<Vec<u8>>> {
-    blobs::read(conn, "sealed", SEALED_SELECT, params![id.0, fold(domain)])
+) -> StoreResult<Option<SealedCopy>> {
+    let domain = fold(domain);
+    let Some(body) = blobs::read(conn, "sealed", SEALED_SELECT, params![id.0, domain])? else {
+        return Ok(None);
+    };
+    let certs = sealed_certs(conn, &id.0, &domain)?;
+    Ok(Some(SealedCopy { body, certs }))
+}
+
+/// What names the certificates a kept sealed form was made for.
+fn sealed_certs(conn: &Connection, message: &str, domain: &str) -> StoreResult<String> {
+    let what = "reading a sealed message";
+    conn.prepare_cached("SELECT certs FROM sealed WHERE message = ?1 AND domain = ?2")
+        .map_err(db(what))?
+        .query_row(params![message, domain], |row| row.get(0))
+        .map_err(db(what))
 }
 
 /// Lease due recipients, grouped per (message, domain), oldest due first. Runs on the
@@ -373,7 +388,10 @@ fn lease_content(
 ) -> StoreResult<Option<LeaseContent>> {
     let sealed = blobs::find(conn, "sealed", SEALED_SELECT, params![message, domain])?;
     Ok(match sealed {
-        Found::Inline(b) => Some(LeaseContent::Sealed(b)),
+        Found::Inline(body) => {
+            let certs = sealed_certs(conn, message, domain)?;
+            Some(LeaseContent::Sealed(SealedCopy { body, certs }))
+        }
         Found::InFile(_) => None,
         Found::Missing => match blobs::find(conn, "message_bodies", BODY_SELECT, [message])? {
             Found::Inline(b) => Some(LeaseContent::Body(b)),

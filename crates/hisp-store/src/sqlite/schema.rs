@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -178,6 +178,14 @@ const SCHEMA_V6: &str = "
 ALTER TABLE directory_version ADD COLUMN flushes INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 7: a sealed form kept for retries names the certificates it was sealed for, so
+/// a retry after the recipients' certificates changed (renewed, revoked, or found for a
+/// recipient whose discovery failed before) seals again instead of sending the old form.
+/// Forms kept before name none ('') and are sealed again.
+const SCHEMA_V7: &str = "
+ALTER TABLE sealed ADD COLUMN certs TEXT NOT NULL DEFAULT '';
+";
+
 /// Version 5: bodies from `blobs::IN_FILES` up live in files beside the database (one write
 /// and fsync instead of the WAL and then the checkpoint); `file` names the file, and `body`
 /// is then empty. Rows written before keep their bodies inline.
@@ -322,6 +330,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
         3 => SCHEMA_V4,
         4 => SCHEMA_V5,
         5 => SCHEMA_V6,
+        6 => SCHEMA_V7,
         _ => {
             return Err(open_error(
                 path,

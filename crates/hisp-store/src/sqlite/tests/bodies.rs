@@ -7,7 +7,7 @@ use crate::sqlite::blobs::IN_FILES;
 use crate::sqlite::{queue, spool, SqliteStore};
 use crate::{
     EntryKind, InboundDone, InboundState, LeaseContent, LeaseTo, NewMailboxEntry, QueueId,
-    RcptState, RcptUpdate, Store, StoreError,
+    RcptState, RcptUpdate, SealedCopy, Store, StoreError,
 };
 
 pub(super) fn body(len: usize) -> Vec<u8> {
@@ -23,8 +23,14 @@ async fn bodies_of_every_size_round_trip_through_every_table() {
         msg.body = b.clone();
         let id = store.enqueue(msg.clone()).await.unwrap();
         assert_eq!(store.outbound_body(&id).await.unwrap().unwrap(), b, "{len}");
-        store.store_sealed(&id, "b.example", &b).await.unwrap();
-        assert_eq!(store.sealed(&id, "b.example").await.unwrap().unwrap(), b);
+        store
+            .store_sealed(&id, "b.example", &b, "k1")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sealed(&id, "b.example").await.unwrap().unwrap().body,
+            b
+        );
 
         let lease = LeaseTo {
             owner: "w".into(),
@@ -132,15 +138,18 @@ async fn large_bodies_live_in_files_that_go_with_their_rows_and_outlive_a_reopen
     assert!(files(dir.path())[0].starts_with("message_bodies-"));
 
     // Re-sealing replaces the row; the old file goes after the commit.
-    store.store_sealed(&id, "b.example", &big).await.unwrap();
+    store
+        .store_sealed(&id, "b.example", &big, "k1")
+        .await
+        .unwrap();
     let resealed = body(IN_FILES + 1);
     store
-        .store_sealed(&id, "b.example", &resealed)
+        .store_sealed(&id, "b.example", &resealed, "k1")
         .await
         .unwrap();
     assert_eq!(files(dir.path()).len(), 2, "{:?}", files(dir.path()));
     assert_eq!(
-        store.sealed(&id, "b.example").await.unwrap().unwrap(),
+        store.sealed(&id, "b.example").await.unwrap().unwrap().body,
         resealed
     );
 
@@ -168,7 +177,7 @@ async fn large_bodies_live_in_files_that_go_with_their_rows_and_outlive_a_reopen
     let store = SqliteStore::open(&dir.path().join("hisp.db")).unwrap();
     assert_eq!(store.outbound_body(&id).await.unwrap().unwrap(), big);
     assert_eq!(
-        store.sealed(&id, "b.example").await.unwrap().unwrap(),
+        store.sealed(&id, "b.example").await.unwrap().unwrap().body,
         resealed
     );
     let left = files(dir.path());
@@ -190,7 +199,7 @@ async fn a_failed_job_leaves_no_body_file() {
     let (sealed_id, sealed_body) = (id.clone(), big.clone());
     let failed = store
         .write(move |c| {
-            queue::store_sealed(c, &sealed_id, "b.example", &sealed_body)?;
+            queue::store_sealed(c, &sealed_id, "b.example", &sealed_body, "k1")?;
             Err::<(), _>(StoreError::Closed)
         })
         .await;
@@ -230,7 +239,7 @@ async fn staged_bodies_go_with_failed_jobs_and_a_missing_one_fails_its_job() {
                 |b| vec![b.as_slice()],
                 move |c, b| {
                     if fail {
-                        queue::store_sealed(c, &sealed_id, "b.example", &b)?;
+                        queue::store_sealed(c, &sealed_id, "b.example", &b, "k1")?;
                         return Err(StoreError::Closed);
                     }
                     Ok(())
@@ -252,7 +261,7 @@ async fn staged_bodies_go_with_failed_jobs_and_a_missing_one_fails_its_job() {
     let failed = store
         .write(move |c| {
             spool::with_staged(staged, || {
-                queue::store_sealed(c, &sealed_id, "b.example", &sealed)
+                queue::store_sealed(c, &sealed_id, "b.example", &sealed, "k1")
             })
         })
         .await;
@@ -264,7 +273,7 @@ async fn staged_bodies_go_with_failed_jobs_and_a_missing_one_fails_its_job() {
 
     // Through the API the staged file is renamed into place.
     store
-        .store_sealed(&id, "b.example", &body(IN_FILES + 5))
+        .store_sealed(&id, "b.example", &body(IN_FILES + 5), "k1")
         .await
         .unwrap();
     let names = files(dir.path());
@@ -313,7 +322,10 @@ async fn leases_carry_inline_content_sealed_first_and_not_files() {
 
     // A retry after an attempt that kept the sealed form sends that.
     let sealed = body(150);
-    store.store_sealed(&id, "b.example", &sealed).await.unwrap();
+    store
+        .store_sealed(&id, "b.example", &sealed, "k1")
+        .await
+        .unwrap();
     let retry = RcptUpdate {
         next_attempt: 150,
         last_error: Some("451 try later".into()),
@@ -321,7 +333,12 @@ async fn leases_carry_inline_content_sealed_first_and_not_files() {
     };
     store.update_recipients(vec![retry]).await.unwrap();
     let lease = store.lease_due(150, "w", 300, 10).await.unwrap().remove(0);
-    assert_eq!(lease.content, Some(LeaseContent::Sealed(sealed)));
+    // With what names the certificates it was sealed for (schema 7).
+    let copy = SealedCopy {
+        body: sealed,
+        certs: "k1".into(),
+    };
+    assert_eq!(lease.content, Some(LeaseContent::Sealed(copy)));
     assert_eq!(
         format!("{:?}", lease.content),
         "Some(Sealed(150 bytes))",

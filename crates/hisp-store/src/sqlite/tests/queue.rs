@@ -75,12 +75,13 @@ async fn enqueue_lease_relay_overdue_find_recipient() {
 
     // Sealed once per domain.
     store
-        .store_sealed(&id, "B.example", b"sealed for b")
+        .store_sealed(&id, "B.example", b"sealed for b", "certs of b")
         .await
         .unwrap();
+    let copy = store.sealed(&id, "b.example").await.unwrap().unwrap();
     assert_eq!(
-        store.sealed(&id, "b.example").await.unwrap().unwrap(),
-        b"sealed for b"
+        (copy.body.as_slice(), copy.certs.as_str()),
+        (&b"sealed for b"[..], "certs of b")
     );
     assert_eq!(store.sealed(&id, "c.example").await.unwrap(), None);
 
@@ -449,7 +450,7 @@ async fn list_outbound_newest_first_with_recipients_in_order() {
 async fn store_sealed_for_unknown_message_is_not_found() {
     let (_dir, store) = fresh();
     let err = store
-        .store_sealed(&QueueId("o-0000000000000000".into()), "b.example", b"x")
+        .store_sealed(&QueueId("o-0000000000000000".into()), "b.example", b"x", "")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");

@@ -78,7 +78,7 @@ pub(super) async fn finished_with_files(store: &SqliteStore) -> QueueId {
     big.body = body(IN_FILES);
     let done = store.enqueue(big).await.unwrap();
     store
-        .store_sealed(&done, "b.example", &body(IN_FILES))
+        .store_sealed(&done, "b.example", &body(IN_FILES), "k1")
         .await
         .unwrap();
     let relayed = update(&done, "bob@b.example", RcptState::Relayed, 110);

@@ -209,8 +209,9 @@ async fn open_creates_missing_directories() {
     assert_eq!(store.queue_depth().await.unwrap(), 0);
 }
 
-/// A store written by the previous version (schema 5, no flush count) is migrated when
-/// opened: what it held stays, and flushes are counted from zero.
+/// A store written by an earlier version (schema 5: no flush count, sealed forms that do
+/// not name their certificates) is migrated when opened: what it held stays, flushes are
+/// counted from zero, and a kept sealed form names no certificates (so it is sealed again).
 #[tokio::test]
 async fn open_migrates_a_schema_5_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,11 +219,20 @@ async fn open_migrates_a_schema_5_store() {
     let store = SqliteStore::open(&path).unwrap();
     store.set_user("a@x.example", "hash", 1).await.unwrap();
     let version = store.directory_version().await.unwrap();
+    let id = store
+        .enqueue(super::message("<m@x.example>", &["b@y.example"], 1))
+        .await
+        .unwrap();
+    store
+        .store_sealed(&id, "y.example", b"sealed", "k1")
+        .await
+        .unwrap();
     drop(store);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "ALTER TABLE directory_version DROP COLUMN flushes; PRAGMA user_version = 5;",
+            "ALTER TABLE directory_version DROP COLUMN flushes; \
+             ALTER TABLE sealed DROP COLUMN certs; PRAGMA user_version = 5;",
         )
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
@@ -235,6 +245,11 @@ async fn open_migrates_a_schema_5_store() {
     assert_eq!(store.queue_flushes().await.unwrap(), 0);
     store.flush_queue(2).await.unwrap();
     assert_eq!(store.queue_flushes().await.unwrap(), 1);
+    let copy = store.sealed(&id, "y.example").await.unwrap().unwrap();
+    assert_eq!(
+        (copy.body.as_slice(), copy.certs.as_str()),
+        (&b"sealed"[..], "")
+    );
 }
 
 #[tokio::test]
