@@ -10,6 +10,7 @@ use hisp_direct::keys::{self, Credential};
 use hisp_direct::trust::{check_usage, TrustAnchors, Usage};
 use hisp_store::{Direction, Store, StoreError};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A health domain this HISP serves.
@@ -18,6 +19,8 @@ pub struct LocalDomain {
     pub name: String,
     /// Its signing and decryption credential.
     pub cred: Credential,
+    /// Credentials it had before a renewal: for opening mail only.
+    pub previous: Vec<Credential>,
     /// Anchors trusted for the signers of mail it receives.
     pub anchors: Arc<TrustAnchors>,
     /// Anchors trusted for the certificates of recipients it sends to (discovery).
@@ -80,12 +83,19 @@ impl Directory {
                 domain: d.name.clone(),
                 reason,
             };
-            let key =
-                std::fs::read(&d.key).map_err(|e| err(format!("{}: {e}", d.key.display())))?;
-            let cert =
-                std::fs::read(&d.cert).map_err(|e| err(format!("{}: {e}", d.cert.display())))?;
-            let cred = keys::load_credential(Some(&cert), &key, d.key_password.as_deref())
-                .map_err(|e| err(e.to_string()))?;
+            let load = |cert: &Path, key: &Path, password: &Option<String>| {
+                let key = std::fs::read(key).map_err(|e| err(format!("{}: {e}", key.display())))?;
+                let cert =
+                    std::fs::read(cert).map_err(|e| err(format!("{}: {e}", cert.display())))?;
+                keys::load_credential(Some(&cert), &key, password.as_deref())
+                    .map_err(|e| err(e.to_string()))
+            };
+            let cred = load(&d.cert, &d.key, &d.key_password)?;
+            let previous = d
+                .previous
+                .iter()
+                .map(|p| load(&p.cert, &p.key, &p.key_password))
+                .collect::<Result<Vec<_>, _>>()?;
             let name = d.name.to_ascii_lowercase();
             // Configured anchors hold both ways.
             let mut both = Vec::new();
@@ -111,6 +121,7 @@ impl Directory {
             domains.push(LocalDomain {
                 name,
                 cred,
+                previous,
                 anchors: Arc::new(TrustAnchors::new(incoming)),
                 anchors_out: Arc::new(TrustAnchors::new(outgoing)),
             });
@@ -172,7 +183,9 @@ impl Directory {
 
     /// Every credential of ours (for opening: the message names the one it is for).
     pub fn credentials(&self) -> Vec<Credential> {
-        self.domains.iter().map(|d| d.cred.clone()).collect()
+        let current = self.domains.iter().map(|d| d.cred.clone());
+        let previous = self.domains.iter().flat_map(|d| d.previous.iter().cloned());
+        current.chain(previous).collect()
     }
 
     /// Static certificates usable to encrypt to `address` at `now`, by the Applicability

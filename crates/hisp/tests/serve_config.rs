@@ -92,7 +92,7 @@ fn check_print_writes_every_default_and_loads_from_anywhere() {
         !out.contains("s3cret") && !r.stderr.contains("s3cret"),
         "{out}"
     );
-    assert!(out.contains("key_password is set and not shown"), "{out}");
+    assert!(out.contains("key_password(s) set and not shown"), "{out}");
 
     let r = run(
         common::hisp()

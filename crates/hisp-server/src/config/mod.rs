@@ -77,6 +77,24 @@ pub struct DomainConfig {
     /// Trust anchors for mail to and from this domain.
     #[serde(default)]
     pub anchors: Vec<PathBuf>,
+    /// Certificates and keys the domain had before a renewal (`[[domain.previous]]`), kept
+    /// to open mail peers sealed to them before they learnt the new one; never used to
+    /// sign or published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<PreviousKey>,
+}
+
+/// `[[domain.previous]]`: a certificate and key a domain had before a renewal.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousKey {
+    /// The certificate (PEM or DER).
+    pub cert: PathBuf,
+    /// Its private key (PEM/DER, PKCS#8/PKCS#1, or PKCS#12).
+    pub key: PathBuf,
+    /// Password of an encrypted key or PKCS#12 file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password: Option<String>,
 }
 
 /// One thing wrong with a configuration, located by its dotted key.
@@ -179,9 +197,14 @@ impl Config {
         c.resolve_paths(&std::env::current_dir().unwrap_or_default());
         let mut head = String::new();
         for d in &mut c.domains {
-            if d.key_password.take().is_some() {
+            let previous = d.previous.iter_mut().map(|p| &mut p.key_password);
+            let hidden = std::iter::once(&mut d.key_password)
+                .chain(previous)
+                .filter_map(Option::take)
+                .count();
+            if hidden > 0 {
                 head.push_str(&format!(
-                    "# domain {}: key_password is set and not shown\n",
+                    "# domain {}: {hidden} key_password(s) set and not shown\n",
                     d.name
                 ));
             }
@@ -202,6 +225,10 @@ impl Config {
             fix(&mut d.cert);
             fix(&mut d.key);
             d.anchors.iter_mut().for_each(fix);
+            for p in &mut d.previous {
+                fix(&mut p.cert);
+                fix(&mut p.key);
+            }
         }
     }
 
@@ -233,8 +260,13 @@ impl Config {
             {
                 problem(k("name"), format!("domain {} is configured twice", d.name));
             }
-            if let Err(reason) = check_credential(d) {
+            if let Err(reason) = check_credential(&d.name, &d.cert, &d.key, &d.key_password) {
                 problem(k(reason.0), reason.1);
+            }
+            for (j, p) in d.previous.iter().enumerate() {
+                if let Err(reason) = check_credential(&d.name, &p.cert, &p.key, &p.key_password) {
+                    problem(format!("domain[{i}].previous[{j}].{}", reason.0), reason.1);
+                }
             }
             if d.anchors.is_empty() {
                 problem(
@@ -387,14 +419,22 @@ impl Config {
     }
 }
 
-fn check_credential(d: &DomainConfig) -> Result<(), (&'static str, String)> {
-    let key = std::fs::read(&d.key).map_err(|e| ("key", format!("{}: {e}", d.key.display())))?;
+/// A domain's certificate and key load, match, and are bound to the domain; else the
+/// field at fault (`cert` or `key`) and why.
+fn check_credential(
+    domain: &str,
+    cert_path: &Path,
+    key_path: &Path,
+    password: &Option<String>,
+) -> Result<(), (&'static str, String)> {
+    let key =
+        std::fs::read(key_path).map_err(|e| ("key", format!("{}: {e}", key_path.display())))?;
     let cert =
-        std::fs::read(&d.cert).map_err(|e| ("cert", format!("{}: {e}", d.cert.display())))?;
-    let cred = keys::load_credential(Some(&cert), &key, d.key_password.as_deref())
-        .map_err(|e| ("key", format!("{}: {e}", d.key.display())))?;
+        std::fs::read(cert_path).map_err(|e| ("cert", format!("{}: {e}", cert_path.display())))?;
+    let cred = keys::load_credential(Some(&cert), &key, password.as_deref())
+        .map_err(|e| ("key", format!("{}: {e}", key_path.display())))?;
     let bound = hisp_direct::binding::bindings(cred.cert());
-    let name = d.name.to_ascii_lowercase();
+    let name = domain.to_ascii_lowercase();
     let serves = bound.iter().any(|b| match b {
         hisp_direct::binding::CertBinding::Domain(x) => *x == name,
         hisp_direct::binding::CertBinding::Address(a) => a.ends_with(&format!("@{name}")),
@@ -403,9 +443,8 @@ fn check_credential(d: &DomainConfig) -> Result<(), (&'static str, String)> {
         return Err((
             "cert",
             format!(
-                "{} is not bound to domain {} (it names {:?})",
-                d.cert.display(),
-                d.name,
+                "{} is not bound to domain {domain} (it names {:?})",
+                cert_path.display(),
                 bound
             ),
         ));

@@ -8,6 +8,7 @@ const EXAMPLE: &str = include_str!("../../../../examples/hisp.toml");
 fn example_config_parses() {
     let c = Config::from_toml(EXAMPLE, Path::new("examples/hisp.toml")).unwrap();
     assert_eq!(c.domains.len(), 1);
+    assert!(c.domains[0].previous.is_empty());
     assert_eq!(c.crypto.cipher, CipherName::Aes256Cbc);
     assert_eq!(c.smtp.data_memory(), 1 << 30);
     let mut c = c;
@@ -18,6 +19,23 @@ fn example_config_parses() {
         2 << 30,
         "never below one largest message"
     );
+}
+
+/// `[[domain.previous]]` belongs to the `[[domain]]` above it, and rejects unknown keys.
+#[test]
+fn previous_keys_belong_to_their_domain() {
+    let text = EXAMPLE.replace(
+        "anchors = [\"ca.pem\"]\n",
+        "anchors = [\"ca.pem\"]\n[[domain.previous]]\ncert = \"old.pem\"\nkey = \"old.key\"\n",
+    );
+    let c = Config::from_toml(&text, Path::new("x.toml")).unwrap();
+    assert_eq!(c.domains[0].previous.len(), 1);
+    assert_eq!(c.domains[0].previous[0].cert, PathBuf::from("old.pem"));
+    let bad = text.replace("key = \"old.key\"", "key = \"old.key\"\nsign = true");
+    let err = Config::from_toml(&bad, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sign"), "{err}");
 }
 
 /// Every table rejects a key it does not know, naming it (as hickory's config tests do).
@@ -65,12 +83,21 @@ fn bad_values_name_the_key() {
     c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
     c.smtp.max_connections_per_ip = 0;
     c.smtp.max_refused_recipients_per_ip = 0;
+    c.domains[0].previous = vec![PreviousKey {
+        cert: PathBuf::from("/nonexistent/old.pem"),
+        key: PathBuf::from("/nonexistent/old.key"),
+        key_password: None,
+    }];
     c.http.max_connections_per_ip = 0;
     c.queue.max_per_destination = Some(0);
     let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
     assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
     assert!(
         keys.contains(&"smtp.max_connections_per_ip".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"domain[0].previous[0].key".to_string()),
         "{keys:?}"
     );
     assert!(
