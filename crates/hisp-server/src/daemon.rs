@@ -110,6 +110,7 @@ pub async fn start_with_options<S: Store>(
     workers: bool,
 ) -> Result<Running<S>, DaemonError> {
     let directory = Directory::load(&config, store.as_ref()).await?;
+    directory.warn_expiring(clock.now());
     let tls = Arc::new(hisp_smtp::TlsSlot::new(Arc::new(tls_acceptor(&config)?)));
     let relay_l = bind("smtp.relay_listen", config.smtp.relay_listen).await?;
     let sub_l = bind("smtp.submission_listen", config.smtp.submission_listen).await?;

@@ -232,3 +232,41 @@ fn usable(c: &ParsedCert, address: &str, now: i64) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
+
+/// Warn this long before a local domain's Direct certificate stops being valid.
+pub const EXPIRY_WARNING_S: i64 = 30 * 24 * 3600;
+
+impl Directory {
+    /// When each local domain's certificates stop being valid: (domain, `current` or
+    /// `previous`, not-after), for the expiry metric.
+    pub fn cert_expiries(&self) -> Vec<(&str, &'static str, i64)> {
+        let mut out = Vec::new();
+        for d in &self.domains {
+            let all = std::iter::once((&d.cred, "current"))
+                .chain(d.previous.iter().map(|c| (c, "previous")));
+            for (cred, which) in all {
+                if let Some(t) = hisp_direct::time::from_asn1(cred.cert().not_after()) {
+                    out.push((d.name.as_str(), which, t));
+                }
+            }
+        }
+        out
+    }
+
+    /// Log a warning for each domain whose current certificate expires within
+    /// [`EXPIRY_WARNING_S`] of `now` (or has expired): peers refuse to seal to it, and mail
+    /// it signs fails their checks, once it has.
+    pub fn warn_expiring(&self, now: i64) {
+        for (domain, which, not_after) in self.cert_expiries() {
+            let left = not_after - now;
+            if which == "current" && left < EXPIRY_WARNING_S {
+                tracing::warn!(
+                    domain,
+                    days_left = left.div_euclid(24 * 3600),
+                    not_after = %hisp_direct::time::format_rfc3339(not_after),
+                    "the domain's Direct certificate expires soon (or has): renew it, and keep the old pair under [[domain.previous]] if the key changes"
+                );
+            }
+        }
+    }
+}

@@ -246,6 +246,23 @@ pub fn render_data_budget(b: &hisp_smtp::DataBudget, out: &mut String) {
     );
 }
 
+/// `hisp_certificate_expiry_timestamp_seconds{domain, key}`: when each local domain's
+/// Direct certificate (`current`, and any kept under `previous`) stops being valid, so an
+/// alert can fire weeks ahead (as blackbox_exporter's `probe_ssl_earliest_cert_expiry`).
+pub fn render_cert_expiry(expiries: &[(&str, &str, i64)], out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP hisp_certificate_expiry_timestamp_seconds When a local domain's Direct certificate stops being valid.\n\
+         # TYPE hisp_certificate_expiry_timestamp_seconds gauge"
+    );
+    for (domain, key, t) in expiries {
+        let _ = writeln!(
+            out,
+            "hisp_certificate_expiry_timestamp_seconds{{domain=\"{domain}\",key=\"{key}\"}} {t}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

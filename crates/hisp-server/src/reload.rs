@@ -43,6 +43,7 @@ impl<S: Store> Running<S> {
         }
         match self.ctx.reload_directory().await {
             Ok(()) => {
+                self.ctx.directory().warn_expiring(self.ctx.now());
                 if let Some(zone) = &self.zone {
                     let dir = self.ctx.directory();
                     zone.replace(Arc::new(Zone::from_directory(

@@ -3,6 +3,7 @@
 //! old certificate until they learn the new one (discovery caches, their own retries), so
 //! a renewed domain lists its old pair under `[[domain.previous]]` and still opens that
 //! mail (RFC 5652 §6.2: the RecipientInfo names the certificate whose key decrypts it).
+//! `/metrics` gives when each of them expires.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -22,7 +23,8 @@ use std::sync::Arc;
 async fn mail_sealed_to_the_certificate_before_a_renewal_opens_with_the_previous_key() {
     let t0 = now();
     let (_root, mut a, mut b) = pair(t0).await;
-    let read = |f: &str| std::fs::read(b.dir.join(f)).unwrap();
+    let dir = b.dir.clone();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let ca = Issued {
         cert: hisp_direct::keys::load_cert(&read("ca.pem")).unwrap(),
         key: hisp_direct::keys::load_private_key(&read("ca.key"), None).unwrap(),
@@ -63,6 +65,20 @@ async fn mail_sealed_to_the_certificate_before_a_renewal_opens_with_the_previous
     let got = entries(&b, &b.user, EntryKind::Message).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].message_id, mid);
+
+    // /metrics gives each certificate's expiry, for an alert weeks ahead.
+    let m = metrics(&b).await;
+    let expiry = |key: &str| {
+        let name = format!(
+            "hisp_certificate_expiry_timestamp_seconds{{domain=\"{}\",key=\"{key}\"}}",
+            b.domain
+        );
+        metric(&m, &name) as i64
+    };
+    assert_eq!(expiry("current"), spec.not_after);
+    let old_cert = hisp_direct::keys::load_cert(&read("domain.pem")).unwrap();
+    let old_expiry = hisp_direct::time::from_asn1(old_cert.not_after()).unwrap();
+    assert_eq!(expiry("previous"), old_expiry);
     a.stop().await;
     b.stop().await;
 }
