@@ -46,6 +46,7 @@ fn config(require_tls: bool) -> ClientConfig {
         tls: connector(),
         require_tls,
         verify_tls: false,
+        bind: Vec::new(),
     }
 }
 

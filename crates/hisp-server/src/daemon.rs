@@ -283,5 +283,6 @@ fn client_config(config: &Config) -> Result<hisp_smtp::ClientConfig, DaemonError
         tls: Arc::new(connector),
         require_tls: config.smtp.require_tls_outbound,
         verify_tls: false,
+        bind: config.smtp.outbound_addresses.clone(),
     })
 }

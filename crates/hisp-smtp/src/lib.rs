@@ -249,6 +249,10 @@ pub struct ClientConfig {
     /// Verify the server's certificate and name (off by default: Direct HISPs commonly use
     /// private CAs for TLS; the message itself is S/MIME-protected).
     pub verify_tls: bool,
+    /// Local addresses to connect from, at most one per family (Postfix's
+    /// `smtp_bind_address` and `smtp_bind_address6`): a peer of that family is reached from
+    /// it; any other from the address the system picks.
+    pub bind: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -257,6 +261,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("helo", &self.helo)
             .field("require_tls", &self.require_tls)
             .field("verify_tls", &self.verify_tls)
+            .field("bind", &self.bind)
             .finish_non_exhaustive()
     }
 }

@@ -83,6 +83,27 @@ async fn rfc5321_4_5_2_round_trip_through_our_client_and_server_is_byte_exact() 
     assert_eq!(stored[0].envelope.rcpt_to, env.rcpt_to);
 }
 
+/// Postfix's `smtp_bind_address`/`smtp_bind_address6`: with an address of the peer's
+/// family in `bind`, the connection comes from it (the server sees it as the client).
+#[tokio::test]
+async fn deliveries_come_from_the_bound_address_of_the_peers_family() {
+    let handler = TestHandler::new();
+    let addr = our_server(relay_config(), handler.clone()).await;
+    let env = envelope("a@b.test", &["b@mx.test"]);
+    let mut cfg = client_config();
+    cfg.bind = vec!["::1".parse().unwrap(), "127.0.0.2".parse().unwrap()];
+    deliver(
+        &addr.to_string(),
+        &cfg,
+        &env,
+        b"Subject: x\r\n\r\nbound\r\n",
+    )
+    .await
+    .unwrap();
+    let from = handler.stored()[0].session.peer.ip();
+    assert_eq!(from, "127.0.0.2".parse::<std::net::IpAddr>().unwrap());
+}
+
 #[tokio::test]
 async fn client_adds_the_final_crlf() {
     let handler = TestHandler::new();

@@ -171,6 +171,7 @@ pub fn client_config(c: &hisp_server::config::Config) -> Result<ClientConfig> {
         tls: Arc::new(connector),
         require_tls: true,
         verify_tls: false,
+        bind: Vec::new(),
     })
 }
 

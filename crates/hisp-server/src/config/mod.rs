@@ -365,6 +365,23 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        let v4 = s.outbound_addresses.iter().filter(|a| a.is_ipv4()).count();
+        if v4 > 1 || s.outbound_addresses.len() - v4 > 1 {
+            problem(
+                "smtp.outbound_addresses".into(),
+                "at most one IPv4 and one IPv6 address".into(),
+            );
+        }
+        for a in &s.outbound_addresses {
+            // An address not on this host would fail every delivery, and each failure would
+            // be taken for the peer's.
+            if let Err(e) = std::net::TcpListener::bind((*a, 0)) {
+                problem(
+                    "smtp.outbound_addresses".into(),
+                    format!("{a} is not an address of this host: {e}"),
+                );
+            }
+        }
         if s.max_refused_recipients_per_ip == 0 {
             problem(
                 "smtp.max_refused_recipients_per_ip".into(),

@@ -40,6 +40,11 @@ pub struct SmtpConfig {
     /// minutes end (`crate::harvest`). Loopback exempt.
     #[serde(default = "default_max_refused_recipients_per_ip")]
     pub max_refused_recipients_per_ip: u32,
+    /// Local addresses to deliver from, at most one IPv4 and one IPv6 (Postfix's
+    /// `smtp_bind_address`/`smtp_bind_address6`), for a host with several addresses whose
+    /// peers allow only one; empty: the system picks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_addresses: Vec<std::net::IpAddr>,
     /// Require STARTTLS when delivering to other HISPs.
     #[serde(default)]
     pub require_tls_outbound: bool,

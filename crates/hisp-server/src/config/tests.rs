@@ -83,6 +83,8 @@ fn bad_values_name_the_key() {
     c.smtp.data_memory_bytes = Some(c.smtp.max_message_bytes - 1);
     c.smtp.max_connections_per_ip = 0;
     c.smtp.max_refused_recipients_per_ip = 0;
+    // TEST-NET-1 is on no host.
+    c.smtp.outbound_addresses = vec!["192.0.2.1".parse().unwrap()];
     c.domains[0].previous = vec![PreviousKey {
         cert: PathBuf::from("/nonexistent/old.pem"),
         key: PathBuf::from("/nonexistent/old.key"),
@@ -94,6 +96,10 @@ fn bad_values_name_the_key() {
     assert!(keys.contains(&"smtp.data_memory".to_string()), "{keys:?}");
     assert!(
         keys.contains(&"smtp.max_connections_per_ip".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"smtp.outbound_addresses".to_string()),
         "{keys:?}"
     );
     assert!(

@@ -3,12 +3,12 @@
 //! server cannot make us buffer without end. The SMTP dialogue is in `mod.rs`.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use openssl::ssl::SslVerifyMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -22,6 +22,20 @@ const MAX_REPLY_LINE: usize = 8192;
 /// Most lines in one reply.
 const MAX_REPLY_LINES: usize = 200;
 
+/// Connect to `addr`, from `from` when given (any port).
+async fn connect_from(from: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(from) = from else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
 /// An open SMTP connection, client side.
 pub(crate) struct ClientConn {
     stream: MaybeTls<TcpStream>,
@@ -31,10 +45,12 @@ pub(crate) struct ClientConn {
 }
 
 impl ClientConn {
-    /// Resolves `target` (host:port) and connects to the first address that accepts.
+    /// Resolves `target` (host:port) and connects to the first address that accepts, from
+    /// the address in `bind` of its family, if any.
     pub(crate) async fn connect(
         target: &str,
         timeout: Duration,
+        bind: &[IpAddr],
     ) -> Result<ClientConn, ClientError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
             .await
@@ -51,7 +67,8 @@ impl ClientConn {
             });
         }
         for addr in addrs {
-            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            let from = bind.iter().find(|b| b.is_ipv4() == addr.is_ipv4()).copied();
+            match tokio::time::timeout(timeout, connect_from(from, addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     return Ok(ClientConn {

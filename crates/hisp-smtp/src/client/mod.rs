@@ -338,7 +338,7 @@ pub(crate) async fn open_session(
     cfg: &ClientConfig,
     auth: Option<(&str, &str)>,
 ) -> Result<Session, ClientError> {
-    let mut conn = ClientConn::connect(target, cfg.connect_timeout).await?;
+    let mut conn = ClientConn::connect(target, cfg.connect_timeout, &cfg.bind).await?;
     let t = cfg.command_timeout;
     let greeting = conn.read_reply(t, "greeting").await?;
     if greeting.code != 220 {

@@ -163,6 +163,7 @@ pub fn client_config() -> ClientConfig {
         tls: Arc::new(SslConnector::builder(SslMethod::tls()).unwrap().build()),
         require_tls: false,
         verify_tls: false,
+        bind: Vec::new(),
     }
 }
 

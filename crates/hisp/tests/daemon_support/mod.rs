@@ -472,6 +472,7 @@ pub fn submission_client() -> ClientConfig {
         tls: Arc::new(connector),
         require_tls: true,
         verify_tls: false,
+        bind: Vec::new(),
     }
 }
 
