@@ -174,6 +174,16 @@ fn quarantined_mail_is_listed_saved_and_released_once_its_anchor_is_added() {
     );
 }
 
+/// Wait (90 s at most) until Bob has the message `id` at beta, else fail naming `what`,
+/// with the daemons' logs.
+fn assert_delivered(beta: &Instance, id: &str, what: &str, daemons: &[&Daemon]) {
+    let delivered = wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
+        bob_has(beta, id)
+    });
+    let logs: Vec<String> = daemons.iter().map(|d| d.all_logs(6000)).collect();
+    assert!(delivered, "{what} was not delivered\n{}", logs.join("\n"));
+}
+
 /// The message `id` in `inst`'s `hisp queue --json`.
 fn message_at(inst: &Instance, id: &str) -> Value {
     inst.queue_json()["messages"]
@@ -232,15 +242,8 @@ fn queue_flush_retries_a_deferred_recipient_before_its_scheduled_retry() {
         "{}",
         String::from_utf8_lossy(&flush.stdout)
     );
-    let relayed = wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
-        bob_has(&pair.beta, &id)
-    });
-    assert!(
-        relayed,
-        "flushed message not delivered (retry was due {scheduled})\n{}\n{}",
-        a.all_logs(6000),
-        b.all_logs(6000)
-    );
+    let what = format!("the flushed message (its retry was due {scheduled})");
+    assert_delivered(&pair.beta, &id, &what, &[&a, &b]);
     let m = message_at(&pair.alpha, &id);
     let events: Vec<&str> = m["timeline"]
         .as_array()
@@ -305,15 +308,7 @@ fn queue_hold_keeps_a_deferred_message_until_released() {
 
     let release = hisp_at(&pair.alpha, &["queue", "release", &queue_id]);
     assert_eq!(release.code, 0, "queue release: {}", release.stderr);
-    let delivered = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
-        bob_has(&pair.beta, &id)
-    });
-    assert!(
-        delivered,
-        "released message not delivered\n{}\n{}",
-        a.all_logs(6000),
-        b.all_logs(6000)
-    );
+    assert_delivered(&pair.beta, &id, "the released message", &[&a, &b]);
     let events: Vec<String> = message_at(&pair.alpha, &id)["timeline"]
         .as_array()
         .unwrap()

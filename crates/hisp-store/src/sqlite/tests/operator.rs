@@ -3,13 +3,12 @@
 
 use super::queue::dsn;
 use super::{fresh, message, update};
+use crate::sqlite::SqliteStore;
 use crate::{QueueId, QueueSelection, RcptState, Store};
 
-/// `hisp queue flush` (Postfix's `postqueue -f`): a recipient waiting for its next retry is
-/// due at once, with a `flushed` event; relayed and final recipients are left alone.
-#[tokio::test]
-async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
-    let (_dir, store) = fresh();
+/// A message to dave@b.example and erin@c.example, both leased to w1 at 100 until 700,
+/// then dave's attempt deferred to 230 at 110 (erin still in delivery).
+async fn dave_deferred_erin_leased(store: &SqliteStore) -> QueueId {
     let id = store
         .enqueue(message(
             "<m1@a.example>",
@@ -21,8 +20,18 @@ async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
     assert_eq!(store.lease_due(100, "w1", 700, 10).await.unwrap().len(), 2);
     let mut retry = update(&id, "dave@b.example", RcptState::Queued, 110);
     retry.next_attempt = 230;
+    store.update_recipients(vec![retry]).await.unwrap();
+    id
+}
+
+/// `hisp queue flush` (Postfix's `postqueue -f`): a recipient waiting for its next retry is
+/// due at once, with a `flushed` event; relayed and final recipients are left alone.
+#[tokio::test]
+async fn flush_makes_recipients_waiting_for_a_retry_due_now() {
+    let (_dir, store) = fresh();
+    let id = dave_deferred_erin_leased(&store).await;
     let relayed = update(&id, "erin@c.example", RcptState::Relayed, 110);
-    store.update_recipients(vec![retry, relayed]).await.unwrap();
+    store.update_recipients(vec![relayed]).await.unwrap();
     assert!(store
         .lease_due(150, "w2", 800, 10)
         .await
@@ -186,19 +195,7 @@ async fn the_queue_shape_counts_each_destination_by_age_and_by_what_it_waits_for
 #[tokio::test]
 async fn a_held_recipient_waits_until_released_and_then_goes_at_once() {
     let (_dir, store) = fresh();
-    let id = store
-        .enqueue(message(
-            "<m1@a.example>",
-            &["dave@b.example", "erin@c.example"],
-            100,
-        ))
-        .await
-        .unwrap();
-    assert_eq!(store.lease_due(100, "w1", 700, 10).await.unwrap().len(), 2);
-    let mut retry = update(&id, "dave@b.example", RcptState::Queued, 110);
-    retry.next_attempt = 230;
-    store.update_recipients(vec![retry]).await.unwrap();
-    // erin@c.example is still leased to w1 (until 700): in delivery, not held.
+    let id = dave_deferred_erin_leased(&store).await;
 
     let held = store
         .hold_queued(&QueueSelection::Message(id.clone()), 150)
