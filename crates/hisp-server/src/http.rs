@@ -186,18 +186,34 @@ async fn user<S: Store>(
 struct ListQuery {
     #[serde(default)]
     all: bool,
+    /// Entries after this id (the previous page's last).
+    #[serde(default)]
+    after: i64,
+    /// At most this many ([`PAGE`] when not given, never more than [`PAGE_MAX`]).
+    limit: Option<usize>,
 }
+
+/// Entries a listing gives when the client does not say, and the most it may ask for: an
+/// edge that was away for a week must not get its whole mailbox in one answer.
+const PAGE: usize = 500;
+const PAGE_MAX: usize = 5000;
 
 async fn list<S: Store>(
     State(h): St<S>,
     Caller(user): Caller,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    match h.ctx.store.mailbox(&user, q.all).await {
-        Ok(items) => Json(
-            json!({ "messages": items.iter().map(crate::report::entry_json).collect::<Vec<_>>() }),
-        )
-        .into_response(),
+    let limit = q.limit.unwrap_or(PAGE).clamp(1, PAGE_MAX);
+    match h.ctx.store.mailbox_page(&user, q.all, q.after, limit).await {
+        Ok(items) => {
+            let messages: Vec<_> = items.iter().map(crate::report::entry_json).collect();
+            // A full page may have more behind it: say where the next one starts.
+            let next = items.last().filter(|_| items.len() == limit).map(|last| {
+                let all = if q.all { "&all=true" } else { "" };
+                format!("/api/v1/messages?after={}&limit={limit}{all}", last.id)
+            });
+            Json(json!({ "messages": messages, "next": next })).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

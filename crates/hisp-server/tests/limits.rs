@@ -1,6 +1,6 @@
 //! The daemon's limits at the SMTP ports: the session defences of RFC 5321, 6409 and 4954
 //! against hostile clients, and a message over the large-message threshold taking the
-//! file-backed paths end to end.
+//! file-backed paths end to end; and the REST side's (pages of a mailbox listing).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -490,4 +490,59 @@ async fn large_message_sealed_to_a_file_is_spooled_opened_and_delivered_intact()
     assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
     a.stop().await;
     b.stop().await;
+}
+
+/// A mailbox listing is paged (`GET /api/v1/messages?after=ID&limit=N`, 500 when not
+/// given, 5000 at most): an edge away for a week does not get its whole mailbox in one
+/// answer. A full page names where the next starts (`next`); the last names none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_listing_comes_in_pages() {
+    let (_root, mut a, _b) = pair(now()).await;
+    start(&mut a, Arc::new(SystemClock)).await;
+    for n in 0..5 {
+        let entry = hisp_store::NewMailboxEntry {
+            owner: a.user.clone(),
+            kind: EntryKind::Message,
+            message_id: format!("<page-{n}@peer.example>"),
+            from: "dr.x@peer.example".into(),
+            subject: format!("report {n}"),
+            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            wants_dispatched: false,
+            source: None,
+            now: now(),
+        };
+        a.store.deliver(entry).await.unwrap();
+    }
+    let page = |path: String| {
+        let a = &a;
+        async move {
+            let r = rest(a, "GET", &path, b"").await;
+            assert_eq!(r.status, 200, "{path}");
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()
+        }
+    };
+    let mut path = "/api/v1/messages?limit=2".to_string();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let p = page(path).await;
+        pages += 1;
+        let got = p["messages"].as_array().unwrap();
+        assert!(got.len() <= 2, "{p}");
+        seen.extend(
+            got.iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_string()),
+        );
+        match p["next"].as_str() {
+            Some(next) => path = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1");
+    let want: Vec<String> = (0..5).map(|n| format!("<page-{n}@peer.example>")).collect();
+    assert_eq!(seen, want, "every entry once, oldest first");
+    let all = page("/api/v1/messages".to_string()).await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 5);
+    assert!(all["next"].is_null());
+    a.stop().await;
 }

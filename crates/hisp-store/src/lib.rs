@@ -453,6 +453,14 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         include_picked_up: bool,
     ) -> impl Future<Output = StoreResult<Vec<MailboxEntry>>> + Send;
+    /// As [`Store::mailbox`], one page: at most `limit` entries with ids above `after`.
+    fn mailbox_page(
+        &self,
+        owner: &str,
+        include_picked_up: bool,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<MailboxEntry>>> + Send;
     /// One entry with its body (the owner must match).
     fn mailbox_entry(
         &self,

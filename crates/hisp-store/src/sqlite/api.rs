@@ -420,8 +420,19 @@ impl Store for SqliteStore {
         owner: &str,
         include_picked_up: bool,
     ) -> StoreResult<Vec<MailboxEntry>> {
+        self.mailbox_page(owner, include_picked_up, 0, usize::MAX)
+            .await
+    }
+
+    async fn mailbox_page(
+        &self,
+        owner: &str,
+        include_picked_up: bool,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<MailboxEntry>> {
         let owner = owner.to_owned();
-        self.read(move |c| mailbox::list(c, &owner, include_picked_up))
+        self.read(move |c| mailbox::list(c, &owner, include_picked_up, after, limit))
             .await
     }
 

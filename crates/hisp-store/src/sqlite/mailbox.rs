@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::blobs::{self, Body};
-use super::{collect, db, fold, parse_name, sql_len, unsigned};
+use super::{collect, db, fold, parse_name, sql_len, sql_limit, unsigned};
 use crate::{EntryKind, MailboxEntry, NewMailboxEntry, QueueId, StoreError, StoreResult, UnixTime};
 
 /// The columns [`entry_row`] reads, from `mailbox`.
@@ -82,12 +82,15 @@ pub(super) fn list(
     conn: &Connection,
     owner: &str,
     include_picked_up: bool,
+    after: i64,
+    limit: usize,
 ) -> StoreResult<Vec<MailboxEntry>> {
     let what = "listing a mailbox";
     let mut stmt = conn
         .prepare_cached(&list_sql(include_picked_up))
         .map_err(db(what))?;
-    collect(&mut stmt, params![fold(owner)], what, entry_row)
+    let args = params![fold(owner), after, sql_limit(limit)];
+    collect(&mut stmt, args, what, entry_row)
 }
 
 /// Two statements, not one with `(?2 OR picked_up IS NULL)`: the planner cannot see through
@@ -99,7 +102,10 @@ pub(super) fn list_sql(include_picked_up: bool) -> String {
     } else {
         " AND picked_up IS NULL"
     };
-    format!("SELECT {ENTRY_COLUMNS} FROM mailbox WHERE owner = ?1{unpicked} ORDER BY id")
+    format!(
+        "SELECT {ENTRY_COLUMNS} FROM mailbox WHERE owner = ?1{unpicked} AND id > ?2 \
+         ORDER BY id LIMIT ?3"
+    )
 }
 
 /// One entry without its body, if `owner` owns it.
