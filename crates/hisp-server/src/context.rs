@@ -41,6 +41,9 @@ pub struct Context<S: Store> {
     pub destinations: crate::suspend::Destinations,
     /// The queue flush count last seen (`hisp queue flush` lifts the suspensions).
     flushes_seen: AtomicU64,
+    /// When the STARTTLS certificate in force stops being valid (0: unknown), for
+    /// `/metrics`; set at start and at each SIGHUP.
+    pub tls_expiry: std::sync::atomic::AtomicI64,
     /// The profile for received mail.
     pub profile: Profile,
     /// Where our relay port actually listens (local domains route here).
@@ -126,6 +129,7 @@ impl<S: Store> Context<S> {
             pool: hisp_smtp::client::Pool::new(idle_sessions, std::time::Duration::from_secs(30)),
             destinations: crate::suspend::Destinations::default(),
             flushes_seen: AtomicU64::new(0),
+            tls_expiry: std::sync::atomic::AtomicI64::new(0),
             profile,
             relay_addr,
             // Stable across restarts, so a restarted daemon can take back its own leases.

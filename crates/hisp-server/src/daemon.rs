@@ -12,6 +12,7 @@ use hisp_store::sqlite::SqliteStore;
 use hisp_store::{Store, StoreError};
 use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -111,7 +112,9 @@ pub async fn start_with_options<S: Store>(
 ) -> Result<Running<S>, DaemonError> {
     let directory = Directory::load(&config, store.as_ref()).await?;
     directory.warn_expiring(clock.now());
-    let tls = Arc::new(hisp_smtp::TlsSlot::new(Arc::new(tls_acceptor(&config)?)));
+    let acceptor = tls_acceptor(&config)?;
+    let tls_expiry = cert_expiry(&acceptor);
+    let tls = Arc::new(hisp_smtp::TlsSlot::new(Arc::new(acceptor)));
     let relay_l = bind("smtp.relay_listen", config.smtp.relay_listen).await?;
     let sub_l = bind("smtp.submission_listen", config.smtp.submission_listen).await?;
     let http_l = bind("http.listen", config.http.listen).await?;
@@ -125,6 +128,7 @@ pub async fn start_with_options<S: Store>(
     let ctx = Arc::new(Context::new(
         config, store, clock, directory, client, relay, workers,
     ));
+    ctx.tls_expiry.store(tls_expiry, Ordering::Relaxed);
     // Work a killed predecessor had leased is ours again now, not in ten minutes.
     match ctx.store.release_leases(&ctx.node).await {
         Ok(0) => {}
@@ -269,6 +273,15 @@ pub(crate) fn tls_acceptor(config: &Config) -> Result<SslAcceptor, DaemonError> 
     b.check_private_key()
         .map_err(|x| e("smtp.tls_key does not match smtp.tls_cert", x))?;
     Ok(b.build())
+}
+
+/// When the certificate an acceptor presents stops being valid (0 when it has none).
+pub(crate) fn cert_expiry(acceptor: &SslAcceptor) -> i64 {
+    acceptor
+        .context()
+        .certificate()
+        .and_then(|c| hisp_direct::time::from_asn1(c.not_after()))
+        .unwrap_or(0)
 }
 
 fn client_config(config: &Config) -> Result<hisp_smtp::ClientConfig, DaemonError> {

@@ -77,7 +77,8 @@ async fn metrics<S: Store>(State(h): St<S>) -> Response {
     crate::metrics::render_data_budget(&h.ctx.data_budget, &mut text);
     crate::metrics::render_suspended(h.ctx.destinations.suspended(), &mut text);
     let dir = h.ctx.directory();
-    crate::metrics::render_cert_expiry(&dir.cert_expiries(), &mut text);
+    let tls = h.ctx.tls_expiry.load(std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::render_cert_expiry(&dir.cert_expiries(), tls, &mut text);
     if let Some(d) = &h.ctx.discovery {
         use std::sync::atomic::Ordering::Relaxed;
         text.push_str(&format!(

@@ -248,8 +248,18 @@ pub fn render_data_budget(b: &hisp_smtp::DataBudget, out: &mut String) {
 
 /// `hisp_certificate_expiry_timestamp_seconds{domain, key}`: when each local domain's
 /// Direct certificate (`current`, and any kept under `previous`) stops being valid, so an
-/// alert can fire weeks ahead (as blackbox_exporter's `probe_ssl_earliest_cert_expiry`).
-pub fn render_cert_expiry(expiries: &[(&str, &str, i64)], out: &mut String) {
+/// alert can fire weeks ahead (as blackbox_exporter's `probe_ssl_earliest_cert_expiry`);
+/// and `hisp_tls_certificate_expiry_timestamp_seconds` for the STARTTLS certificate (when
+/// known).
+pub fn render_cert_expiry(expiries: &[(&str, &str, i64)], tls: i64, out: &mut String) {
+    if tls > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP hisp_tls_certificate_expiry_timestamp_seconds When the STARTTLS (and HTTPS) certificate stops being valid.\n\
+             # TYPE hisp_tls_certificate_expiry_timestamp_seconds gauge\n\
+             hisp_tls_certificate_expiry_timestamp_seconds {tls}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP hisp_certificate_expiry_timestamp_seconds When a local domain's Direct certificate stops being valid.\n\

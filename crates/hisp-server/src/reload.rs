@@ -8,9 +8,10 @@
 //! file that does not load leaves the old one in force and is reported.
 
 use crate::config::Config;
-use crate::daemon::{tls_acceptor, Running};
+use crate::daemon::{cert_expiry, tls_acceptor, Running};
 use crate::dns_server::Zone;
 use hisp_store::Store;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What a reload did.
@@ -38,7 +39,11 @@ impl<S: Store> Running<S> {
     pub async fn reload(&self, fresh: &Config) -> ReloadReport {
         let mut report = ReloadReport::default();
         match tls_acceptor(&self.ctx.config) {
-            Ok(a) => self.tls.replace(Arc::new(a)),
+            Ok(a) => {
+                let expiry = cert_expiry(&a);
+                self.ctx.tls_expiry.store(expiry, Ordering::Relaxed);
+                self.tls.replace(Arc::new(a));
+            }
             Err(e) => report.tls_error = Some(e.to_string()),
         }
         match self.ctx.reload_directory().await {

@@ -79,6 +79,10 @@ async fn mail_sealed_to_the_certificate_before_a_renewal_opens_with_the_previous
     let old_cert = hisp_direct::keys::load_cert(&read("domain.pem")).unwrap();
     let old_expiry = hisp_direct::time::from_asn1(old_cert.not_after()).unwrap();
     assert_eq!(expiry("previous"), old_expiry);
+    let tls = hisp_direct::keys::load_cert(&read("tls.pem")).unwrap();
+    let tls_expiry = hisp_direct::time::from_asn1(tls.not_after()).unwrap();
+    let name = "hisp_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(metric(&m, name) as i64, tls_expiry);
     a.stop().await;
     b.stop().await;
 }
