@@ -3,6 +3,7 @@
 //! `dispatched` MDN when the sender asked for final-destination delivery), submit a
 //! message, and follow an outbound message's timeline. Also `/metrics` and `/healthz`.
 
+use crate::audit::Act;
 use crate::auth::Checked;
 use crate::context::Context;
 use crate::notify::{mdn, Received};
@@ -95,7 +96,7 @@ async fn metrics<S: Store>(State(h): St<S>) -> Response {
 
 /// The user a request is authenticated as (HTTP Basic), taken before anything else of it,
 /// so no handler that names it sees a request without valid credentials.
-struct Caller(String);
+struct Caller(String, Option<IpAddr>);
 
 #[axum::async_trait]
 impl<S: Store> FromRequestParts<Arc<Http<S>>> for Caller {
@@ -107,7 +108,8 @@ impl<S: Store> FromRequestParts<Arc<Http<S>>> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        user(h, &parts.headers, client).await.map(Caller)
+        let user = user(h, &parts.headers, client).await?;
+        Ok(Caller(user, client))
     }
 }
 
@@ -201,7 +203,7 @@ const PAGE_MAX: usize = 5000;
 
 async fn list<S: Store>(
     State(h): St<S>,
-    Caller(user): Caller,
+    Caller(user, _): Caller,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(PAGE).clamp(1, PAGE_MAX);
@@ -219,9 +221,29 @@ async fn list<S: Store>(
     }
 }
 
-async fn fetch<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<i64>) -> Response {
+async fn fetch<S: Store>(
+    State(h): St<S>,
+    Caller(user, client): Caller,
+    Path(id): Path<i64>,
+) -> Response {
     match h.ctx.store.mailbox_entry(&user, id).await {
-        Ok(Some(e)) => ([(header::CONTENT_TYPE, "message/rfc822")], e.body).into_response(),
+        Ok(Some(e)) => {
+            // No unaudited read of a message: its row is durable before the body goes out.
+            let act = Act {
+                actor: &user,
+                action: "fetch",
+                object: format!("mailbox entry {id}"),
+                client,
+                detail: e.message_id.clone(),
+            };
+            if !crate::audit::record(&h.ctx, act).await {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the access could not be recorded in the audit trail; try again",
+                );
+            }
+            ([(header::CONTENT_TYPE, "message/rfc822")], e.body).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such message in your mailbox"),
         Err(hisp_store::StoreError::NotFound {
             what: "mailbox body",
@@ -234,7 +256,11 @@ async fn fetch<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<i
     }
 }
 
-async fn pickup<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<i64>) -> Response {
+async fn pickup<S: Store>(
+    State(h): St<S>,
+    Caller(user, client): Caller,
+    Path(id): Path<i64>,
+) -> Response {
     let ctx = &h.ctx;
     let now = ctx.now();
     let entry = match ctx.store.mark_picked_up(&user, id, now).await {
@@ -247,6 +273,14 @@ async fn pickup<S: Store>(State(h): St<S>, Caller(user): Caller, Path(id): Path<
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
+    let act = Act {
+        actor: &user,
+        action: "pickup",
+        object: format!("mailbox entry {id}"),
+        client,
+        detail: entry.message_id.clone(),
+    };
+    crate::audit::record(ctx, act).await;
     let mut dispatched = false;
     if entry.kind == EntryKind::Message && entry.wants_dispatched {
         let r = Received {
@@ -351,7 +385,7 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
 /// make us hold max_message_bytes per connection, or hold a connection with a slow body.
 async fn submit<S: Store>(
     State(h): St<S>,
-    Caller(user): Caller,
+    Caller(user, client): Caller,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: Body,
@@ -377,7 +411,7 @@ async fn submit<S: Store>(
         Err(reply) => return error(StatusCode::UNPROCESSABLE_ENTITY, &reply.to_string()),
     };
     let new = NewOutbound {
-        sender: user,
+        sender: user.clone(),
         message_id: submitted.message_id.clone(),
         recipients: rcpts.iter().map(|r| r.to_ascii_lowercase()).collect(),
         body: submitted.body,
@@ -386,12 +420,23 @@ async fn submit<S: Store>(
         via: "rest".into(),
         now: ctx.now(),
     };
+    let count = new.recipients.len();
     match queue_submission(ctx, new).await {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "queue_id": id, "message_id": submitted.message_id })),
-        )
-            .into_response(),
+        Ok(id) => {
+            let act = Act {
+                actor: &user,
+                action: "submit",
+                object: id.clone(),
+                client,
+                detail: format!("{} over REST to {count} recipient(s)", submitted.message_id),
+            };
+            crate::audit::record(ctx, act).await;
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "queue_id": id, "message_id": submitted.message_id })),
+            )
+                .into_response()
+        }
         // The SMTP reply says why: a full store is 507, anything else 503 (try again).
         Err(reply) if reply.code == 452 => {
             error(StatusCode::INSUFFICIENT_STORAGE, &reply.to_string())
@@ -402,7 +447,7 @@ async fn submit<S: Store>(
 
 async fn outbound<S: Store>(
     State(h): St<S>,
-    Caller(user): Caller,
+    Caller(user, _): Caller,
     Path(id): Path<String>,
 ) -> Response {
     let id = QueueId(id);

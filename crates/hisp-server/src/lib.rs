@@ -3,6 +3,7 @@
 //! `hisp-direct`.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod bundles;
 pub mod clock;

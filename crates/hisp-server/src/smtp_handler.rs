@@ -54,6 +54,20 @@ pub async fn check_password<S: Store>(
         Some(false) => {
             Metrics::inc(&ctx.metrics.auth_failures);
             let locks = ctx.auth.failed(user, client, ctx.now());
+            let detail = match (locks.account, locks.address) {
+                (true, true) => "wrong password; the account and the client address are now locked",
+                (true, false) => "wrong password; the account is now locked",
+                (false, true) => "wrong password; the client address is now locked",
+                (false, false) => "wrong password (or no such account)",
+            };
+            let act = crate::audit::Act {
+                actor: user,
+                action: "login-failed",
+                object: user.to_ascii_lowercase(),
+                client,
+                detail: detail.into(),
+            };
+            crate::audit::record(ctx, act).await;
             if locks.account {
                 tracing::warn!(
                     user,
@@ -136,6 +150,11 @@ impl<S: Store> Handler for Submission<S> {
         let user = session.user.as_deref().ok_or_else(Reply::auth_required)?;
         let ctx = &self.0;
         let submitted = prepare_submission(ctx, user, message)?;
+        let detail = format!(
+            "{} over SMTP to {} recipient(s)",
+            submitted.message_id,
+            env.rcpt_to.len()
+        );
         let new = NewOutbound {
             sender: user.to_ascii_lowercase(),
             message_id: submitted.message_id,
@@ -146,7 +165,16 @@ impl<S: Store> Handler for Submission<S> {
             via: "smtp".into(),
             now: ctx.now(),
         };
-        queue_submission(ctx, new).await
+        let id = queue_submission(ctx, new).await?;
+        let act = crate::audit::Act {
+            actor: user,
+            action: "submit",
+            object: id.clone(),
+            client: Some(session.peer.ip()),
+            detail,
+        };
+        crate::audit::record(ctx, act).await;
+        Ok(id)
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`sqlite`]: the SQLite implementation.
 #![warn(missing_docs)]
 
+pub mod audit_model;
 pub mod directory_model;
 pub mod lease_model;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod records_model;
 pub mod shape_model;
 pub mod sqlite;
 
+pub use audit_model::*;
 pub use directory_model::*;
 pub use lease_model::*;
 pub use model::*;
@@ -396,6 +398,13 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         age_bounds: Vec<u64>,
     ) -> impl Future<Output = StoreResult<Vec<DestinationShape>>> + Send;
+
+    // ----- audit trail -------------------------------------------------------------------------
+    /// Append a row to the access audit trail (durable when this returns).
+    fn add_audit(&self, event: NewAudit) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Read part of the audit trail, newest first.
+    fn audit(&self, query: AuditQuery)
+        -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
 
     // ----- timeline ---------------------------------------------------------------------------
     /// Append an event to a message's timeline.

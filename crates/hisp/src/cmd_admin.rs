@@ -166,6 +166,35 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the runtime")
 }
 
+/// Record an operator command in the audit trail (`hisp audit`) as `operator`, naming the
+/// OS user who ran it. A command that shows message content records before it shows.
+pub(crate) async fn audit_operator(
+    store: &SqliteStore,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> Result<()> {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let detail = match detail {
+        "" => format!("by OS user {who}"),
+        d => format!("by OS user {who}: {d}"),
+    };
+    let row = hisp_store::NewAudit {
+        at: files::now(),
+        actor: "operator".into(),
+        action: action.into(),
+        object: object.into(),
+        client: None,
+        detail,
+    };
+    store
+        .add_audit(row)
+        .await
+        .context("cannot record the command in the audit trail (nothing was shown)")
+}
+
 pub(crate) fn load(path: &Path) -> Result<(Config, SqliteStore)> {
     let cfg = Config::load(path)?;
     let store = SqliteStore::open(&cfg.store_path())?;
@@ -280,7 +309,10 @@ pub fn user(cmd: &UserCmd) -> Result<u8> {
         bail!("empty password on stdin");
     }
     let hash = hisp_server::users::hash_password(password)?;
-    runtime()?.block_on(store.set_user(&address, &hash, files::now()))?;
+    runtime()?.block_on(async {
+        store.set_user(&address, &hash, files::now()).await?;
+        audit_operator(&store, "user-add", &address, "password set").await
+    })?;
     println!("user {address} saved");
     Ok(0)
 }
@@ -385,7 +417,10 @@ pub fn cert(cmd: &CertCmd) -> Result<u8> {
 pub fn mailbox(a: &MailboxArgs) -> Result<u8> {
     let (_, store) = load(&a.config)?;
     let owner = a.address.to_ascii_lowercase();
-    let entries = runtime()?.block_on(store.mailbox(&owner, true))?;
+    let entries = runtime()?.block_on(async {
+        audit_operator(&store, "mailbox-list", &owner, "").await?;
+        Ok::<_, anyhow::Error>(store.mailbox(&owner, true).await?)
+    })?;
     if a.json {
         let items: Vec<_> = entries
             .iter()

@@ -69,7 +69,13 @@ pub fn users(a: &DirList) -> Result<u8> {
 pub fn remove_user(config: &Path, address: &str) -> Result<u8> {
     let (_, store) = load(config)?;
     let address = user_address(address);
-    let gone = runtime()?.block_on(store.remove_user(&address))?;
+    let gone = runtime()?.block_on(async {
+        let gone = store.remove_user(&address).await?;
+        if gone {
+            crate::cmd_admin::audit_operator(&store, "user-remove", &address, "").await?;
+        }
+        Ok::<_, anyhow::Error>(gone)
+    })?;
     removed(format!("user {address}"), gone, "user")
 }
 

@@ -271,8 +271,11 @@ fn hold_or_release(pick: &Pick, hold: bool) -> Result<u8> {
             }
         };
         let verb = if hold { "held" } else { "released, due now" };
+        let action = if hold { "queue-hold" } else { "queue-release" };
         if let Some(domain) = &pick.domain {
             let done = act(QueueSelection::Domain(domain.clone())).await?;
+            let detail = format!("{} recipient(s) of domain {domain}", done.len());
+            crate::cmd_admin::audit_operator(&store, action, domain, &detail).await?;
             for r in &done {
                 println!("{}: {} {verb}", r.message, r.rcpt);
             }
@@ -298,6 +301,8 @@ fn hold_or_release(pick: &Pick, hold: bool) -> Result<u8> {
                 states_of(&m)
             );
         }
+        let detail = format!("{} recipient(s)", done.len());
+        crate::cmd_admin::audit_operator(&store, action, id, &detail).await?;
         report_done(&m, &done, verb);
         if hold {
             println!(
@@ -376,6 +381,8 @@ fn delete(config: &Path, id: &str) -> Result<u8> {
                 states_of(&m)
             );
         }
+        let detail = format!("{} recipient(s)", gone.len());
+        crate::cmd_admin::audit_operator(&store, "queue-delete", id, &detail).await?;
         report_done(&m, &gone, "deleted");
         if m.kind == OutKind::Message {
             println!("{} was sent a DSN", m.sender);
@@ -444,7 +451,11 @@ async fn quarantined(store: &impl Store, id: &str) -> Result<Inbound> {
 
 fn show(config: &Path, id: &str, out: Option<&Path>) -> Result<u8> {
     let (_, store) = load(config)?;
-    let m = runtime()?.block_on(quarantined(&store, id))?;
+    let m = runtime()?.block_on(async {
+        let m = quarantined(&store, id).await?;
+        crate::cmd_admin::audit_operator(&store, "quarantine-show", id, &m.mail_from).await?;
+        Ok::<_, anyhow::Error>(m)
+    })?;
     if m.body.is_empty() {
         bail!(
             "the sealed form of {id} was not kept; its reason: {}",
@@ -469,6 +480,7 @@ fn release(config: &Path, id: &str) -> Result<u8> {
         if !store.release_quarantined(&m.id, files::now()).await? {
             bail!("{id} left quarantine meanwhile: see `hisp quarantine`");
         }
+        crate::cmd_admin::audit_operator(&store, "quarantine-release", id, "").await?;
         println!(
             "{id} (from {}) is back in the inbound spool: it is opened again within seconds \
              if the daemon runs, else when it starts",

@@ -6,6 +6,7 @@ mod bench_discovery;
 mod bench_exchange;
 mod bench_rss;
 mod cmd_admin;
+mod cmd_audit;
 mod cmd_directory;
 mod cmd_discover;
 mod cmd_doctor;
@@ -80,6 +81,8 @@ enum Command {
     Backup(cmd_queue::BackupArgs),
     /// Show the messages delivered to an address.
     Mailbox(cmd_admin::MailboxArgs),
+    /// Read the access audit trail: who read, took, sent or changed what, when, from where.
+    Audit(cmd_audit::AuditArgs),
 }
 
 /// Set when stderr carries JSON logs: then nothing else may be written there.
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Purge(a) => cmd_queue::purge(&a),
         Command::Backup(a) => cmd_queue::backup(&a),
         Command::Mailbox(a) => cmd_admin::mailbox(&a),
+        Command::Audit(a) => cmd_audit::audit(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -323,6 +323,27 @@ fn queue_hold_keeps_a_deferred_message_until_released() {
     let again = hisp_at(&pair.alpha, &["queue", "release", &queue_id]);
     assert_eq!(again.code, 2);
     assert!(again.stderr.contains("is held"), "{}", again.stderr);
+
+    // Each command is in the audit trail (`hisp audit`), as the operator, newest first.
+    let audit = hisp_at(&pair.alpha, &["audit", "--actor", "operator", "--json"]);
+    assert_eq!(audit.code, 0, "hisp audit: {}", audit.stderr);
+    let events = json_of(&audit)["events"].as_array().unwrap().clone();
+    let acts: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["object"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        acts[..4],
+        [
+            ("queue-release", queue_id.as_str()),
+            ("queue-hold", queue_id.as_str()),
+            ("queue-release", "direct.beta.example"),
+            ("queue-hold", "direct.beta.example"),
+        ],
+        "{acts:?}"
+    );
+    let text = hisp_at(&pair.alpha, &["audit", "--since", "1h"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("queue-hold"));
 }
 
 #[test]

@@ -3,15 +3,15 @@
 //! a pooled read connection. The SQL lives in the concern modules.
 
 use super::{
-    bundles, directory, hold, inbound, mailbox, queue, records, retention, shape, timeline,
+    audit, bundles, directory, hold, inbound, mailbox, queue, records, retention, shape, timeline,
     tracking, SqliteStore,
 };
 use crate::{
-    Anchor, Bundle, Committed, DestinationShape, Event, Inbound, InboundDone, Lease, LeaseTo,
-    MailboxEntry, NewAnchor, NewBundle, NewEvent, NewInbound, NewMailboxEntry, NewOutbound,
-    NewStaticCert, OutMessage, OutRecipient, PurgeStep, Purged, PurgedRecords, QueueId,
-    QueueSelection, Queued, RcptState, RcptUpdate, RecordStep, Route, SealedCopy, Share,
-    StaticCert, Store, StoreResult, UnixTime,
+    Anchor, AuditEvent, AuditQuery, Bundle, Committed, DestinationShape, Event, Inbound,
+    InboundDone, Lease, LeaseTo, MailboxEntry, NewAnchor, NewAudit, NewBundle, NewEvent,
+    NewInbound, NewMailboxEntry, NewOutbound, NewStaticCert, OutMessage, OutRecipient, PurgeStep,
+    Purged, PurgedRecords, QueueId, QueueSelection, Queued, RcptState, RcptUpdate, RecordStep,
+    Route, SealedCopy, Share, StaticCert, Store, StoreResult, UnixTime,
 };
 
 impl Store for SqliteStore {
@@ -337,6 +337,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<DestinationShape>> {
         self.read(move |c| shape::queue_shape(c, now, &age_bounds))
             .await
+    }
+
+    async fn add_audit(&self, event: NewAudit) -> StoreResult<()> {
+        self.write(move |c| audit::add(c, &event)).await
+    }
+
+    async fn audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.read(move |c| audit::read(c, &query)).await
     }
 
     async fn add_event(&self, event: NewEvent) -> StoreResult<()> {

@@ -20,6 +20,7 @@ macro_rules! value {
 }
 
 mod api;
+mod audit;
 mod backup;
 mod blobs;
 mod bundles;

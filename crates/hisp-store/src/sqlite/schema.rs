@@ -11,7 +11,7 @@ use crate::{StoreError, StoreResult};
 
 /// The schema version this code writes. Bump it, and add a step to [`migrate_step`], for
 /// every change to the tables below.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for a lock held by another connection or process (an
 /// operator command writing while the daemon runs) before failing with `SQLITE_BUSY`.
@@ -186,6 +186,21 @@ const SCHEMA_V7: &str = "
 ALTER TABLE sealed ADD COLUMN certs TEXT NOT NULL DEFAULT '';
 ";
 
+/// Version 8: the access audit trail (`hisp audit`): who read, took, sent or changed what,
+/// when and from where; only ever appended.
+const SCHEMA_V8: &str = "
+CREATE TABLE audit (
+    seq    INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL COLLATE NOCASE,
+    action TEXT NOT NULL,
+    object TEXT NOT NULL,
+    client TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_actor ON audit (actor, seq);
+";
+
 /// Version 5: bodies from `blobs::IN_FILES` up live in files beside the database (one write
 /// and fsync instead of the WAL and then the checkpoint); `file` names the file, and `body`
 /// is then empty. Rows written before keep their bodies inline.
@@ -331,6 +346,7 @@ fn migrate_step(conn: &Connection, version: i64, path: &Path) -> StoreResult<()>
         4 => SCHEMA_V5,
         5 => SCHEMA_V6,
         6 => SCHEMA_V7,
+        7 => SCHEMA_V8,
         _ => {
             return Err(open_error(
                 path,

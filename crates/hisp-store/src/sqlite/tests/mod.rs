@@ -2,6 +2,7 @@
 //! (never in memory: WAL, the writer thread and the read pool are what is under test).
 //! Split by concern like the implementation.
 
+mod audit;
 mod backup;
 mod bodies;
 mod directory;

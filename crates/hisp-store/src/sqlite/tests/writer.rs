@@ -210,8 +210,9 @@ async fn open_creates_missing_directories() {
 }
 
 /// A store written by an earlier version (schema 5: no flush count, sealed forms that do
-/// not name their certificates) is migrated when opened: what it held stays, flushes are
-/// counted from zero, and a kept sealed form names no certificates (so it is sealed again).
+/// not name their certificates, no audit trail) is migrated when opened: what it held
+/// stays, flushes are counted from zero, a kept sealed form names no certificates (so it
+/// is sealed again), and the audit trail starts empty.
 #[tokio::test]
 async fn open_migrates_a_schema_5_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,7 +233,8 @@ async fn open_migrates_a_schema_5_store() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE directory_version DROP COLUMN flushes; \
-             ALTER TABLE sealed DROP COLUMN certs; PRAGMA user_version = 5;",
+             ALTER TABLE sealed DROP COLUMN certs; DROP TABLE audit; \
+             PRAGMA user_version = 5;",
         )
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();

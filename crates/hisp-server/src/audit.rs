@@ -1,0 +1,42 @@
+//! Recording the access audit trail (HIPAA Security Rule §164.312(b)): the REST edge's
+//! reads and pickups, submissions over SMTP and REST, and failed logins, each with who,
+//! what, when and from where. A read of a message is served only once its row is durable
+//! (no unaudited access to PHI); the other rows are written after the act, and a failure
+//! to write one is logged rather than undoing it.
+
+use crate::context::Context;
+use hisp_store::{NewAudit, Store};
+use std::net::IpAddr;
+
+/// What to record; `at` is the context's clock.
+pub struct Act<'a> {
+    /// Who (an address).
+    pub actor: &'a str,
+    /// What (`fetch`, `pickup`, `submit`, `login-failed`).
+    pub action: &'a str,
+    /// What it was done to.
+    pub object: String,
+    /// From where.
+    pub client: Option<IpAddr>,
+    /// More (a Message-ID, the outcome).
+    pub detail: String,
+}
+
+/// Record `act`; false (with a warning naming why) when it could not be.
+pub async fn record<S: Store>(ctx: &Context<S>, act: Act<'_>) -> bool {
+    let row = NewAudit {
+        at: ctx.now(),
+        actor: act.actor.to_ascii_lowercase(),
+        action: act.action.to_string(),
+        object: act.object,
+        client: act.client.map(|c| c.to_string()),
+        detail: act.detail,
+    };
+    match ctx.store.add_audit(row).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, action = act.action, "cannot record an audit event");
+            false
+        }
+    }
+}
