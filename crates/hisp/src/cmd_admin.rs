@@ -195,6 +195,16 @@ pub(crate) async fn audit_operator(
         .context("cannot record the command in the audit trail (nothing was shown)")
 }
 
+/// [`audit_operator`] from outside a runtime.
+pub(crate) fn audit_operator_now(
+    store: &SqliteStore,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> Result<()> {
+    runtime()?.block_on(audit_operator(store, action, object, detail))
+}
+
 pub(crate) fn load(path: &Path) -> Result<(Config, SqliteStore)> {
     let cfg = Config::load(path)?;
     let store = SqliteStore::open(&cfg.store_path())?;
@@ -345,6 +355,19 @@ pub fn anchor(cmd: &AnchorCmd) -> Result<u8> {
         let added = rt.block_on(store.add_anchor(new, files::now()))?;
         let what = if added { "added" } else { "already present" };
         let scope = direction.map(|d| d.as_str()).unwrap_or("both directions");
+        if added {
+            let detail = format!(
+                "{} for {}, {scope}",
+                p.subject,
+                domain.as_deref().unwrap_or("every domain")
+            );
+            rt.block_on(audit_operator(
+                &store,
+                "anchor-add",
+                &p.sha256_hex(),
+                &detail,
+            ))?;
+        }
         println!("anchor {what}: {} ({}), {scope}", p.subject, p.sha256_hex());
     }
     Ok(0)
@@ -372,7 +395,10 @@ pub fn route(cmd: &RouteCmd) -> Result<u8> {
     if !ok_target {
         bail!("{target:?} is not host:port");
     }
-    runtime()?.block_on(store.set_route(&domain, target, files::now()))?;
+    runtime()?.block_on(async {
+        store.set_route(&domain, target, files::now()).await?;
+        audit_operator(&store, "route-add", &domain, target).await
+    })?;
     println!("route {domain} -> {target}");
     Ok(0)
 }
@@ -401,6 +427,8 @@ pub fn cert(cmd: &CertCmd) -> Result<u8> {
                 sha256: p.sha256_hex(),
             };
             rt.block_on(store.add_cert(new, files::now()))?;
+            let detail = format!("{} for {} {}", p.subject, b.kind(), b.value());
+            rt.block_on(audit_operator(&store, "cert-add", &p.sha256_hex(), &detail))?;
             println!(
                 "certificate for {} {}: {} ({})",
                 b.kind(),

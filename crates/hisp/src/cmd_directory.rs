@@ -111,6 +111,9 @@ pub fn remove_anchor(config: &Path, sha256: &str) -> Result<u8> {
     let (_, store) = load(config)?;
     let sha256 = fingerprint(sha256);
     let n = runtime()?.block_on(store.remove_anchor(&sha256))?;
+    if n > 0 {
+        crate::cmd_admin::audit_operator_now(&store, "anchor-remove", &sha256, "")?;
+    }
     removed(format!("anchor {sha256}"), n > 0, "anchor")
 }
 
@@ -134,6 +137,9 @@ pub fn remove_route(config: &Path, domain: &str) -> Result<u8> {
     let (_, store) = load(config)?;
     let domain = route_domain(domain);
     let gone = runtime()?.block_on(store.remove_route(&domain))?;
+    if gone {
+        crate::cmd_admin::audit_operator_now(&store, "route-remove", &domain, "")?;
+    }
     removed(format!("route for {domain}"), gone, "route")
 }
 
@@ -168,5 +174,8 @@ pub fn remove_cert(config: &Path, sha256: &str) -> Result<u8> {
     let (_, store) = load(config)?;
     let sha256 = fingerprint(sha256);
     let n = runtime()?.block_on(store.remove_cert(&sha256))?;
+    if n > 0 {
+        crate::cmd_admin::audit_operator_now(&store, "cert-remove", &sha256, "")?;
+    }
     removed(format!("certificate {sha256}"), n > 0, "cert")
 }

@@ -342,6 +342,11 @@ fn queue_hold_keeps_a_deferred_message_until_released() {
         ],
         "{acts:?}"
     );
+    // So is the set-up, done with the operator commands.
+    let all: Vec<&str> = acts.iter().map(|a| a.0).collect();
+    for set_up in ["user-add", "anchor-add", "route-add", "cert-add"] {
+        assert!(all.contains(&set_up), "{set_up} missing: {all:?}");
+    }
     let text = hisp_at(&pair.alpha, &["audit", "--since", "1h"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("queue-hold"));
 }
