@@ -48,12 +48,15 @@ pub fn audit(a: &AuditArgs) -> Result<u8> {
     let rows = runtime()?.block_on(store.audit(query))?;
     if a.json {
         let items: Vec<_> = rows.iter().map(row_json).collect();
-        println!("{}", json!({ "events": items }));
+        let before = rows.last().filter(|_| rows.len() == a.limit).map(|r| r.seq);
+        println!("{}", json!({ "events": items, "next_before": before }));
         return Ok(0);
     }
     if rows.is_empty() {
         println!("no audit events match");
     }
+    // A full page may have older rows behind it: say how to read on.
+    let more = rows.last().filter(|_| rows.len() == a.limit).map(|r| r.seq);
     for r in &rows {
         let e = &r.event;
         let client = e.client.as_deref().unwrap_or("-");
@@ -66,6 +69,9 @@ pub fn audit(a: &AuditArgs) -> Result<u8> {
             e.object,
             e.detail
         );
+    }
+    if let Some(seq) = more {
+        println!("older rows: hisp audit --before {seq} (with the same filters)");
     }
     Ok(0)
 }

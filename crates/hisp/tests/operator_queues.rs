@@ -349,6 +349,21 @@ fn queue_hold_keeps_a_deferred_message_until_released() {
     }
     let text = hisp_at(&pair.alpha, &["audit", "--since", "1h"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("queue-hold"));
+    let page = hisp_at(&pair.alpha, &["audit", "--limit", "1", "--json"]);
+    let next = json_of(&page)["next_before"].as_i64().unwrap();
+    let older = hisp_at(
+        &pair.alpha,
+        &["audit", "--before", &next.to_string(), "--json"],
+    );
+    let older = json_of(&older)["events"].as_array().unwrap().len();
+    let whole = hisp_at(&pair.alpha, &["audit", "--json"]);
+    let whole = json_of(&whole)["events"].as_array().unwrap().len();
+    assert_eq!(
+        older + 1,
+        whole,
+        "pages cover the trail (alice's submission too)"
+    );
+    assert!(whole > events.len());
 }
 
 #[test]
