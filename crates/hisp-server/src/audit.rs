@@ -22,6 +22,25 @@ pub struct Act<'a> {
     pub detail: String,
 }
 
+impl<'a> Act<'a> {
+    /// `action` on a user's mailbox entry `id` (a message with `message_id`).
+    pub fn on_entry(
+        actor: &'a str,
+        action: &'a str,
+        id: i64,
+        message_id: &str,
+        client: Option<IpAddr>,
+    ) -> Act<'a> {
+        Act {
+            actor,
+            action,
+            object: format!("mailbox entry {id}"),
+            client,
+            detail: message_id.to_string(),
+        }
+    }
+}
+
 /// Record `act`; false (with a warning naming why) when it could not be.
 pub async fn record<S: Store>(ctx: &Context<S>, act: Act<'_>) -> bool {
     let row = NewAudit {

@@ -229,13 +229,7 @@ async fn fetch<S: Store>(
     match h.ctx.store.mailbox_entry(&user, id).await {
         Ok(Some(e)) => {
             // No unaudited read of a message: its row is durable before the body goes out.
-            let act = Act {
-                actor: &user,
-                action: "fetch",
-                object: format!("mailbox entry {id}"),
-                client,
-                detail: e.message_id.clone(),
-            };
+            let act = Act::on_entry(&user, "fetch", id, &e.message_id, client);
             if !crate::audit::record(&h.ctx, act).await {
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -273,13 +267,7 @@ async fn pickup<S: Store>(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let act = Act {
-        actor: &user,
-        action: "pickup",
-        object: format!("mailbox entry {id}"),
-        client,
-        detail: entry.message_id.clone(),
-    };
+    let act = Act::on_entry(&user, "pickup", id, &entry.message_id, client);
     crate::audit::record(ctx, act).await;
     let mut dispatched = false;
     if entry.kind == EntryKind::Message && entry.wants_dispatched {
