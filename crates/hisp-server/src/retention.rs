@@ -1,7 +1,8 @@
 //! Retention in the daemon (`[retention]`): a minute after start and then every hour, the
 //! bodies nobody needs any more are removed ([`Store::purge_bodies`]), and then, when
 //! `keep_records` is set, whole records of finished mail past it ([`Store::purge_records`]),
-//! looking at [`BATCH`] rows of each kind per transaction, so the writer is never held long.
+//! looking at [`BATCH`] rows of each kind per transaction, so the writer is never held long;
+//! and, when `keep_audit` is set, the audit rows past it ([`Store::purge_audit`]).
 //! `hisp purge` runs the same passes at once.
 
 use crate::config::RetentionConfig;
@@ -73,6 +74,28 @@ pub async fn purge_records_all<S: Store>(
     Ok(Some(total))
 }
 
+/// Remove the audit rows older than `keep_audit` at `now`, a batch at a time; returns how
+/// many went (`None` when they are kept forever).
+pub async fn purge_audit_all<S: Store>(
+    store: &S,
+    cfg: &RetentionConfig,
+    now: i64,
+) -> StoreResult<Option<u64>> {
+    let Some(keep) = cfg.keep_audit else {
+        return Ok(None);
+    };
+    let before = now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+    let mut total = 0;
+    loop {
+        let n = store.purge_audit(before, BATCH).await?;
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(Some(total));
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Run the hourly pass until `stop` flips.
 pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut wait = Duration::from_secs(60);
@@ -104,6 +127,13 @@ pub async fn run<S: Store>(ctx: Arc<Context<S>>, mut stop: tokio::sync::watch::R
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "records pass failed; it runs again in an hour"),
+        }
+        match purge_audit_all(ctx.store.as_ref(), &ctx.config.retention, ctx.now()).await {
+            Ok(Some(n)) if n > 0 => {
+                tracing::info!(rows = n, "retention: audit rows past keep_audit removed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit pass failed; it runs again in an hour"),
         }
     }
 }

@@ -402,6 +402,13 @@ pub trait Store: Send + Sync + 'static {
     // ----- audit trail -------------------------------------------------------------------------
     /// Append a row to the access audit trail (durable when this returns).
     fn add_audit(&self, event: NewAudit) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Remove at most `limit` audit rows written before `before`, oldest first; returns how
+    /// many went (fewer than `limit`: none such is left).
+    fn purge_audit(
+        &self,
+        before: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Read part of the audit trail, newest first.
     fn audit(&self, query: AuditQuery)
         -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;

@@ -168,6 +168,18 @@ pub fn purge(a: &PurgeArgs) -> Result<u8> {
         ),
         _ => println!("records of finished mail are kept (retention.keep_records = \"forever\")"),
     }
+    let audit = rt.block_on(hisp_server::retention::purge_audit_all(
+        &store,
+        r,
+        files::now(),
+    ))?;
+    match (audit, r.keep_audit) {
+        (Some(n), Some(keep)) => println!(
+            "removed {n} audit row(s) older than {}",
+            humantime::format_duration(keep)
+        ),
+        _ => println!("the audit trail is kept (retention.keep_audit = \"forever\")"),
+    }
     Ok(0)
 }
 

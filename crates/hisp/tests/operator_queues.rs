@@ -439,7 +439,8 @@ fn curl_bob(inst: &Instance, method: &str, path: &str) -> (u16, String) {
 /// purge` removes its body at beta (REST then answers 410 Gone, the entry still listed),
 /// and once the `processed` MDN closed it at alpha, the outbound body (timeline `purged`);
 /// records are kept (`keep_records = "forever"`) until `keep_records` is set, and then
-/// the finished message leaves alpha's queue listing and Bob's picked-up entry his mailbox.
+/// the finished message leaves alpha's queue listing and Bob's picked-up entry his mailbox;
+/// the audit trail is kept until `keep_audit` is set, and then its older rows go.
 #[test]
 fn purge_removes_bodies_once_picked_up_or_finished_and_then_the_records() {
     let tmp = common::workdir();
@@ -523,4 +524,28 @@ fn purge_removes_bodies_once_picked_up_or_finished_and_then_the_records() {
     });
     assert!(gone, "picked-up entry not removed\n{}", logs());
     assert!(!bob_has(&pair.beta, &id));
+
+    // The audit trail is kept until keep_audit says otherwise; then its old rows go.
+    assert!(purge(&pair.beta).contains("audit trail is kept"));
+    let trail = |inst: &Instance| {
+        let audit = hisp_at(inst, &["audit", "--json"]);
+        json_of(&audit)["events"].as_array().unwrap().clone()
+    };
+    let before = trail(&pair.beta);
+    assert!(
+        before.iter().any(|e| e["action"] == "user-add"),
+        "{before:?}"
+    );
+    pair.beta.set("retention", "keep_audit", "\"0s\"");
+    let trimmed = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        purge(&pair.beta).contains("audit row(s) older than 0s")
+    });
+    assert!(trimmed, "no audit pass\n{}", logs());
+    // What was written before this second is gone (the set-up's rows among it).
+    let after = trail(&pair.beta);
+    assert!(after.len() < before.len(), "{after:?}");
+    assert!(
+        !after.iter().any(|e| e["action"] == "user-add"),
+        "{after:?}"
+    );
 }

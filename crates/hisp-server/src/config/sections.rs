@@ -211,6 +211,10 @@ pub struct RetentionConfig {
     /// long after they were made; `"forever"` (the default) keeps them.
     #[serde(default, with = "human_or_forever")]
     pub keep_records: Option<Duration>,
+    /// Rows of the access audit trail (`hisp audit`) are removed this long after they were
+    /// written; `"forever"` (the default) keeps them. HIPAA asks six years (`"2192d"`).
+    #[serde(default, with = "human_or_forever")]
+    pub keep_audit: Option<Duration>,
 }
 
 fn d_7d() -> Duration {
@@ -227,6 +231,7 @@ impl Default for RetentionConfig {
             keep_picked_up_bodies: d_30d(),
             keep_quarantined: d_30d(),
             keep_records: None,
+            keep_audit: None,
         }
     }
 }

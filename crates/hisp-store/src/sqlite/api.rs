@@ -343,6 +343,10 @@ impl Store for SqliteStore {
         self.write(move |c| audit::add(c, &event)).await
     }
 
+    async fn purge_audit(&self, before: UnixTime, limit: usize) -> StoreResult<u64> {
+        self.write(move |c| audit::purge(c, before, limit)).await
+    }
+
     async fn audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         self.read(move |c| audit::read(c, &query)).await
     }

@@ -20,6 +20,21 @@ pub(super) fn add(conn: &Connection, a: &NewAudit) -> StoreResult<()> {
     Ok(())
 }
 
+/// Remove at most `limit` rows written before `before`, oldest first (by the key: rows
+/// are written in time order, so the walk stops at the first young ones).
+pub(super) fn purge(conn: &Connection, before: i64, limit: usize) -> StoreResult<u64> {
+    let what = "removing old audit rows";
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM audit WHERE seq IN \
+             (SELECT seq FROM audit WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+        )
+        .map_err(db(what))?
+        .execute(params![before, sql_limit(limit)])
+        .map_err(db(what))?;
+    Ok(n as u64)
+}
+
 /// Read part of the trail, newest first.
 pub(super) fn read(conn: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     let what = "reading the audit trail";

@@ -62,3 +62,26 @@ async fn the_audit_trail_reads_back_newest_first_by_actor_since_and_in_pages() {
     let store = SqliteStore::open(&dir.path().join("hisp.db")).unwrap();
     assert_eq!(store.audit(query(None, 0, 0, 10)).await.unwrap().len(), 3);
 }
+
+/// `[retention] keep_audit`: the oldest rows go first, a batch at a time, and only those
+/// written before the cut-off.
+#[tokio::test]
+async fn old_audit_rows_are_purged_oldest_first_in_batches() {
+    let (_dir, store) = fresh();
+    for at in [100, 200, 300] {
+        store
+            .add_audit(row(at, "operator", "queue-hold"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge_audit(250, 1).await.unwrap(), 1, "one per batch");
+    assert_eq!(store.purge_audit(250, 10).await.unwrap(), 1);
+    assert_eq!(
+        store.purge_audit(250, 10).await.unwrap(),
+        0,
+        "none left before 250"
+    );
+    let left = store.audit(query(None, 0, 0, 10)).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event.at, 300);
+}
