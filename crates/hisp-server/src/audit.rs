@@ -39,6 +39,25 @@ impl<'a> Act<'a> {
             detail: message_id.to_string(),
         }
     }
+
+    /// A message `message_id` submitted `via` SMTP or REST to `rcpts` recipients, queued
+    /// as `queue_id`.
+    pub fn submit(
+        actor: &'a str,
+        queue_id: &str,
+        message_id: &str,
+        via: &str,
+        rcpts: usize,
+        client: Option<IpAddr>,
+    ) -> Act<'a> {
+        Act {
+            actor,
+            action: "submit",
+            object: queue_id.to_string(),
+            client,
+            detail: format!("{message_id} over {via} to {rcpts} recipient(s)"),
+        }
+    }
 }
 
 /// Record `act`; false (with a warning naming why) when it could not be.

@@ -3,7 +3,7 @@
 //! recipient certificates. Rebuilt whenever the store's directory version changes, so the
 //! operator commands take effect without a restart.
 
-use crate::config::Config;
+use crate::config::{load_credential_files, Config};
 use hisp_direct::binding::check_binding_in;
 use hisp_direct::cert::ParsedCert;
 use hisp_direct::keys::{self, Credential};
@@ -84,11 +84,7 @@ impl Directory {
                 reason,
             };
             let load = |cert: &Path, key: &Path, password: &Option<String>| {
-                let key = std::fs::read(key).map_err(|e| err(format!("{}: {e}", key.display())))?;
-                let cert =
-                    std::fs::read(cert).map_err(|e| err(format!("{}: {e}", cert.display())))?;
-                keys::load_credential(Some(&cert), &key, password.as_deref())
-                    .map_err(|e| err(e.to_string()))
+                load_credential_files(cert, key, password).map_err(|(_, why)| err(why))
             };
             let cred = load(&d.cert, &d.key, &d.key_password)?;
             let previous = d

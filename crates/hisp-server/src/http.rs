@@ -411,13 +411,7 @@ async fn submit<S: Store>(
     let count = new.recipients.len();
     match queue_submission(ctx, new).await {
         Ok(id) => {
-            let act = Act {
-                actor: &user,
-                action: "submit",
-                object: id.clone(),
-                client,
-                detail: format!("{} over REST to {count} recipient(s)", submitted.message_id),
-            };
+            let act = Act::submit(&user, &id, &submitted.message_id, "REST", count, client);
             crate::audit::record(ctx, act).await;
             (
                 StatusCode::ACCEPTED,

@@ -14,6 +14,11 @@ use std::time::Duration;
 /// Body rows of each kind looked at per transaction.
 pub const BATCH: usize = 500;
 
+/// What was made before this, at `now`, is past a retention of `keep`.
+fn cutoff(now: i64, keep: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Remove every body `cfg` no longer keeps at `now`, a step at a time; returns how many
 /// went (the cursors of the result are spent).
 pub async fn purge_all<S: Store>(
@@ -21,11 +26,10 @@ pub async fn purge_all<S: Store>(
     cfg: &RetentionConfig,
     now: i64,
 ) -> StoreResult<Purged> {
-    let age = |d: Duration| now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut step = PurgeStep {
-        outbound_before: age(cfg.keep_outbound_bodies),
-        picked_up_before: age(cfg.keep_picked_up_bodies),
-        quarantined_before: age(cfg.keep_quarantined),
+        outbound_before: cutoff(now, cfg.keep_outbound_bodies),
+        picked_up_before: cutoff(now, cfg.keep_picked_up_bodies),
+        quarantined_before: cutoff(now, cfg.keep_quarantined),
         outbound_after: 0,
         mailbox_after: 0,
         quarantined_after: 0,
@@ -59,8 +63,7 @@ pub async fn purge_records_all<S: Store>(
     let Some(keep) = cfg.keep_records else {
         return Ok(None);
     };
-    let before = now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
-    let mut step = Some(RecordStep::first(before, BATCH));
+    let mut step = Some(RecordStep::first(cutoff(now, keep), BATCH));
     let mut total = PurgedRecords::default();
     while let Some(s) = step {
         let p = store.purge_records(s).await?;
@@ -84,7 +87,7 @@ pub async fn purge_audit_all<S: Store>(
     let Some(keep) = cfg.keep_audit else {
         return Ok(None);
     };
-    let before = now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+    let before = cutoff(now, keep);
     let mut total = 0;
     loop {
         let n = store.purge_audit(before, BATCH).await?;

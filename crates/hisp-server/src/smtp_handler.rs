@@ -150,11 +150,7 @@ impl<S: Store> Handler for Submission<S> {
         let user = session.user.as_deref().ok_or_else(Reply::auth_required)?;
         let ctx = &self.0;
         let submitted = prepare_submission(ctx, user, message)?;
-        let detail = format!(
-            "{} over SMTP to {} recipient(s)",
-            submitted.message_id,
-            env.rcpt_to.len()
-        );
+        let message_id = submitted.message_id.clone();
         let new = NewOutbound {
             sender: user.to_ascii_lowercase(),
             message_id: submitted.message_id,
@@ -166,13 +162,9 @@ impl<S: Store> Handler for Submission<S> {
             now: ctx.now(),
         };
         let id = queue_submission(ctx, new).await?;
-        let act = crate::audit::Act {
-            actor: user,
-            action: "submit",
-            object: id.clone(),
-            client: Some(session.peer.ip()),
-            detail,
-        };
+        let rcpts = env.rcpt_to.len();
+        let client = Some(session.peer.ip());
+        let act = crate::audit::Act::submit(user, &id, &message_id, "SMTP", rcpts, client);
         crate::audit::record(ctx, act).await;
         Ok(id)
     }

@@ -436,6 +436,22 @@ impl Config {
     }
 }
 
+/// A certificate and its key read from their files as one credential (the directory
+/// loads a domain's this way, and `--check` checks them so); else the field at fault
+/// (`cert` or `key`) and why, naming the file.
+pub fn load_credential_files(
+    cert_path: &Path,
+    key_path: &Path,
+    password: &Option<String>,
+) -> Result<keys::Credential, (&'static str, String)> {
+    let key =
+        std::fs::read(key_path).map_err(|e| ("key", format!("{}: {e}", key_path.display())))?;
+    let cert =
+        std::fs::read(cert_path).map_err(|e| ("cert", format!("{}: {e}", cert_path.display())))?;
+    keys::load_credential(Some(&cert), &key, password.as_deref())
+        .map_err(|e| ("key", format!("{}: {e}", key_path.display())))
+}
+
 /// A domain's certificate and key load, match, and are bound to the domain; else the
 /// field at fault (`cert` or `key`) and why.
 fn check_credential(
@@ -444,12 +460,7 @@ fn check_credential(
     key_path: &Path,
     password: &Option<String>,
 ) -> Result<(), (&'static str, String)> {
-    let key =
-        std::fs::read(key_path).map_err(|e| ("key", format!("{}: {e}", key_path.display())))?;
-    let cert =
-        std::fs::read(cert_path).map_err(|e| ("cert", format!("{}: {e}", cert_path.display())))?;
-    let cred = keys::load_credential(Some(&cert), &key, password.as_deref())
-        .map_err(|e| ("key", format!("{}: {e}", key_path.display())))?;
+    let cred = load_credential_files(cert_path, key_path, password)?;
     let bound = hisp_direct::binding::bindings(cred.cert());
     let name = domain.to_ascii_lowercase();
     let serves = bound.iter().any(|b| match b {

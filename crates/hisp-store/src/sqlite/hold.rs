@@ -7,7 +7,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::queue::{not_in_delivery_sql, out_recipient, RCPT_COLUMNS};
+use super::queue::{not_in_delivery_sql, out_recipient};
 use super::{collect, db, fold, timeline};
 use crate::{OutRecipient, QueueSelection, RcptState, StoreResult, UnixTime};
 
@@ -46,24 +46,22 @@ fn select(
     now: UnixTime,
     what: &'static str,
 ) -> StoreResult<Vec<OutRecipient>> {
-    match which {
-        QueueSelection::Message(id) => {
-            let mut stmt = conn
-                .prepare_cached(&not_in_delivery_sql(states))
-                .map_err(db(what))?;
-            collect(&mut stmt, params![id.0, now], what, out_recipient)
-        }
-        QueueSelection::Domain(domain) => {
-            // By the state index: the recipients table keeps finished rows too.
-            let sql = format!(
-                "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-                 WHERE r.state IN ({states}) AND r.domain = ?1 \
-                 AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(db(what))?;
-            collect(&mut stmt, params![fold(domain), now], what, out_recipient)
-        }
-    }
+    let (filter, key) = match which {
+        // By the message's rows (the unary `+` keeps SQLite off the state index).
+        QueueSelection::Message(id) => (
+            format!("r.message = ?1 AND +r.state IN ({states})"),
+            id.0.clone(),
+        ),
+        // By the state index: the recipients table keeps finished rows too.
+        QueueSelection::Domain(domain) => (
+            format!("r.state IN ({states}) AND r.domain = ?1"),
+            fold(domain),
+        ),
+    };
+    let mut stmt = conn
+        .prepare_cached(&not_in_delivery_sql(&filter))
+        .map_err(db(what))?;
+    collect(&mut stmt, params![key, now], what, out_recipient)
 }
 
 /// Apply `update` (`?1` message, `?2` recipient, `?3` now) to each of `rows`, with a

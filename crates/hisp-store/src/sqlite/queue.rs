@@ -56,16 +56,14 @@ fn lease_take_sql() -> String {
 
 /// The recipients of message `?1` still waiting in the queue (held ones too). `?2` is now.
 fn cancellable_sql() -> String {
-    not_in_delivery_sql("'queued', 'held'")
+    not_in_delivery_sql("r.message = ?1 AND +r.state IN ('queued', 'held')")
 }
 
-/// The recipients of message `?1` in one of `states` (SQL literals) and not in delivery
-/// now. `?2` is now.
-pub(super) fn not_in_delivery_sql(states: &str) -> String {
+/// The recipients `filter` picks (with `?1`) that are not in delivery now. `?2` is now.
+pub(super) fn not_in_delivery_sql(filter: &str) -> String {
     format!(
         "SELECT {RCPT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message \
-         WHERE r.message = ?1 AND +r.state IN ({states}) \
-         AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
+         WHERE {filter} AND (r.lease_owner IS NULL OR r.lease_until < ?2) ORDER BY r.seq"
     )
 }
 
